@@ -1,0 +1,20 @@
+//! What both processes share.
+//!
+//! - [`ring`]: two single-producer single-consumer byte rings in one sealed
+//!   memfd, with wipe-after-read on both sides and a futex for sleeping.
+//! - [`seal`]: creating the memfd, sealing it, and checking the seals of a
+//!   memfd received from the peer before it is mapped.
+//! - [`protocol`]: the versioned binary wire format.
+//! - [`secret`]: page-backed, locked, never-dumped buffers for plaintext.
+//! - [`harden`]: process hardening used by both sides.
+//! - [`sys`]: the thin syscall wrappers; most `unsafe` of this crate is here.
+//!
+//! Everything read from shared memory comes from an untrusted peer: it is read
+//! once, validated, then used.
+
+pub mod harden;
+pub mod protocol;
+pub mod ring;
+pub mod seal;
+pub mod secret;
+pub mod sys;

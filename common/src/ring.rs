@@ -1,0 +1,722 @@
+//! Two single-producer single-consumer byte rings in one sealed memfd.
+//!
+//! # Layout of the shared region
+//!
+//! ```text
+//! 0                      header: magic, layout version, capacity, max frame
+//! HEADER_LEN             request ring control  (broker -> vault)
+//! + CONTROL_LEN          request ring data     (RING_CAPACITY bytes)
+//! ...                    response ring control (vault -> broker)
+//! ...                    response ring data    (RING_CAPACITY bytes)
+//! ```
+//!
+//! A ring's control block holds four 32-bit atomics, each on its own cache
+//! line: `head` (written by the producer), `tail` (written by the consumer)
+//! and two "sleeping" flags. Indices run freely and wrap at 2^32; the byte
+//! position is `index % RING_CAPACITY`.
+//!
+//! A frame is a little-endian `u32` payload length followed by the payload,
+//! padded to 8 bytes; frames may wrap around the end of the data area.
+//!
+//! # The peer is untrusted
+//!
+//! Each side keeps its own copy of the index it owns and never reads it back
+//! from shared memory. The index it reads from the peer is loaded once and
+//! checked: it may only move forward, never past the other index by more
+//! than the capacity. A frame length is read once and checked against
+//! [`MAX_FRAME`] and against the bytes the producer published. Any violation
+//! is [`RingError::Corrupt`]; the endpoint is then poisoned and refuses all
+//! further use. No byte of shared memory is ever behind a Rust reference: the
+//! data area is reached only through raw-pointer copies and volatile accesses.
+//!
+//! # Wipe after read
+//!
+//! The consumer copies a frame into its own private buffer, then overwrites
+//! the frame's bytes in the ring with zeros (volatile writes), and only then
+//! publishes the new tail and returns; parsing happens afterwards on the
+//! private copy. After an exchange, the ring holds neither secret nor
+//! ciphertext.
+//!
+//! # Waiting
+//!
+//! A waiting side spins briefly ([`Backoff`]) and then sleeps on a futex on
+//! the index it waits for (the shared, not the private, futex operations,
+//! since the waker is another process). The producer wakes the consumer only
+//! when the consumer announced it sleeps. Sleeps are cut into slices so a
+//! caller-supplied check (peer alive? shutdown requested?) runs regularly.
+
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_utils::{Backoff, CachePadded};
+
+use crate::seal::{self, SealError};
+use crate::secret::SecretBuf;
+use crate::sys::{self, Mapping};
+
+/// Bytes of frame data each ring holds.
+pub const RING_CAPACITY: u32 = 256 * 1024;
+/// Largest frame payload; a larger one is refused on both sides.
+pub const MAX_FRAME: u32 = 128 * 1024;
+const HEADER_LEN: usize = 4096;
+const CONTROL_LEN: usize = 4096;
+const LEN_PREFIX: u32 = 4;
+const FRAME_ALIGN: u32 = 8;
+const MAGIC: [u8; 8] = *b"PVRING\0\x01";
+const LAYOUT_VERSION: u32 = 1;
+const REQUEST_RING: usize = HEADER_LEN;
+const RESPONSE_RING: usize = HEADER_LEN + CONTROL_LEN + RING_CAPACITY as usize;
+/// Total size of the shared region (the memfd's sealed size).
+pub const REGION_LEN: usize = HEADER_LEN + 2 * (CONTROL_LEN + RING_CAPACITY as usize);
+
+const _: () = assert!(RING_CAPACITY.is_power_of_two());
+const _: () = assert!(MAX_FRAME + LEN_PREFIX + FRAME_ALIGN <= RING_CAPACITY);
+const _: () = assert!(std::mem::size_of::<Control>() <= CONTROL_LEN);
+
+/// Errors of the ring. After [`RingError::Corrupt`] the endpoint is poisoned.
+#[derive(Debug, thiserror::Error)]
+pub enum RingError {
+    #[error(transparent)]
+    Seal(#[from] SealError),
+    #[error("cannot map the ring")]
+    Map(#[source] io::Error),
+    #[error("cannot lock the ring in memory (raise RLIMIT_MEMLOCK, see `ulimit -l`)")]
+    Lock(#[source] io::Error),
+    #[error("cannot apply {advice} to the ring")]
+    Advise {
+        advice: &'static str,
+        #[source]
+        source: io::Error,
+    },
+    #[error("the ring's header is not this version's layout ({field} differs)")]
+    Header { field: &'static str },
+    #[error("the ring was already used before this side opened it ({what} is {value})")]
+    NotFresh { what: &'static str, value: u32 },
+    #[error("the ring was corrupted by the peer: {what} ({value})")]
+    Corrupt { what: &'static str, value: u64 },
+    #[error("a frame of {len} bytes is larger than the limit of {max}")]
+    FrameTooLarge { len: usize, max: u32 },
+    #[error("a frame of {len} bytes does not fit the receive buffer of {capacity}")]
+    DestinationTooSmall { len: usize, capacity: usize },
+    #[error("no answer from the peer within {0:?}")]
+    Timeout(Duration),
+    #[error("futex call failed")]
+    Futex(#[source] io::Error),
+    #[error("the peer is gone")]
+    PeerGone,
+    #[error("interrupted")]
+    Interrupted,
+    #[error("this ring endpoint refused an earlier corrupt frame and is no longer usable")]
+    Poisoned,
+}
+
+#[repr(C)]
+struct Control {
+    head: CachePadded<AtomicU32>,
+    tail: CachePadded<AtomicU32>,
+    reader_sleeping: CachePadded<AtomicU32>,
+    writer_sleeping: CachePadded<AtomicU32>,
+}
+
+/// Which end of the channel this process is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Sends requests, receives responses.
+    Broker,
+    /// Receives requests, sends responses.
+    Vault,
+}
+
+#[derive(Debug)]
+struct Region {
+    map: Mapping,
+}
+
+impl Region {
+    #[allow(clippy::cast_ptr_alignment)] // page-aligned offset of a page-aligned mapping
+    fn control(&self, ring: usize) -> &Control {
+        // SAFETY: `ring` is REQUEST_RING or RESPONSE_RING, page-aligned offsets
+        // inside the mapping with CONTROL_LEN >= size_of::<Control>() bytes.
+        // Control holds only atomics, which may be shared with another
+        // process and mutated through `&`; the mapping outlives `&self`.
+        unsafe { &*self.map.as_ptr().add(ring).cast::<Control>() }
+    }
+
+    fn data(&self, ring: usize) -> *mut u8 {
+        // SAFETY: ring + CONTROL_LEN + RING_CAPACITY <= REGION_LEN.
+        unsafe { self.map.as_ptr().add(ring + CONTROL_LEN) }
+    }
+}
+
+/// One side's two ends: a producer on one ring and a consumer on the other.
+#[derive(Debug)]
+pub struct Channel {
+    /// The sending end.
+    pub tx: Producer,
+    /// The receiving end.
+    pub rx: Consumer,
+}
+
+fn usize_of(x: u32) -> usize {
+    // Lossless: this crate only builds for 64-bit Linux targets (see lib.rs).
+    x as usize
+}
+
+fn frame_size(payload: u32) -> u32 {
+    (LEN_PREFIX + payload).next_multiple_of(FRAME_ALIGN)
+}
+
+impl Channel {
+    /// Creates a fresh sealed region for a new vault and opens the broker's
+    /// side of it. Returns the fd to hand to the vault.
+    pub fn create() -> Result<(OwnedFd, Channel), RingError> {
+        let len = u64::try_from(REGION_LEN).map_err(|_| RingError::Header { field: "length" })?;
+        let fd = seal::create_sealed("privsep-vault-ring", len)?;
+        let map = Mapping::shared(fd.as_fd(), REGION_LEN).map_err(RingError::Map)?;
+        let p = map.as_ptr();
+        let mut header = [0u8; 20];
+        header[..8].copy_from_slice(&MAGIC);
+        header[8..12].copy_from_slice(&LAYOUT_VERSION.to_le_bytes());
+        header[12..16].copy_from_slice(&RING_CAPACITY.to_le_bytes());
+        header[16..20].copy_from_slice(&MAX_FRAME.to_le_bytes());
+        // SAFETY: the mapping is REGION_LEN >= 20 bytes; no peer has the fd yet.
+        unsafe { std::ptr::copy_nonoverlapping(header.as_ptr(), p, header.len()) };
+        drop(map);
+        let chan = Self::open(fd.as_fd(), Role::Broker)?;
+        Ok((fd, chan))
+    }
+
+    /// Opens one side of a region received from (or made for) the peer: checks
+    /// the seals and size before mapping, then the header, then that both
+    /// rings are unused.
+    pub fn open(fd: BorrowedFd<'_>, role: Role) -> Result<Channel, RingError> {
+        let len = u64::try_from(REGION_LEN).map_err(|_| RingError::Header { field: "length" })?;
+        seal::check_sealed(fd, len)?;
+        let map = Mapping::shared(fd, REGION_LEN).map_err(RingError::Map)?;
+        map.lock().map_err(RingError::Lock)?;
+        map.advise(libc::MADV_DONTDUMP)
+            .map_err(|source| RingError::Advise { advice: "MADV_DONTDUMP", source })?;
+        map.advise(libc::MADV_DONTFORK)
+            .map_err(|source| RingError::Advise { advice: "MADV_DONTFORK", source })?;
+        let mut header = [0u8; 20];
+        // SAFETY: reading 20 bytes from the start of a REGION_LEN mapping into
+        // a private array; the copy does not create a reference to shared bytes.
+        unsafe { std::ptr::copy_nonoverlapping(map.as_ptr(), header.as_mut_ptr(), header.len()) };
+        let word = |i: usize| u32::from_le_bytes([header[i], header[i + 1], header[i + 2], header[i + 3]]);
+        if header[..8] != MAGIC {
+            return Err(RingError::Header { field: "magic" });
+        }
+        if word(8) != LAYOUT_VERSION {
+            return Err(RingError::Header { field: "layout version" });
+        }
+        if word(12) != RING_CAPACITY {
+            return Err(RingError::Header { field: "capacity" });
+        }
+        if word(16) != MAX_FRAME {
+            return Err(RingError::Header { field: "max frame" });
+        }
+        let region = Arc::new(Region { map });
+        for ring in [REQUEST_RING, RESPONSE_RING] {
+            let c = region.control(ring);
+            for (what, v) in [("head", &c.head), ("tail", &c.tail)] {
+                let value = v.load(Ordering::SeqCst);
+                if value != 0 {
+                    return Err(RingError::NotFresh { what, value });
+                }
+            }
+        }
+        let (tx_ring, rx_ring) = match role {
+            Role::Broker => (REQUEST_RING, RESPONSE_RING),
+            Role::Vault => (RESPONSE_RING, REQUEST_RING),
+        };
+        Ok(Channel {
+            tx: Producer { region: region.clone(), ring: tx_ring, head: 0, tail_seen: 0, last: None, poisoned: false },
+            rx: Consumer { region, ring: rx_ring, tail: 0, head_seen: 0, poisoned: false, slice: DEFAULT_SLICE },
+        })
+    }
+
+    /// Overwrites both rings' data with zeros: used by the broker when the
+    /// vault died and can no longer wipe what it had not read.
+    pub fn wipe_all(&self) {
+        for ring in [REQUEST_RING, RESPONSE_RING] {
+            // SAFETY: the data area of `ring` is RING_CAPACITY writable bytes
+            // of the live mapping; volatile writes tolerate a concurrent peer.
+            unsafe { sys::wipe_volatile(self.tx.region.data(ring), usize_of(RING_CAPACITY)) };
+        }
+    }
+
+    /// Counts non-zero bytes in both rings' data areas (for tests and the
+    /// demo's evidence).
+    pub fn nonzero_bytes(&self) -> usize {
+        [REQUEST_RING, RESPONSE_RING]
+            .iter()
+            // SAFETY: RING_CAPACITY readable bytes of the live mapping.
+            .map(|&r| unsafe { sys::count_nonzero_volatile(self.tx.region.data(r), usize_of(RING_CAPACITY)) })
+            .sum()
+    }
+}
+
+/// How long one futex sleep lasts before the caller's check runs again.
+pub const DEFAULT_SLICE: Duration = Duration::from_millis(50);
+
+/// What a wait does between sleeps: check that it should keep waiting.
+pub type Check<'a> = &'a mut dyn FnMut() -> Result<(), RingError>;
+
+/// Sleeps until `ready` says so, the deadline passes, or `check` fails.
+fn wait(
+    word: &AtomicU32,
+    sleeping: &AtomicU32,
+    slice: Duration,
+    deadline: Option<Instant>,
+    check: Check<'_>,
+    mut ready: impl FnMut(u32) -> Result<bool, RingError>,
+) -> Result<u32, RingError> {
+    let backoff = Backoff::new();
+    let start = Instant::now();
+    loop {
+        let observed = word.load(Ordering::Acquire);
+        if ready(observed)? {
+            return Ok(observed);
+        }
+        if !backoff.is_completed() {
+            backoff.snooze();
+            continue;
+        }
+        let mut sleep = slice;
+        if let Some(d) = deadline {
+            let now = Instant::now();
+            if now >= d {
+                return Err(RingError::Timeout(now - start));
+            }
+            sleep = sleep.min(d - now);
+        }
+        sleeping.store(1, Ordering::SeqCst);
+        let observed = word.load(Ordering::SeqCst);
+        let result = if ready(observed)? {
+            Ok(())
+        } else {
+            sys::futex_wait_shared(word, observed, Some(sleep)).map_err(RingError::Futex)
+        };
+        sleeping.store(0, Ordering::SeqCst);
+        result?;
+        check()?;
+    }
+}
+
+/// The sending end of one ring.
+#[derive(Debug)]
+pub struct Producer {
+    region: Arc<Region>,
+    ring: usize,
+    head: u32,
+    tail_seen: u32,
+    last: Option<(u32, u32)>,
+    poisoned: bool,
+}
+
+impl Producer {
+    fn control(&self) -> &Control {
+        self.region.control(self.ring)
+    }
+
+    fn corrupt(&mut self, what: &'static str, value: u32) -> RingError {
+        self.poisoned = true;
+        RingError::Corrupt { what, value: u64::from(value) }
+    }
+
+    /// Validates a tail value read once from shared memory: it may only move
+    /// forward from the last one seen, and never past our head.
+    fn validate_tail(&mut self, tail: u32) -> Result<u32, RingError> {
+        let published = self.head.wrapping_sub(self.tail_seen);
+        let advanced = tail.wrapping_sub(self.tail_seen);
+        if advanced > published {
+            return Err(self.corrupt("tail moved backwards or past head", tail));
+        }
+        if advanced % FRAME_ALIGN != 0 {
+            return Err(self.corrupt("tail not on a frame boundary", tail));
+        }
+        self.tail_seen = tail;
+        Ok(RING_CAPACITY - self.head.wrapping_sub(tail))
+    }
+
+    /// Writes one frame made of `parts` (concatenated) and wakes the consumer
+    /// if it sleeps. Waits for space until `deadline`.
+    pub fn send(&mut self, parts: &[&[u8]], deadline: Option<Instant>, check: Check<'_>) -> Result<(), RingError> {
+        if self.poisoned {
+            return Err(RingError::Poisoned);
+        }
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        let len = u32::try_from(total)
+            .ok()
+            .filter(|l| *l <= MAX_FRAME)
+            .ok_or(RingError::FrameTooLarge { len: total, max: MAX_FRAME })?;
+        let need = frame_size(len);
+        let region = self.region.clone();
+        let c = region.control(self.ring);
+        let mut free = 0;
+        wait(&c.tail, &c.writer_sleeping, DEFAULT_SLICE, deadline, check, |tail| {
+            free = self.validate_tail(tail)?;
+            Ok(free >= need)
+        })?;
+        debug_assert!(free >= need);
+        let data = region.data(self.ring);
+        let mask = RING_CAPACITY - 1;
+        let start = self.head;
+        let mut pos = start & mask;
+        // The length prefix never wraps: positions are multiples of 8 and the
+        // capacity is a multiple of 8.
+        // SAFETY: pos + 4 <= RING_CAPACITY, inside the data area; volatile
+        // because the peer may read concurrently.
+        unsafe { data.add(usize_of(pos)).cast::<[u8; 4]>().write_volatile(len.to_le_bytes()) };
+        pos = (pos + LEN_PREFIX) & mask;
+        for part in parts {
+            // SAFETY: the bytes from pos on are free (validated above: the
+            // consumer published a tail leaving `need` bytes), inside the data
+            // area with wrap handled by `copy_in`.
+            unsafe { copy_in(data, pos, part) };
+            pos = pos.wrapping_add(u32::try_from(part.len()).unwrap_or(0)) & mask;
+        }
+        self.head = start.wrapping_add(need);
+        self.last = Some((start, need));
+        c.head.store(self.head, Ordering::SeqCst);
+        if c.reader_sleeping.load(Ordering::SeqCst) != 0 {
+            sys::futex_wake_shared(&c.head, 1).map_err(RingError::Futex)?;
+        }
+        Ok(())
+    }
+
+    /// Evidence that the consumer wiped the last frame sent: `Some(nonzero)`
+    /// with the count of bytes the consumer left non-zero in it, once it has
+    /// consumed the frame and no later frame overwrote the space; `None` when
+    /// that cannot be told yet.
+    pub fn last_frame_residue(&self) -> Option<usize> {
+        let (start, need) = self.last?;
+        let tail = self.control().tail.load(Ordering::Acquire);
+        if tail.wrapping_sub(start) < need || tail.wrapping_sub(start) > self.head.wrapping_sub(start) {
+            return None;
+        }
+        let data = self.region.data(self.ring);
+        let mask = RING_CAPACITY - 1;
+        let first = usize_of(start & mask);
+        let n = usize_of(need);
+        let cap = usize_of(RING_CAPACITY);
+        let a = n.min(cap - first);
+        // SAFETY: both ranges lie inside the RING_CAPACITY data area.
+        Some(unsafe { sys::count_nonzero_volatile(data.add(first), a) + sys::count_nonzero_volatile(data, n - a) })
+    }
+}
+
+/// The receiving end of one ring.
+#[derive(Debug)]
+pub struct Consumer {
+    region: Arc<Region>,
+    ring: usize,
+    tail: u32,
+    head_seen: u32,
+    poisoned: bool,
+    slice: Duration,
+}
+
+impl Consumer {
+    fn corrupt(&mut self, what: &'static str, value: u32) -> RingError {
+        self.poisoned = true;
+        RingError::Corrupt { what, value: u64::from(value) }
+    }
+
+    /// Sets how long one futex sleep lasts before the check runs again.
+    pub fn set_slice(&mut self, slice: Duration) {
+        self.slice = slice;
+    }
+
+    /// Validates a head value read once from shared memory; returns how many
+    /// bytes are published.
+    fn validate_head(&mut self, head: u32) -> Result<u32, RingError> {
+        let avail = head.wrapping_sub(self.tail);
+        if avail > RING_CAPACITY {
+            return Err(self.corrupt("head beyond the ring's capacity", head));
+        }
+        if avail < self.head_seen.wrapping_sub(self.tail) {
+            return Err(self.corrupt("head moved backwards", head));
+        }
+        if avail % FRAME_ALIGN != 0 {
+            return Err(self.corrupt("head not on a frame boundary", head));
+        }
+        self.head_seen = head;
+        Ok(avail)
+    }
+
+    /// Waits for one frame, copies its payload into `dst`, wipes the frame in
+    /// the ring, and only then frees its space. Returns the payload length.
+    pub fn recv_into(
+        &mut self,
+        dst: &mut SecretBuf,
+        deadline: Option<Instant>,
+        check: Check<'_>,
+    ) -> Result<usize, RingError> {
+        if self.poisoned {
+            return Err(RingError::Poisoned);
+        }
+        dst.clear();
+        let region = self.region.clone();
+        let c = region.control(self.ring);
+        let mut avail = 0;
+        let slice = self.slice;
+        wait(&c.head, &c.reader_sleeping, slice, deadline, check, |head| {
+            avail = self.validate_head(head)?;
+            Ok(avail > 0)
+        })?;
+        let data = region.data(self.ring);
+        let mask = RING_CAPACITY - 1;
+        let pos = self.tail & mask;
+        // SAFETY: pos + 4 <= RING_CAPACITY (positions are 8-aligned); read
+        // once, volatile, as the peer may write concurrently.
+        let len = u32::from_le_bytes(unsafe { data.add(usize_of(pos)).cast::<[u8; 4]>().read_volatile() });
+        if len > MAX_FRAME {
+            return Err(self.corrupt("frame length over the limit", len));
+        }
+        let need = frame_size(len);
+        if need > avail {
+            return Err(self.corrupt("frame length past the published end", len));
+        }
+        let n = usize_of(len);
+        let result = if n > dst.capacity() {
+            Err(RingError::DestinationTooSmall { len: n, capacity: dst.capacity() })
+        } else {
+            // SAFETY: the payload lies inside the published range (checked
+            // above), `dst` has at least `n` writable bytes of private memory.
+            unsafe { copy_out(data, (pos + LEN_PREFIX) & mask, dst.as_mut_ptr(), n) };
+            dst.set_len(n).map_err(|_| RingError::DestinationTooSmall { len: n, capacity: dst.capacity() })
+        };
+        // Wipe the whole frame (prefix, payload, padding) before publishing
+        // the tail: once the tail moves, the producer may reuse the space.
+        let first = usize_of(pos);
+        let total = usize_of(need);
+        let cap = usize_of(RING_CAPACITY);
+        let a = total.min(cap - first);
+        // SAFETY: both ranges lie inside the data area and belong to this
+        // consumer until the tail is published.
+        unsafe {
+            sys::wipe_volatile(data.add(first), a);
+            sys::wipe_volatile(data, total - a);
+        }
+        self.tail = self.tail.wrapping_add(need);
+        c.tail.store(self.tail, Ordering::SeqCst);
+        if c.writer_sleeping.load(Ordering::SeqCst) != 0 {
+            sys::futex_wake_shared(&c.tail, 1).map_err(RingError::Futex)?;
+        }
+        result.map(|()| n)
+    }
+}
+
+/// Copies `src` into the ring's data area at `pos`, wrapping at the end.
+///
+/// # Safety
+/// `data` must point at a RING_CAPACITY-byte writable area, `pos <
+/// RING_CAPACITY`, and `src.len() <= RING_CAPACITY`.
+unsafe fn copy_in(data: *mut u8, pos: u32, src: &[u8]) {
+    let cap = usize_of(RING_CAPACITY);
+    let p = usize_of(pos);
+    let a = src.len().min(cap - p);
+    // SAFETY: per the contract, [p, p + a) and [0, len - a) are in the area;
+    // `src` is private memory, so the ranges do not overlap.
+    unsafe {
+        std::ptr::copy_nonoverlapping(src.as_ptr(), data.add(p), a);
+        std::ptr::copy_nonoverlapping(src.as_ptr().add(a), data, src.len() - a);
+    }
+}
+
+/// Copies `n` bytes from the ring's data area at `pos` (wrapping) to `dst`.
+///
+/// # Safety
+/// `data` must point at a RING_CAPACITY-byte readable area, `pos <
+/// RING_CAPACITY`, `n <= RING_CAPACITY`, and `dst` valid for `n` writes and
+/// not inside the ring.
+unsafe fn copy_out(data: *const u8, pos: u32, dst: *mut u8, n: usize) {
+    let cap = usize_of(RING_CAPACITY);
+    let p = usize_of(pos);
+    let a = n.min(cap - p);
+    // SAFETY: per the contract.
+    unsafe {
+        std::ptr::copy_nonoverlapping(data.add(p), dst, a);
+        std::ptr::copy_nonoverlapping(data, dst.add(a), n - a);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsFd;
+
+    fn pair() -> (Channel, Channel, OwnedFd) {
+        let (fd, broker) = Channel::create().unwrap();
+        let vault = Channel::open(fd.as_fd(), Role::Vault).unwrap();
+        (broker, vault, fd)
+    }
+
+    fn ok() -> impl FnMut() -> Result<(), RingError> {
+        || Ok(())
+    }
+
+    fn soon() -> Option<Instant> {
+        Some(Instant::now() + Duration::from_secs(5))
+    }
+
+    #[test]
+    fn frames_cross_and_are_wiped_on_both_sides() {
+        let (mut b, mut v, _fd) = pair();
+        let mut buf = SecretBuf::new(MAX_FRAME as usize).unwrap();
+        b.tx.send(&[b"hello ", b"vault"], soon(), &mut ok()).unwrap();
+        assert!(b.nonzero_bytes() > 0);
+        assert_eq!(b.tx.last_frame_residue(), None, "not consumed yet");
+        let n = v.rx.recv_into(&mut buf, soon(), &mut ok()).unwrap();
+        assert_eq!(buf.expose(|x| x.to_vec()), b"hello vault");
+        assert_eq!(n, 11);
+        assert_eq!(b.tx.last_frame_residue(), Some(0));
+        assert_eq!(b.nonzero_bytes(), 0, "the request ring must be wiped after the read");
+        v.tx.send(&[b"secret answer"], soon(), &mut ok()).unwrap();
+        b.rx.recv_into(&mut buf, soon(), &mut ok()).unwrap();
+        assert_eq!(v.nonzero_bytes(), 0, "the response ring must be wiped after the read");
+    }
+
+    #[test]
+    fn frames_wrap_around_the_end() {
+        let (mut b, mut v, _fd) = pair();
+        let mut buf = SecretBuf::new(MAX_FRAME as usize).unwrap();
+        // Odd sizes so frames straddle the end of the data area many times.
+        for i in 0..200u32 {
+            let payload: Vec<u8> = (0..(1000 + i * 97) % 60_000).map(|j| (j ^ i).to_le_bytes()[0] | 1).collect();
+            b.tx.send(&[&payload], soon(), &mut ok()).unwrap();
+            v.rx.recv_into(&mut buf, soon(), &mut ok()).unwrap();
+            assert!(buf.expose(|x| x == payload.as_slice()), "frame {i}");
+            assert_eq!(b.nonzero_bytes(), 0);
+        }
+    }
+
+    #[test]
+    fn an_oversized_frame_is_refused_by_the_sender() {
+        let (mut b, _v, _fd) = pair();
+        let big = vec![1u8; MAX_FRAME as usize + 1];
+        assert!(matches!(b.tx.send(&[&big], soon(), &mut ok()), Err(RingError::FrameTooLarge { .. })));
+    }
+
+    #[test]
+    fn receive_times_out_when_nothing_comes() {
+        let (_b, mut v, _fd) = pair();
+        let mut buf = SecretBuf::new(64).unwrap();
+        let r = v.rx.recv_into(&mut buf, Some(Instant::now() + Duration::from_millis(100)), &mut ok());
+        assert!(matches!(r, Err(RingError::Timeout(_))), "{r:?}");
+    }
+
+    #[test]
+    fn a_full_ring_blocks_the_sender_until_the_deadline() {
+        let (mut b, _v, _fd) = pair();
+        let chunk = vec![1u8; MAX_FRAME as usize];
+        b.tx.send(&[&chunk], soon(), &mut ok()).unwrap();
+        let r = b.tx.send(&[&chunk], Some(Instant::now() + Duration::from_millis(100)), &mut ok());
+        assert!(matches!(r, Err(RingError::Timeout(_))), "{r:?}");
+    }
+
+    #[test]
+    fn the_check_can_abort_a_wait() {
+        let (_b, mut v, _fd) = pair();
+        let mut buf = SecretBuf::new(64).unwrap();
+        v.rx.set_slice(Duration::from_millis(5));
+        let r = v.rx.recv_into(&mut buf, None, &mut || Err(RingError::PeerGone));
+        assert!(matches!(r, Err(RingError::PeerGone)));
+    }
+
+    #[test]
+    fn a_sleeping_reader_is_woken_by_the_writer() {
+        let (mut b, mut v, _fd) = pair();
+        let t = std::thread::spawn(move || {
+            let mut buf = SecretBuf::new(64).unwrap();
+            v.rx.set_slice(Duration::from_secs(30));
+            let start = Instant::now();
+            v.rx.recv_into(&mut buf, soon(), &mut || Ok(())).unwrap();
+            start.elapsed()
+        });
+        std::thread::sleep(Duration::from_millis(200));
+        b.tx.send(&[b"wake"], soon(), &mut ok()).unwrap();
+        let waited = t.join().unwrap();
+        assert!(waited < Duration::from_secs(5), "woken by the futex, not by the slice: {waited:?}");
+    }
+
+    /// Writes raw values into the peer-owned words, as a hostile peer would.
+    fn poke(chan: &Channel, ring: usize, f: impl FnOnce(&Control, *mut u8)) {
+        let region = &chan.tx.region;
+        f(region.control(ring), region.data(ring));
+    }
+
+    #[test]
+    fn a_length_past_the_published_end_is_refused_and_poisons() {
+        let (b, mut v, _fd) = pair();
+        poke(&b, REQUEST_RING, |c, data| {
+            // SAFETY: first 4 bytes of the data area.
+            unsafe { data.cast::<[u8; 4]>().write_volatile(4000u32.to_le_bytes()) };
+            c.head.store(16, Ordering::SeqCst);
+        });
+        let mut buf = SecretBuf::new(MAX_FRAME as usize).unwrap();
+        let r = v.rx.recv_into(&mut buf, soon(), &mut ok());
+        assert!(matches!(r, Err(RingError::Corrupt { what: "frame length past the published end", .. })), "{r:?}");
+        assert!(matches!(v.rx.recv_into(&mut buf, soon(), &mut ok()), Err(RingError::Poisoned)));
+    }
+
+    #[test]
+    fn a_length_over_the_limit_is_refused() {
+        let (b, mut v, _fd) = pair();
+        poke(&b, REQUEST_RING, |c, data| {
+            // SAFETY: first 4 bytes of the data area.
+            unsafe { data.cast::<[u8; 4]>().write_volatile(u32::MAX.to_le_bytes()) };
+            c.head.store(RING_CAPACITY, Ordering::SeqCst);
+        });
+        let mut buf = SecretBuf::new(64).unwrap();
+        let r = v.rx.recv_into(&mut buf, soon(), &mut ok());
+        assert!(matches!(r, Err(RingError::Corrupt { what: "frame length over the limit", .. })), "{r:?}");
+    }
+
+    #[test]
+    fn a_head_beyond_capacity_or_moving_backwards_is_refused() {
+        let (b, mut v, _fd) = pair();
+        poke(&b, REQUEST_RING, |c, _| c.head.store(RING_CAPACITY + 8, Ordering::SeqCst));
+        let mut buf = SecretBuf::new(64).unwrap();
+        let r = v.rx.recv_into(&mut buf, soon(), &mut ok());
+        assert!(matches!(r, Err(RingError::Corrupt { what: "head beyond the ring's capacity", .. })), "{r:?}");
+
+        let (mut b, mut v, _fd) = pair();
+        b.tx.send(&[b"a"], soon(), &mut ok()).unwrap();
+        b.tx.send(&[b"b"], soon(), &mut ok()).unwrap();
+        v.rx.recv_into(&mut buf, soon(), &mut ok()).unwrap();
+        poke(&b, REQUEST_RING, |c, _| c.head.store(8, Ordering::SeqCst));
+        let r = v.rx.recv_into(&mut buf, soon(), &mut ok());
+        assert!(matches!(r, Err(RingError::Corrupt { what: "head moved backwards", .. })), "{r:?}");
+    }
+
+    #[test]
+    fn a_tail_moved_past_head_is_refused_by_the_sender() {
+        let (mut b, _v, _fd) = pair();
+        poke(&b, REQUEST_RING, |c, _| c.tail.store(64, Ordering::SeqCst));
+        let r = b.tx.send(&[b"x"], soon(), &mut ok());
+        assert!(matches!(r, Err(RingError::Corrupt { what: "tail moved backwards or past head", .. })), "{r:?}");
+    }
+
+    #[test]
+    fn a_used_ring_is_refused_at_open() {
+        let (fd, mut b) = Channel::create().unwrap();
+        b.tx.send(&[b"early"], soon(), &mut ok()).unwrap();
+        assert!(matches!(Channel::open(fd.as_fd(), Role::Vault), Err(RingError::NotFresh { .. })));
+    }
+
+    #[test]
+    fn too_small_destination_is_an_error_and_the_frame_is_still_wiped() {
+        let (mut b, mut v, _fd) = pair();
+        b.tx.send(&[&[9u8; 5000]], soon(), &mut ok()).unwrap();
+        let mut small = SecretBuf::new(100).unwrap();
+        let r = v.rx.recv_into(&mut small, soon(), &mut ok());
+        assert!(matches!(r, Err(RingError::DestinationTooSmall { .. })), "{r:?}");
+        assert_eq!(b.nonzero_bytes(), 0);
+        assert_eq!(small.nonzero_bytes(), 0);
+    }
+}
