@@ -219,19 +219,25 @@ impl Channel {
             return Err(RingError::Header { field: "max frame" });
         }
         let region = Arc::new(Region { map });
-        for ring in [REQUEST_RING, RESPONSE_RING] {
-            let c = region.control(ring);
-            for (what, v) in [("head", &c.head), ("tail", &c.tail)] {
-                let value = v.load(Ordering::SeqCst);
-                if value != 0 {
-                    return Err(RingError::NotFresh { what, value });
-                }
-            }
-        }
         let (tx_ring, rx_ring) = match role {
             Role::Broker => (REQUEST_RING, RESPONSE_RING),
             Role::Vault => (RESPONSE_RING, REQUEST_RING),
         };
+        // Nothing may have been consumed yet, and nothing produced on the
+        // ring this side writes. The ring it reads may already hold frames
+        // (the broker sends its first request without waiting for the vault);
+        // its head is validated when read, like every later one.
+        let fresh = [
+            ("tail of the ring this side writes", &region.control(tx_ring).tail),
+            ("head of the ring this side writes", &region.control(tx_ring).head),
+            ("tail of the ring this side reads", &region.control(rx_ring).tail),
+        ];
+        for (what, v) in fresh {
+            let value = v.load(Ordering::SeqCst);
+            if value != 0 {
+                return Err(RingError::NotFresh { what, value });
+            }
+        }
         Ok(Channel {
             tx: Producer { region: region.clone(), ring: tx_ring, head: 0, tail_seen: 0, last: None, poisoned: false },
             rx: Consumer { region, ring: rx_ring, tail: 0, head_seen: 0, poisoned: false, slice: DEFAULT_SLICE },
@@ -706,6 +712,16 @@ mod tests {
     fn a_used_ring_is_refused_at_open() {
         let (fd, mut b) = Channel::create().unwrap();
         b.tx.send(&[b"early"], soon(), &mut ok()).unwrap();
+        // A request already waiting is fine: the broker does not wait for the vault.
+        let mut v = Channel::open(fd.as_fd(), Role::Vault).unwrap();
+        let mut buf = SecretBuf::new(64).unwrap();
+        v.rx.recv_into(&mut buf, soon(), &mut ok()).unwrap();
+        // But a ring whose requests were already consumed, or that already
+        // holds answers, was used by someone else.
+        assert!(matches!(Channel::open(fd.as_fd(), Role::Vault), Err(RingError::NotFresh { .. })));
+        let (fd, _b) = Channel::create().unwrap();
+        let mut v = Channel::open(fd.as_fd(), Role::Vault).unwrap();
+        v.tx.send(&[b"answer"], soon(), &mut ok()).unwrap();
         assert!(matches!(Channel::open(fd.as_fd(), Role::Vault), Err(RingError::NotFresh { .. })));
     }
 

@@ -1,1 +1,147 @@
-fn main() {}
+//! The vault: the sandboxed key holder, started only by the broker.
+//!
+//! Start-up order (each step fatal with a clear message):
+//! 1. non-dumpable, no core files (execve reset them), parent-death signal
+//!    and parent check, close every fd but the ring and stdio, clear the
+//!    environment, reset signals, drop every capability, no new privileges,
+//!    open the ring (refused unless sealed);
+//! 2. `CRYPTO_secure_malloc_init` with validated sizes, must return 1;
+//! 3. initialise OpenSSL and seed its DRBG, then install the seccomp filter;
+//! 4. generate the RSA key inside the sandbox and verify where it lives;
+//! 5. serve requests until shutdown.
+
+mod heap;
+mod key;
+mod sandbox;
+mod serve;
+mod startup;
+
+use std::error::Error;
+use std::process::ExitCode;
+
+use common::ring::{Channel, Role, MAX_FRAME};
+use common::secret::SecretBuf;
+
+use key::KeyBits;
+
+/// Exit status for a configuration the vault refuses (EX_CONFIG).
+const EXIT_CONFIG: u8 = 78;
+/// Exit status for a failed start-up step.
+const EXIT_STARTUP: u8 = 1;
+/// Exit status for a failure while serving (EX_SOFTWARE).
+const EXIT_SERVE: u8 = 70;
+
+#[derive(Debug)]
+struct Config {
+    parent: i32,
+    bits: KeyBits,
+    heap_size: usize,
+    heap_min: usize,
+}
+
+const USAGE: &str = "usage: vault --parent-pid PID [--key-bits 2048|3072|4096] [--heap-size BYTES] [--heap-min BYTES]
+The vault is started by the broker, which passes the sealed ring at fd 3; it is not meant to be run by hand.";
+
+fn parse_args() -> Result<Config, String> {
+    let mut parent = None;
+    let mut bits = KeyBits::B2048;
+    let mut heap_size = None;
+    let mut heap_min = 16usize;
+    let mut args = std::env::args_os().skip(1);
+    while let Some(arg) = args.next() {
+        let arg = arg.to_str().ok_or("arguments must be UTF-8")?.to_owned();
+        let mut value = |name: &str| -> Result<u64, String> {
+            let v = args.next().ok_or_else(|| format!("{name} needs a value"))?;
+            v.to_str().and_then(|s| s.parse().ok()).ok_or_else(|| format!("{name}: not a number: {v:?}"))
+        };
+        match arg.as_str() {
+            "--parent-pid" => parent = Some(i32::try_from(value("--parent-pid")?).map_err(|_| "--parent-pid out of range")?),
+            "--key-bits" => {
+                let b = value("--key-bits")?;
+                bits = u32::try_from(b)
+                    .ok()
+                    .and_then(KeyBits::from_bits)
+                    .ok_or_else(|| format!("--key-bits {b} is not offered; use {}", KeyBits::VALID))?;
+            }
+            "--heap-size" => heap_size = Some(usize::try_from(value("--heap-size")?).map_err(|_| "--heap-size out of range")?),
+            "--heap-min" => heap_min = usize::try_from(value("--heap-min")?).map_err(|_| "--heap-min out of range")?,
+            "--help" | "-h" => return Err(USAGE.to_owned()),
+            other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
+        }
+    }
+    let parent = parent.ok_or_else(|| format!("--parent-pid is required\n{USAGE}"))?;
+    Ok(Config { parent, bits, heap_size: heap_size.unwrap_or(bits.default_arena()), heap_min })
+}
+
+fn report(step: &str, e: &dyn Error) {
+    let mut msg = format!("vault: {step}: {e}");
+    let mut src = e.source();
+    while let Some(s) = src {
+        msg.push_str(&format!(": {s}"));
+        src = s.source();
+    }
+    eprintln!("{msg}");
+}
+
+macro_rules! step {
+    ($what:expr, $e:expr, $code:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(err) => {
+                report($what, &err);
+                return ExitCode::from($code);
+            }
+        }
+    };
+}
+
+fn main() -> ExitCode {
+    // Step 1: before anything else, since execve made us dumpable again.
+    step!("hardening", common::harden::harden_process(), EXIT_STARTUP);
+    let cfg = match parse_args() {
+        Ok(c) => c,
+        Err(msg) => {
+            eprintln!("vault: {msg}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    step!("binding to the broker", startup::bind_to_parent(cfg.parent), EXIT_STARTUP);
+    let ring_fd = step!("closing inherited fds", startup::close_other_fds(), EXIT_STARTUP);
+    step!("clearing the environment", startup::clear_environment(), EXIT_STARTUP);
+    step!("installing signal handlers", startup::install_signal_handlers(), EXIT_STARTUP);
+    step!("dropping capabilities", startup::drop_capabilities(), EXIT_STARTUP);
+    step!("setting no-new-privs", common::harden::no_new_privs(), EXIT_STARTUP);
+    let chan = step!("opening the ring", Channel::open(ring_fd, Role::Vault), EXIT_STARTUP);
+
+    // Step 2: the secure heap, with sizes checked before OpenSSL sees them.
+    step!(
+        "checking the secure heap size",
+        heap::validate(cfg.heap_size, cfg.heap_min, cfg.bits.bits(), cfg.bits.min_arena()),
+        EXIT_CONFIG
+    );
+    step!("initialising the secure heap", heap::init(cfg.heap_size, cfg.heap_min), EXIT_STARTUP);
+
+    // Step 3: OpenSSL reads its configuration and seeds its DRBG now, while
+    // files and the first getrandom are still allowed; then the filter.
+    openssl::init();
+    let mut seed = [0u8; 32];
+    step!("seeding the random generator", openssl::rand::rand_bytes(&mut seed), EXIT_STARTUP);
+    zeroize::Zeroize::zeroize(&mut seed);
+    let request = step!("allocating the request buffer", SecretBuf::new(MAX_FRAME as usize), EXIT_STARTUP);
+    step!("installing the seccomp filter", sandbox::install(), EXIT_STARTUP);
+
+    // Step 4: the key, generated inside the sandbox.
+    let key = step!("generating the key", key::Key::generate(cfg.bits, cfg.heap_size, cfg.heap_min), EXIT_STARTUP);
+
+    // Step 5: serve.
+    let mut server = step!("preparing to serve", serve::Server::new(chan, key, request), EXIT_STARTUP);
+    let outcome = server.run();
+    server.finish();
+    match outcome {
+        Ok(serve::Exit::Shutdown) | Ok(serve::Exit::Signal(_)) => ExitCode::SUCCESS,
+        Err(e) => {
+            report("serving", &e);
+            ExitCode::from(EXIT_SERVE)
+        }
+    }
+}

@@ -1,0 +1,511 @@
+//! The broker: keeps only ciphertext, by name, and lends plaintext to closures.
+
+use std::collections::BTreeMap;
+use std::os::fd::AsFd;
+use std::path::PathBuf;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use common::protocol::{self, ErrorCode, HeapStatus, ProtocolError, Request, Response};
+use common::ring::{Channel, RingError, MAX_FRAME};
+use common::secret::{SecretBuf, SecretError, WipeOnDrop};
+use openssl::hash::MessageDigest;
+use openssl::pkey::{PKey, Public};
+use openssl::rsa::{Padding, Rsa};
+
+use crate::vault_process::{self, SpawnError, VaultArgs, VaultExit, VaultProcess};
+
+/// Bytes of OAEP overhead with SHA-256 (2 * 32 + 2).
+const OAEP_SHA256_OVERHEAD: usize = 66;
+/// Longest secret name, in bytes.
+pub const MAX_NAME_LEN: usize = 128;
+/// Most secrets one broker keeps.
+pub const MAX_SECRETS: usize = 4096;
+
+/// How the broker starts and talks to its vault.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The vault binary; by default `vault` next to the running executable.
+    pub vault_path: Option<PathBuf>,
+    /// RSA modulus size: 2048, 3072 or 4096.
+    pub key_bits: u32,
+    /// Secure heap arena size (power of two); by default sized for the key.
+    pub heap_size: Option<usize>,
+    /// Secure heap minimum allocation (power of two).
+    pub heap_min: Option<usize>,
+    /// Longest a request may take before the vault is declared stuck and killed.
+    pub request_timeout: Duration,
+    /// Longest start-up (key generation included) may take.
+    pub start_timeout: Duration,
+    /// How long a shutdown waits before SIGTERM, and SIGTERM before SIGKILL.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            vault_path: None,
+            key_bits: 2048,
+            heap_size: None,
+            heap_min: None,
+            request_timeout: Duration::from_secs(5),
+            start_timeout: Duration::from_secs(60),
+            shutdown_grace: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Errors of the broker.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("key size {bits} is not offered; use 2048, 3072 or 4096")]
+    KeyBits { bits: u32 },
+    #[error(transparent)]
+    Spawn(#[from] SpawnError),
+    #[error("cannot create the ring")]
+    Ring(#[source] RingError),
+    #[error("vault {exit} (during {during})")]
+    VaultDied { exit: VaultExit, during: &'static str },
+    #[error("the vault did not answer {during} within {after:?}; it was killed ({exit})")]
+    Timeout { during: &'static str, after: Duration, exit: VaultExit },
+    #[error("the vault broke the protocol during {during}; it was killed ({exit})")]
+    Protocol {
+        during: &'static str,
+        exit: VaultExit,
+        #[source]
+        source: ProtocolOrRing,
+    },
+    #[error("the vault refused {during}: {}", .code.describe())]
+    Refused { during: &'static str, code: ErrorCode },
+    #[error("the vault's public key is unusable: {0}")]
+    PublicKey(String),
+    #[error("encryption with the vault's public key failed: {0}")]
+    Encrypt(String),
+    #[error("no secret named {name:?}")]
+    UnknownName { name: String },
+    #[error("a secret named {name:?} already exists; delete it first to replace it")]
+    NameExists { name: String },
+    #[error("invalid secret name: {reason}")]
+    BadName { reason: &'static str },
+    #[error("too many secrets: the limit is {limit}")]
+    TooManySecrets { limit: usize },
+    #[error("the secret is empty")]
+    EmptySecret,
+    #[error("the secret is {len} bytes; a {bits}-bit key carries at most {limit} with RSA-OAEP-SHA256")]
+    SecretTooLong { len: usize, limit: usize, bits: u32 },
+    #[error(transparent)]
+    Buffer(#[from] SecretError),
+    #[error("the broker was shut down")]
+    ShutDown,
+}
+
+/// The lower-level failure behind [`Error::Protocol`].
+#[derive(Debug, thiserror::Error)]
+pub enum ProtocolOrRing {
+    #[error(transparent)]
+    Ring(#[from] RingError),
+    #[error(transparent)]
+    Frame(#[from] ProtocolError),
+    #[error("answer {got} to request {expected}")]
+    WrongId { expected: u32, got: u32 },
+    #[error("unexpected answer {got} to a {request} request")]
+    WrongKind { request: &'static str, got: &'static str },
+}
+
+/// Evidence, observed by the broker, that each side wiped its copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct WipeEvidence {
+    /// Non-zero bytes the vault left of the request frame in the ring after
+    /// reading it (0: the vault wiped it). `None` if it could not be told.
+    pub request_frame_residue: Option<usize>,
+    /// Non-zero bytes left in both rings after the broker read the answer
+    /// (0: nothing, neither ciphertext nor plaintext, is left in shared memory).
+    pub ring_residue: usize,
+    /// Non-zero bytes left in the broker's private copy after the closure
+    /// returned (0: wiped).
+    pub broker_copy_residue: usize,
+}
+
+impl WipeEvidence {
+    /// Whether every observation shows a complete wipe.
+    pub fn all_wiped(&self) -> bool {
+        self.request_frame_residue == Some(0) && self.ring_residue == 0 && self.broker_copy_residue == 0
+    }
+}
+
+struct Connection {
+    chan: Channel,
+    vault: VaultProcess,
+    next_id: u32,
+    closed: Option<VaultExit>,
+}
+
+/// What happened when the vault went away.
+fn label(resp: &Response<'_>) -> &'static str {
+    match resp {
+        Response::PublicKey { .. } => "PublicKey",
+        Response::Plaintext { .. } => "Plaintext",
+        Response::HeapStatus(_) => "HeapStatus",
+        Response::ShutdownAck => "ShutdownAck",
+        Response::Error(_) => "Error",
+    }
+}
+
+impl Connection {
+    /// Sends `req` and receives the answer into `dst`. On any failure of the
+    /// vault (death, timeout, broken protocol), the vault is killed, the rings
+    /// are wiped, and the connection is closed.
+    fn exchange(
+        &mut self,
+        req: &Request<'_>,
+        during: &'static str,
+        timeout: Duration,
+        dst: &mut SecretBuf,
+    ) -> Result<u32, Error> {
+        if let Some(exit) = self.closed {
+            return Err(if exit.is_clean() { Error::ShutDown } else { Error::VaultDied { exit, during } });
+        }
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1);
+        let enc = protocol::encode_request(id, req);
+        let deadline = Instant::now() + timeout;
+        let Connection { chan, vault, .. } = self;
+        let mut alive = || match vault.poll_exit() {
+            Some(_) => Err(RingError::PeerGone),
+            None => Ok(()),
+        };
+        let result = chan
+            .tx
+            .send(&enc.parts(), Some(deadline), &mut alive)
+            .and_then(|()| chan.rx.recv_into(dst, Some(deadline), &mut alive));
+        match result {
+            Ok(_) => Ok(id),
+            Err(e) => Err(self.fail(e, during, timeout)),
+        }
+    }
+
+    /// Ends the vault after a failure and turns the failure into an error.
+    fn fail(&mut self, e: RingError, during: &'static str, timeout: Duration) -> Error {
+        let err = match e {
+            RingError::PeerGone => {
+                let exit = self.vault.poll_exit().unwrap_or_else(|| self.vault.kill());
+                Error::VaultDied { exit, during }
+            }
+            RingError::Timeout(_) => Error::Timeout { during, after: timeout, exit: self.vault.kill() },
+            other => Error::Protocol { during, exit: self.vault.kill(), source: other.into() },
+        };
+        self.close_after_failure();
+        err
+    }
+
+    fn close_after_failure(&mut self) {
+        let exit = self.vault.poll_exit().unwrap_or_else(|| self.vault.kill());
+        // The vault can no longer wipe what it had not read: do it for it.
+        self.chan.wipe_all();
+        self.closed = Some(exit);
+    }
+
+    fn protocol_error(&mut self, during: &'static str, source: ProtocolOrRing) -> Error {
+        let exit = self.vault.kill();
+        self.close_after_failure();
+        Error::Protocol { during, exit, source }
+    }
+
+    /// Orderly shutdown: ask, wait, then SIGTERM, then SIGKILL.
+    fn stop(&mut self, grace: Duration) -> VaultExit {
+        if let Some(exit) = self.closed {
+            return exit;
+        }
+        let mut buf = SecretBuf::new(64).ok();
+        let asked = match buf.as_mut() {
+            Some(buf) => self.exchange(&Request::Shutdown, "shutdown", grace, buf).is_ok(),
+            None => false,
+        };
+        let exit = match (asked, self.vault.wait_exit(if asked { grace } else { Duration::ZERO })) {
+            (_, Some(exit)) => exit,
+            _ => self.vault.terminate(grace),
+        };
+        self.chan.wipe_all();
+        self.closed = Some(exit);
+        exit
+    }
+}
+
+/// The broker handle. `Send + Sync`: requests from many threads are
+/// serialised on the one ring pair.
+pub struct Broker {
+    conn: Mutex<Connection>,
+    secrets: Mutex<BTreeMap<String, Vec<u8>>>,
+    buffers: Mutex<Vec<SecretBuf>>,
+    public: Rsa<Public>,
+    public_der: Vec<u8>,
+    vault_pid: u32,
+    config: Config,
+}
+
+impl std::fmt::Debug for Broker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Broker").field("vault_pid", &self.vault_pid).field("key_bits", &self.config.key_bits).finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic in a `with_secret` closure never happens under these locks, but
+    // if one did, the data (ciphertexts, ring state) is still consistent.
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Broker {
+    /// Starts a vault and waits until its key is generated and verified.
+    pub fn spawn(config: Config) -> Result<Self, Error> {
+        if !matches!(config.key_bits, 2048 | 3072 | 4096) {
+            return Err(Error::KeyBits { bits: config.key_bits });
+        }
+        let path = match &config.vault_path {
+            Some(p) => p.clone(),
+            None => vault_process::default_vault_path()?,
+        };
+        let (fd, chan) = Channel::create().map_err(Error::Ring)?;
+        let args = VaultArgs { key_bits: config.key_bits, heap_size: config.heap_size, heap_min: config.heap_min };
+        let vault = VaultProcess::spawn(&path, fd.as_fd(), &args)?;
+        // The vault has its own copy of the fd; ours is no longer needed.
+        drop(fd);
+        let vault_pid = vault.pid();
+        let mut conn = Connection { chan, vault, next_id: 1, closed: None };
+        let mut buf = SecretBuf::new(MAX_FRAME as usize)?;
+        let id = conn.exchange(&Request::PublicKey, "start-up", config.start_timeout, &mut buf)?;
+        let der = match buf.expose(|f| match protocol::decode_response(f) {
+            Ok((got, Response::PublicKey { der })) if got == id => Ok(der.to_vec()),
+            Ok((got, _)) if got != id => Err(ProtocolOrRing::WrongId { expected: id, got }),
+            Ok((_, Response::Error(code))) => Err(ProtocolOrRing::WrongKind { request: "PublicKey", got: code.describe() }),
+            Ok((_, other)) => Err(ProtocolOrRing::WrongKind { request: "PublicKey", got: label(&other) }),
+            Err(e) => Err(e.into()),
+        }) {
+            Ok(der) => der,
+            Err(e) => return Err(conn.protocol_error("start-up", e)),
+        };
+        let public = match Rsa::public_key_from_der(&der) {
+            Ok(k) if k.size() * 8 == config.key_bits => k,
+            Ok(k) => {
+                let e = Error::PublicKey(format!("the vault sent a {}-bit key, {} were asked for", k.size() * 8, config.key_bits));
+                conn.stop(config.shutdown_grace);
+                return Err(e);
+            }
+            Err(e) => {
+                conn.stop(config.shutdown_grace);
+                return Err(Error::PublicKey(e.to_string()));
+            }
+        };
+        Ok(Self {
+            conn: Mutex::new(conn),
+            secrets: Mutex::new(BTreeMap::new()),
+            buffers: Mutex::new(vec![buf]),
+            public,
+            public_der: der,
+            vault_pid,
+            config,
+        })
+    }
+
+    /// The vault's pid.
+    pub fn vault_pid(&self) -> u32 {
+        self.vault_pid
+    }
+
+    /// The configuration the broker runs with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The vault's public key, DER SubjectPublicKeyInfo.
+    pub fn public_key_der(&self) -> &[u8] {
+        &self.public_der
+    }
+
+    /// The vault's public key, PEM.
+    pub fn public_key_pem(&self) -> Result<Vec<u8>, Error> {
+        self.public.public_key_to_pem().map_err(|e| Error::PublicKey(e.to_string()))
+    }
+
+    /// SHA-256 of the DER public key.
+    pub fn fingerprint(&self) -> [u8; 32] {
+        openssl::sha::sha256(&self.public_der)
+    }
+
+    /// Largest secret the key can carry.
+    pub fn max_secret_len(&self) -> usize {
+        usize::try_from(self.public.size()).unwrap_or(0).saturating_sub(OAEP_SHA256_OVERHEAD)
+    }
+
+    fn take_buffer(&self) -> Result<SecretBuf, Error> {
+        match lock(&self.buffers).pop() {
+            Some(b) => Ok(b),
+            None => Ok(SecretBuf::new(MAX_FRAME as usize)?),
+        }
+    }
+
+    fn give_buffer(&self, mut buf: SecretBuf) {
+        buf.clear();
+        let mut pool = lock(&self.buffers);
+        if pool.len() < 8 {
+            pool.push(buf);
+        }
+    }
+
+    fn check_name(name: &str) -> Result<(), Error> {
+        if name.is_empty() {
+            return Err(Error::BadName { reason: "it is empty" });
+        }
+        if name.len() > MAX_NAME_LEN {
+            return Err(Error::BadName { reason: "it is longer than 128 bytes" });
+        }
+        if name.chars().any(char::is_control) {
+            return Err(Error::BadName { reason: "it contains control characters" });
+        }
+        Ok(())
+    }
+
+    /// Encrypts `secret` with the vault's public key and keeps only the
+    /// ciphertext under `name`. The plaintext buffer is consumed and wiped at
+    /// once, whether or not this succeeds. A name already in use is refused.
+    pub fn store(&self, name: &str, secret: SecretBuf) -> Result<(), Error> {
+        let secret = secret; // dropped (wiped) at the end of this call
+        Self::check_name(name)?;
+        if secret.is_empty() {
+            return Err(Error::EmptySecret);
+        }
+        let limit = self.max_secret_len();
+        if secret.len() > limit {
+            return Err(Error::SecretTooLong { len: secret.len(), limit, bits: self.config.key_bits });
+        }
+        {
+            let secrets = lock(&self.secrets);
+            if secrets.contains_key(name) {
+                return Err(Error::NameExists { name: name.to_owned() });
+            }
+            if secrets.len() >= MAX_SECRETS {
+                return Err(Error::TooManySecrets { limit: MAX_SECRETS });
+            }
+        }
+        let ciphertext = secret.expose(|plain| self.encrypt(plain))?;
+        drop(secret);
+        let mut secrets = lock(&self.secrets);
+        if secrets.contains_key(name) {
+            return Err(Error::NameExists { name: name.to_owned() });
+        }
+        secrets.insert(name.to_owned(), ciphertext);
+        Ok(())
+    }
+
+    fn encrypt(&self, plain: &[u8]) -> Result<Vec<u8>, Error> {
+        let run = || -> Result<Vec<u8>, openssl::error::ErrorStack> {
+            let pkey = PKey::from_rsa(self.public.clone())?;
+            let mut enc = openssl::encrypt::Encrypter::new(&pkey)?;
+            enc.set_rsa_padding(Padding::PKCS1_OAEP)?;
+            enc.set_rsa_oaep_md(MessageDigest::sha256())?;
+            enc.set_rsa_mgf1_md(MessageDigest::sha256())?;
+            let mut out = vec![0u8; enc.encrypt_len(plain)?];
+            let n = enc.encrypt(plain, &mut out)?;
+            out.truncate(n);
+            Ok(out)
+        };
+        run().map_err(|e| Error::Encrypt(e.to_string()))
+    }
+
+    /// Lends the plaintext of `name` to `f`. The ciphertext goes to the vault,
+    /// the plaintext comes back through the ring (wiped there by the broker as
+    /// it reads it) into a locked private buffer, which is wiped when `f`
+    /// returns or panics.
+    pub fn with_secret<R>(&self, name: &str, f: impl FnOnce(&[u8]) -> R) -> Result<R, Error> {
+        self.with_secret_inner(name, f, false).map(|(r, _)| r)
+    }
+
+    /// As [`Broker::with_secret`], and also reports what the broker observed
+    /// of both sides' wipes (scans both rings: slower, for demos and tests).
+    pub fn with_secret_evidence<R>(&self, name: &str, f: impl FnOnce(&[u8]) -> R) -> Result<(R, WipeEvidence), Error> {
+        self.with_secret_inner(name, f, true)
+    }
+
+    fn with_secret_inner<R>(&self, name: &str, f: impl FnOnce(&[u8]) -> R, observe: bool) -> Result<(R, WipeEvidence), Error> {
+        let ciphertext = lock(&self.secrets).get(name).cloned().ok_or_else(|| Error::UnknownName { name: name.to_owned() })?;
+        let mut buf = self.take_buffer()?;
+        let mut evidence = WipeEvidence::default();
+        let id = {
+            let mut conn = lock(&self.conn);
+            let id = conn.exchange(&Request::Decrypt { ciphertext: &ciphertext }, "a decryption", self.config.request_timeout, &mut buf)?;
+            if observe {
+                evidence.request_frame_residue = conn.chan.tx.last_frame_residue();
+                evidence.ring_residue = conn.chan.nonzero_bytes();
+            }
+            id
+        };
+        let result = {
+            let guard = WipeOnDrop(&mut buf);
+            guard.0.expose(|frame| match protocol::decode_response(frame) {
+                Ok((got, _)) if got != id => Err(ProtocolOrRing::WrongId { expected: id, got }),
+                Ok((_, Response::Plaintext { bytes })) => Ok(Ok(f(bytes))),
+                Ok((_, Response::Error(code))) => Ok(Err(code)),
+                Ok((_, other)) => Err(ProtocolOrRing::WrongKind { request: "Decrypt", got: label(&other) }),
+                Err(e) => Err(e.into()),
+            })
+        };
+        evidence.broker_copy_residue = buf.nonzero_bytes();
+        self.give_buffer(buf);
+        match result {
+            Ok(Ok(r)) => Ok((r, evidence)),
+            Ok(Err(code)) => Err(Error::Refused { during: "a decryption", code }),
+            Err(e) => Err(lock(&self.conn).protocol_error("a decryption", e)),
+        }
+    }
+
+    /// Forgets `name` (its ciphertext is dropped).
+    pub fn delete(&self, name: &str) -> Result<(), Error> {
+        lock(&self.secrets).remove(name).map(drop).ok_or_else(|| Error::UnknownName { name: name.to_owned() })
+    }
+
+    /// The names of the secrets held, sorted.
+    pub fn names(&self) -> Vec<String> {
+        lock(&self.secrets).keys().cloned().collect()
+    }
+
+    /// Asks the vault for its secure heap and key state.
+    pub fn heap_status(&self) -> Result<HeapStatus, Error> {
+        let mut buf = self.take_buffer()?;
+        let mut conn = lock(&self.conn);
+        let id = conn.exchange(&Request::HeapStatus, "a heap status request", self.config.request_timeout, &mut buf)?;
+        let r = buf.expose(|f| match protocol::decode_response(f) {
+            Ok((got, _)) if got != id => Err(ProtocolOrRing::WrongId { expected: id, got }),
+            Ok((_, Response::HeapStatus(s))) => Ok(s),
+            Ok((_, other)) => Err(ProtocolOrRing::WrongKind { request: "HeapStatus", got: label(&other) }),
+            Err(e) => Err(e.into()),
+        });
+        let r = r.map_err(|e| conn.protocol_error("a heap status request", e));
+        drop(conn);
+        self.give_buffer(buf);
+        r
+    }
+
+    /// Shuts the vault down: asks it to wipe and exit, then SIGTERM after the
+    /// grace period, then SIGKILL. Returns how the vault ended. Later calls
+    /// fail with [`Error::ShutDown`] (or report the earlier death).
+    pub fn shutdown(&self) -> Result<VaultExit, Error> {
+        let mut conn = lock(&self.conn);
+        if let Some(exit) = conn.closed {
+            return if exit.is_clean() { Err(Error::ShutDown) } else { Err(Error::VaultDied { exit, during: "shutdown" }) };
+        }
+        Ok(conn.stop(self.config.shutdown_grace))
+    }
+
+    /// Whether the vault has ended, and how (does not block).
+    pub fn vault_exit(&self) -> Option<VaultExit> {
+        let mut conn = lock(&self.conn);
+        conn.closed.or_else(|| conn.vault.poll_exit())
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let grace = self.config.shutdown_grace;
+        lock(&self.conn).stop(grace);
+    }
+}

@@ -1,0 +1,360 @@
+//! The RSA key: generated inside the sandbox, kept in the secure heap, used
+//! only through the legacy `RSA` object.
+//!
+//! `shared/notes/openssl-secure-heap.md` lists the paths that copy private
+//! numbers out of the secure heap; this module avoids each of them:
+//! - the key is generated with `RSA_generate_key_ex`, which allocates d, p,
+//!   q, dp, dq and qinv with `BN_secure_new`;
+//! - it is never wrapped in an `EVP_PKEY` (which would export a second,
+//!   non-secure copy of every private number to the provider);
+//! - `RSA_FLAG_CACHE_PRIVATE` is cleared before any private operation, so p
+//!   and q are not copied into cached Montgomery contexts in the normal heap;
+//! - the stack that key generation used is overwritten afterwards;
+//! - the public key is exported from a public-only key built from (n, e).
+//!
+//! Decryption is RSA-OAEP with SHA-256 (as in the original): a raw private
+//! operation (`RSA_NO_PADDING`) into a secure-heap buffer, then the OAEP check
+//! with SHA-256 for both the label hash and MGF1 into another one. The legacy
+//! `RSA_PKCS1_OAEP_PADDING` mode would use SHA-1.
+
+use std::ffi::{c_int, c_void};
+use std::ptr;
+
+use common::protocol::{HeapStatus, ALL_PRIVATE_NUMBERS};
+use openssl_sys as ffi;
+use zeroize::Zeroize;
+
+use crate::heap::{self, HeapError, SecureBuf};
+
+extern "C" {
+    fn RSA_clear_flags(r: *mut ffi::RSA, flags: c_int);
+    fn RSA_test_flags(r: *const ffi::RSA, flags: c_int) -> c_int;
+    fn RSA_padding_check_PKCS1_OAEP_mgf1(
+        to: *mut u8,
+        tlen: c_int,
+        from: *const u8,
+        flen: c_int,
+        num: c_int,
+        param: *const u8,
+        plen: c_int,
+        md: *const ffi::EVP_MD,
+        mgf1md: *const ffi::EVP_MD,
+    ) -> c_int;
+}
+
+const RSA_FLAG_CACHE_PRIVATE: c_int = 0x0004;
+const BN_FLG_SECURE: c_int = 0x08;
+
+/// Key sizes offered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyBits {
+    B2048,
+    B3072,
+    B4096,
+}
+
+impl KeyBits {
+    /// The valid values, for messages.
+    pub const VALID: &'static str = "2048, 3072 or 4096";
+
+    /// Parses a bit count.
+    pub fn from_bits(bits: u32) -> Option<Self> {
+        match bits {
+            2048 => Some(Self::B2048),
+            3072 => Some(Self::B3072),
+            4096 => Some(Self::B4096),
+            _ => None,
+        }
+    }
+
+    /// The modulus size in bits.
+    pub fn bits(self) -> u32 {
+        match self {
+            Self::B2048 => 2048,
+            Self::B3072 => 3072,
+            Self::B4096 => 4096,
+        }
+    }
+
+    /// Default arena size: room for the key, the DRBG and the per-request
+    /// buffers, with a margin.
+    pub fn default_arena(self) -> usize {
+        match self {
+            Self::B2048 => 64 * 1024,
+            Self::B3072 | Self::B4096 => 128 * 1024,
+        }
+    }
+
+    /// Smallest arena that holds this key with its working buffers.
+    pub fn min_arena(self) -> usize {
+        match self {
+            Self::B2048 => 32 * 1024,
+            Self::B3072 | Self::B4096 => 64 * 1024,
+        }
+    }
+}
+
+/// Errors of key generation, verification and decryption.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("RSA key generation failed: {0}")]
+    Generate(String),
+    #[error("the private number {name} is outside the secure heap ({why}); refusing to serve")]
+    NotSecure { name: &'static str, why: &'static str },
+    #[error("secure heap usage did not grow during key generation ({before} -> {after} bytes); refusing to serve")]
+    HeapDidNotGrow { before: usize, after: usize },
+    #[error("RSA_FLAG_CACHE_PRIVATE is still set on the key")]
+    CacheFlag,
+    #[error("cannot export the public key: {0}")]
+    Export(String),
+    #[error(transparent)]
+    Heap(#[from] HeapError),
+    #[error("ciphertext of {got} bytes; a {bits}-bit key takes exactly {want}")]
+    CiphertextLength { got: usize, want: usize, bits: u32 },
+    #[error("decryption failed")]
+    Decrypt,
+    #[error("secure heap usage {used} fell below the baseline {baseline} measured after key generation")]
+    BelowBaseline { used: usize, baseline: usize },
+}
+
+fn openssl_errors() -> String {
+    openssl::error::ErrorStack::get().to_string()
+}
+
+/// The vault's key and the measurements taken when it was made.
+#[derive(Debug)]
+pub struct Key {
+    rsa: ptr::NonNull<ffi::RSA>,
+    bits: KeyBits,
+    size: usize,
+    used_before: usize,
+    baseline: usize,
+    arena_size: usize,
+    min_size: usize,
+}
+
+impl Key {
+    /// Generates a key in the secure heap, clears the private cache flag,
+    /// scrubs the stack and verifies where every private number lives.
+    pub fn generate(bits: KeyBits, arena_size: usize, min_size: usize) -> Result<Self, KeyError> {
+        let used_before = heap::used();
+        // SAFETY: RSA_new/BN_new return owned objects or NULL (checked).
+        let rsa = ptr::NonNull::new(unsafe { ffi::RSA_new() }).ok_or_else(|| KeyError::Generate(openssl_errors()))?;
+        // Own the RSA object at once so every error path frees it.
+        let mut key = Key { rsa, bits, size: 0, used_before, baseline: 0, arena_size, min_size };
+        // SAFETY: as above.
+        let e = unsafe { ffi::BN_new() };
+        if e.is_null() {
+            return Err(KeyError::Generate(openssl_errors()));
+        }
+        let bits_c = c_int::try_from(bits.bits()).map_err(|_| KeyError::Generate("bit count".into()))?;
+        // SAFETY: `e` and `key.rsa` are live objects we own; a NULL callback
+        // is allowed. RSA_generate_key_ex does not take ownership of `e`.
+        let ok = unsafe {
+            let ok = ffi::BN_set_word(e, 65537) == 1
+                && ffi::RSA_generate_key_ex(key.rsa.as_ptr(), bits_c, e, ptr::null_mut()) == 1;
+            ffi::BN_free(e);
+            ok
+        };
+        scrub_stack();
+        if !ok {
+            return Err(KeyError::Generate(openssl_errors()));
+        }
+        // SAFETY: the key is live and no private operation has run yet.
+        unsafe { RSA_clear_flags(key.rsa.as_ptr(), RSA_FLAG_CACHE_PRIVATE) };
+        // SAFETY: the key is live.
+        let size = unsafe { ffi::RSA_size(key.rsa.as_ptr()) };
+        key.size = usize::try_from(size).map_err(|_| KeyError::Generate("RSA_size".into()))?;
+        key.baseline = heap::used();
+        key.verify_placement()?;
+        if key.baseline <= key.used_before {
+            return Err(KeyError::HeapDidNotGrow { before: key.used_before, after: key.baseline });
+        }
+        Ok(key)
+    }
+
+    fn private_numbers(&self) -> [*const ffi::BIGNUM; 6] {
+        let mut n = [ptr::null(); 6];
+        let mut unused = ptr::null();
+        let mut e = ptr::null();
+        // SAFETY: the key is live; the get0 functions store borrowed pointers
+        // owned by the key into our locals.
+        unsafe {
+            ffi::RSA_get0_key(self.rsa.as_ptr(), &mut unused, &mut e, &mut n[0]);
+            ffi::RSA_get0_factors(self.rsa.as_ptr(), &mut n[1], &mut n[2]);
+            ffi::RSA_get0_crt_params(self.rsa.as_ptr(), &mut n[3], &mut n[4], &mut n[5]);
+        }
+        n
+    }
+
+    /// Bit masks (d, p, q, dp, dq, qinv): which numbers carry `BN_FLG_SECURE`
+    /// and which have their limbs inside the arena.
+    pub fn placement(&self) -> (u8, u8) {
+        let mut flags = 0u8;
+        let mut in_arena = 0u8;
+        for (i, bn) in self.private_numbers().into_iter().enumerate() {
+            if bn.is_null() {
+                continue;
+            }
+            // SAFETY: `bn` is a live BIGNUM owned by the key.
+            if unsafe { ffi::BN_get_flags(bn, BN_FLG_SECURE) } != 0 {
+                flags |= 1 << i;
+            }
+            // OpenSSL 3's `struct bignum_st` begins with `BN_ULONG *d`, the
+            // limbs. Reading that first word lets us ask the arena whether the
+            // limbs live in it; a different layout yields a pointer the range
+            // check rejects, so the vault refuses to serve (fail-safe).
+            // SAFETY: `bn` points at a live BIGNUM allocation larger than one
+            // pointer; the read is aligned (malloc alignment) and only the
+            // address is used, never dereferenced.
+            let limbs = unsafe { bn.cast::<*const c_void>().read() };
+            if !limbs.is_null() && heap::contains(limbs) {
+                in_arena |= 1 << i;
+            }
+        }
+        (flags, in_arena)
+    }
+
+    fn verify_placement(&self) -> Result<(), KeyError> {
+        let (flags, in_arena) = self.placement();
+        for (i, name) in common::protocol::PRIVATE_NUMBERS.iter().enumerate() {
+            if flags & (1 << i) == 0 {
+                return Err(KeyError::NotSecure { name, why: "BN_FLG_SECURE not set" });
+            }
+            if in_arena & (1 << i) == 0 {
+                return Err(KeyError::NotSecure { name, why: "its limbs are not inside the arena" });
+            }
+        }
+        // SAFETY: the key is live.
+        if unsafe { RSA_test_flags(self.rsa.as_ptr(), RSA_FLAG_CACHE_PRIVATE) } != 0 {
+            return Err(KeyError::CacheFlag);
+        }
+        Ok(())
+    }
+
+    /// The check made before every decryption (the original's
+    /// `verifyExpectedAllocation`): usage at or above the baseline, and every
+    /// private number still in the arena.
+    pub fn verify_allocation(&self) -> Result<(), KeyError> {
+        let used = heap::used();
+        if used < self.baseline {
+            return Err(KeyError::BelowBaseline { used, baseline: self.baseline });
+        }
+        self.verify_placement()
+    }
+
+    /// The state reported to the broker.
+    pub fn status(&self, decrypts: u64, wipes_verified: u64) -> HeapStatus {
+        let (secure_flags, in_arena) = self.placement();
+        let w = |v: usize| u64::try_from(v).unwrap_or(u64::MAX);
+        HeapStatus {
+            initialized: heap::initialized(),
+            key_bits: self.bits.bits(),
+            arena_size: w(self.arena_size),
+            min_size: w(self.min_size),
+            used: w(heap::used()),
+            used_before_keygen: w(self.used_before),
+            baseline: w(self.baseline),
+            secure_flags: secure_flags & ALL_PRIVATE_NUMBERS,
+            in_arena: in_arena & ALL_PRIVATE_NUMBERS,
+            decrypts,
+            wipes_verified,
+        }
+    }
+
+    /// The public key as DER SubjectPublicKeyInfo, exported from a public-only
+    /// copy of (n, e) so that no export path ever sees a private number.
+    pub fn public_der(&self) -> Result<Vec<u8>, KeyError> {
+        let mut n = ptr::null();
+        let mut e = ptr::null();
+        let mut d = ptr::null();
+        // SAFETY: the key is live; borrowed pointers into it.
+        unsafe { ffi::RSA_get0_key(self.rsa.as_ptr(), &mut n, &mut e, &mut d) };
+        let to_vec = |bn: *const ffi::BIGNUM| {
+            // SAFETY: `bn` is n or e of the live key; BN_bn2bin writes exactly
+            // BN_num_bytes bytes, the length of the buffer we give it.
+            unsafe {
+                let len = usize::try_from((ffi::BN_num_bits(bn) + 7) / 8).unwrap_or(0);
+                let mut v = vec![0u8; len];
+                ffi::BN_bn2bin(bn, v.as_mut_ptr());
+                v
+            }
+        };
+        let (n, e) = (to_vec(n), to_vec(e));
+        let export = || -> Result<Vec<u8>, openssl::error::ErrorStack> {
+            let rsa = openssl::rsa::Rsa::from_public_components(
+                openssl::bn::BigNum::from_slice(&n)?,
+                openssl::bn::BigNum::from_slice(&e)?,
+            )?;
+            rsa.public_key_to_der()
+        };
+        export().map_err(|e| KeyError::Export(e.to_string()))
+    }
+
+    /// Decrypts an RSA-OAEP-SHA256 ciphertext into a secure-heap buffer and
+    /// returns it with the plaintext length.
+    pub fn decrypt(&self, ciphertext: &[u8]) -> Result<(SecureBuf, usize), KeyError> {
+        if ciphertext.len() != self.size {
+            return Err(KeyError::CiphertextLength { got: ciphertext.len(), want: self.size, bits: self.bits.bits() });
+        }
+        self.verify_allocation()?;
+        let k = c_int::try_from(self.size).map_err(|_| KeyError::Decrypt)?;
+        let mut em = SecureBuf::new(self.size)?;
+        let mut out = SecureBuf::new(self.size)?;
+        // SAFETY: `ciphertext` is k readable bytes; `em` is k writable bytes
+        // in the arena; the key is live. RSA_NO_PADDING writes exactly k.
+        let r = unsafe {
+            ffi::RSA_private_decrypt(k, ciphertext.as_ptr(), em.as_mut_ptr(), self.rsa.as_ptr(), ffi::RSA_NO_PADDING)
+        };
+        let result = if r != k {
+            Err(KeyError::Decrypt)
+        } else {
+            // SAFETY: `em` holds k bytes (the encoded message with its leading
+            // zero), `out` has room for k; the label is empty; EVP_sha256
+            // returns a static method table.
+            let m = unsafe {
+                RSA_padding_check_PKCS1_OAEP_mgf1(
+                    out.as_mut_ptr(),
+                    k,
+                    em.as_mut_ptr(),
+                    k,
+                    k,
+                    ptr::null(),
+                    0,
+                    ffi::EVP_sha256(),
+                    ffi::EVP_sha256(),
+                )
+            };
+            usize::try_from(m).map_err(|_| KeyError::Decrypt)
+        };
+        em.wipe_and_verify();
+        // Intermediate values of the modular exponentiation may sit on the
+        // stack below us; overwrite them.
+        scrub_stack();
+        match result {
+            Ok(len) => Ok((out, len)),
+            Err(e) => {
+                // SAFETY: clears this thread's OpenSSL error queue.
+                unsafe { ffi::ERR_clear_error() };
+                Err(e)
+            }
+        }
+    }
+}
+
+impl Drop for Key {
+    fn drop(&mut self) {
+        // SAFETY: we own the RSA object; RSA_free frees the secure BIGNUMs with
+        // BN_clear_free, which wipes them before returning them to the arena.
+        unsafe { ffi::RSA_free(self.rsa.as_ptr()) };
+    }
+}
+
+/// Overwrites 64 KiB of stack below the caller, where key generation and the
+/// private-key operation leave intermediate values.
+#[inline(never)]
+pub fn scrub_stack() {
+    let mut area = [0u8; 64 * 1024];
+    area.zeroize();
+    std::hint::black_box(&area);
+}

@@ -1,0 +1,136 @@
+//! The vault's first steps, before it touches OpenSSL: bind its life to the
+//! broker's, keep only the ring and stdio, forget the environment, drop every
+//! capability, and forbid gaining privileges.
+
+use std::io;
+use std::os::fd::{BorrowedFd, RawFd};
+
+use caps::CapSet;
+use common::sys::cvt;
+
+/// The fd number at which the broker passes the ring.
+pub const RING_FD: RawFd = 3;
+
+/// Errors of the start-up steps.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("prctl(PR_SET_PDEATHSIG) failed")]
+    DeathSignal(#[source] io::Error),
+    #[error("the broker that spawned the vault (pid {expected}) is gone (parent is now {actual}); refusing to run")]
+    ParentChanged { expected: i32, actual: i32 },
+    #[error("cannot close inherited file descriptors")]
+    CloseFds(#[source] io::Error),
+    #[error("fd {fd} is not open: the vault must be started by the broker, which passes the ring there")]
+    MissingFd { fd: RawFd },
+    #[error("cannot clear the environment")]
+    ClearEnv,
+    #[error("cannot drop capability set {set}: {reason}")]
+    Caps { set: &'static str, reason: String },
+    #[error("capabilities remain after dropping them: {0}")]
+    CapsRemain(String),
+    #[error("cannot reset signal handling")]
+    Signals(#[source] io::Error),
+    #[error(transparent)]
+    Harden(#[from] common::harden::HardenError),
+}
+
+/// Asks for `SIGTERM` when the broker dies, then checks that the broker is
+/// still our parent: if it died before the prctl, the signal would never come.
+pub fn bind_to_parent(expected: i32) -> Result<(), StartupError> {
+    // SAFETY: integer arguments only.
+    cvt(unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM, 0, 0, 0) }).map_err(StartupError::DeathSignal)?;
+    // SAFETY: no preconditions.
+    let actual = unsafe { libc::getppid() };
+    if actual != expected {
+        return Err(StartupError::ParentChanged { expected, actual });
+    }
+    Ok(())
+}
+
+/// Closes every fd above the ring and checks the ring fd is open.
+pub fn close_other_fds() -> Result<BorrowedFd<'static>, StartupError> {
+    let first = libc::c_uint::try_from(RING_FD + 1).unwrap_or(4);
+    // SAFETY: close_range only closes fds; nothing in this process holds one
+    // above the ring at this point (we have opened nothing yet).
+    cvt(unsafe { libc::syscall(libc::SYS_close_range, first, libc::c_uint::MAX, 0) }).map_err(StartupError::CloseFds)?;
+    for fd in [0, 1, 2, RING_FD] {
+        // SAFETY: F_GETFD only queries the fd table.
+        if unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1 {
+            return Err(StartupError::MissingFd { fd });
+        }
+    }
+    // SAFETY: RING_FD is open (checked above) and is never closed for the
+    // rest of the process's life, so a 'static borrow is sound.
+    Ok(unsafe { BorrowedFd::borrow_raw(RING_FD) })
+}
+
+/// Empties the environment: nothing the parent set (OPENSSL_CONF,
+/// OPENSSL_MODULES, LD_*, ...) may steer OpenSSL or anything else here.
+pub fn clear_environment() -> Result<(), StartupError> {
+    // SAFETY: the vault is single-threaded here, so nothing reads the
+    // environment concurrently.
+    if unsafe { libc::clearenv() } != 0 {
+        return Err(StartupError::ClearEnv);
+    }
+    Ok(())
+}
+
+/// Drops every capability from every set, the bounding set first (dropping
+/// from it needs CAP_SETPCAP, which the other sets still hold).
+pub fn drop_capabilities() -> Result<(), StartupError> {
+    let err = |set: &'static str| move |e: caps::errors::CapsError| StartupError::Caps { set, reason: e.to_string() };
+    for cap in caps::all() {
+        if caps::has_cap(None, CapSet::Bounding, cap).map_err(err("bounding"))? {
+            caps::drop(None, CapSet::Bounding, cap).map_err(err("bounding"))?;
+        }
+    }
+    caps::clear(None, CapSet::Ambient).map_err(err("ambient"))?;
+    caps::clear(None, CapSet::Inheritable).map_err(err("inheritable"))?;
+    caps::clear(None, CapSet::Effective).map_err(err("effective"))?;
+    caps::clear(None, CapSet::Permitted).map_err(err("permitted"))?;
+    for (name, set) in [
+        ("bounding", CapSet::Bounding),
+        ("permitted", CapSet::Permitted),
+        ("effective", CapSet::Effective),
+        ("inheritable", CapSet::Inheritable),
+        ("ambient", CapSet::Ambient),
+    ] {
+        let left = caps::read(None, set).map_err(err(name))?;
+        if !left.is_empty() {
+            return Err(StartupError::CapsRemain(format!("{name}: {left:?}")));
+        }
+    }
+    Ok(())
+}
+
+/// Set by the signal handler: the signal that asked the vault to stop.
+pub static STOP_SIGNAL: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+extern "C" fn on_stop_signal(sig: libc::c_int) {
+    // Only an atomic store: async-signal-safe.
+    STOP_SIGNAL.store(sig, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Unblocks every signal (the mask is inherited across execve) and makes
+/// SIGTERM, SIGINT and SIGHUP request a graceful shutdown. The handler is
+/// installed without SA_RESTART so that a sleeping futex wait returns EINTR.
+pub fn install_signal_handlers() -> Result<(), StartupError> {
+    // SAFETY: sigset manipulation on a local; sigprocmask on our own thread.
+    unsafe {
+        let mut none: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut none);
+        cvt(libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut())).map_err(StartupError::Signals)?;
+    }
+    for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+        // SAFETY: a zeroed sigaction is valid; the handler only stores to an
+        // atomic, which is async-signal-safe.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_stop_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+            libc::sigemptyset(&mut sa.sa_mask);
+            sa.sa_flags = 0;
+            cvt(libc::sigaction(sig, &sa, std::ptr::null_mut())).map_err(StartupError::Signals)?;
+        }
+    }
+    Ok(())
+}
