@@ -240,6 +240,7 @@ pub struct Broker {
     public: Rsa<Public>,
     public_der: Vec<u8>,
     vault_pid: u32,
+    ring_seals: i32,
     config: Config,
 }
 
@@ -266,6 +267,7 @@ impl Broker {
             None => vault_process::default_vault_path()?,
         };
         let (fd, chan) = Channel::create().map_err(Error::Ring)?;
+        let ring_seals = common::seal::seals(fd.as_fd()).map_err(|e| Error::Ring(e.into()))?;
         let args = VaultArgs { key_bits: config.key_bits, heap_size: config.heap_size, heap_min: config.heap_min };
         let vault = VaultProcess::spawn(&path, fd.as_fd(), &args)?;
         // The vault has its own copy of the fd; ours is no longer needed.
@@ -303,6 +305,7 @@ impl Broker {
             public,
             public_der: der,
             vault_pid,
+            ring_seals,
             config,
         })
     }
@@ -310,6 +313,12 @@ impl Broker {
     /// The vault's pid.
     pub fn vault_pid(&self) -> u32 {
         self.vault_pid
+    }
+
+    /// The seals the ring's memfd carries (`F_GET_SEALS`, read before the fd
+    /// was handed to the vault).
+    pub fn ring_seals(&self) -> i32 {
+        self.ring_seals
     }
 
     /// The configuration the broker runs with.

@@ -12,7 +12,6 @@
 //! it; the `broker` program is hardened (non-dumpable, no core files).
 
 pub mod client;
-#[cfg(any())] // enabled once terminal.rs lands
 pub mod terminal;
 pub mod vault_process;
 

@@ -738,11 +738,11 @@ mod tests {
     #[test]
     fn tty_plain_entry_with_cr_or_lf() {
         let run = run_tty(b"hunter2\r", 64);
-        assert_eq!(run.result.unwrap(), b"hunter2");
+        assert_eq!(run.result.as_ref().unwrap(), b"hunter2");
         assert_mode_restored(&run);
 
         let run = run_tty(b"hunter2\n", 64);
-        assert_eq!(run.result.unwrap(), b"hunter2");
+        assert_eq!(run.result.as_ref().unwrap(), b"hunter2");
         assert_mode_restored(&run);
     }
 
@@ -751,15 +751,15 @@ mod tests {
         // VERASE of a fresh pty is DEL (0x7f).
         let run = run_tty(b"pasx\x7fs\r", 64);
         assert_eq!(run.before.control_chars[libc::VERASE], 0x7f);
-        assert_eq!(run.result.unwrap(), b"pass");
+        assert_eq!(run.result.as_ref().unwrap(), b"pass");
         assert_mode_restored(&run);
 
         let run = run_tty(b"abc\x08d\r", 64);
-        assert_eq!(run.result.unwrap(), b"abd", "0x08 erases too");
+        assert_eq!(run.result.as_ref().unwrap(), b"abd", "0x08 erases too");
 
         let run = run_tty(b"a\x7f\x7f\x7fb\r", 64);
         assert_eq!(
-            run.result.unwrap(),
+            run.result.as_ref().unwrap(),
             b"b",
             "erase on an empty entry does nothing"
         );
@@ -768,7 +768,7 @@ mod tests {
     #[test]
     fn tty_kill_clears_the_entry() {
         let run = run_tty(b"wrong\x15right\r", 64);
-        assert_eq!(run.result.unwrap(), b"right");
+        assert_eq!(run.result.as_ref().unwrap(), b"right");
         assert_mode_restored(&run);
 
         let run = run_tty(b"wrong\x15\r", 64);
@@ -816,20 +816,20 @@ mod tests {
 
         let run = run_tty(b"abcd\r", 4);
         assert_eq!(
-            run.result.unwrap(),
+            run.result.as_ref().unwrap(),
             b"abcd",
             "exactly the limit is accepted"
         );
 
         let run = run_tty(b"abcd\x7fe\r", 4);
         assert_eq!(
-            run.result.unwrap(),
+            run.result.as_ref().unwrap(),
             b"abce",
             "editing still works when full"
         );
 
         let run = run_tty(b"abcd\x15wxyz\r", 4);
-        assert_eq!(run.result.unwrap(), b"wxyz");
+        assert_eq!(run.result.as_ref().unwrap(), b"wxyz");
     }
 
     #[test]
@@ -852,7 +852,7 @@ mod tests {
 
         let run = run_tty(b"ab\x04c\r", 64);
         assert_eq!(
-            run.result.unwrap(),
+            run.result.as_ref().unwrap(),
             b"abc",
             "Ctrl-D on a non-empty entry is ignored"
         );
@@ -861,10 +861,10 @@ mod tests {
     #[test]
     fn tty_ctrl_z_ignored_and_nul_kept() {
         let run = run_tty(b"a\x1ab\r", 64);
-        assert_eq!(run.result.unwrap(), b"ab");
+        assert_eq!(run.result.as_ref().unwrap(), b"ab");
 
         let run = run_tty(b"a\0b\xff\r", 64);
-        assert_eq!(run.result.unwrap(), b"a\0b\xff");
+        assert_eq!(run.result.as_ref().unwrap(), b"a\0b\xff");
         assert_mode_restored(&run);
     }
 
