@@ -69,6 +69,23 @@ const MAGIC: [u8; 8] = *b"PVRING\0\x01";
 const LAYOUT_VERSION: u32 = 1;
 const REQUEST_RING: usize = HEADER_LEN;
 const RESPONSE_RING: usize = HEADER_LEN + CONTROL_LEN + RING_CAPACITY as usize;
+/// Byte offsets inside the shared region, for tools and test harnesses that
+/// play a (possibly hostile) peer at the byte level.
+pub mod layout {
+    /// Offset of the request ring's control block (broker to vault).
+    pub const REQUEST_CONTROL: usize = super::REQUEST_RING;
+    /// Offset of the request ring's data area.
+    pub const REQUEST_DATA: usize = super::REQUEST_RING + super::CONTROL_LEN;
+    /// Offset of the response ring's control block (vault to broker).
+    pub const RESPONSE_CONTROL: usize = super::RESPONSE_RING;
+    /// Offset of the response ring's data area.
+    pub const RESPONSE_DATA: usize = super::RESPONSE_RING + super::CONTROL_LEN;
+    /// Offset of `head` inside a control block.
+    pub const HEAD: usize = 0;
+    /// Offset of `tail` inside a control block.
+    pub const TAIL: usize = std::mem::size_of::<crossbeam_utils::CachePadded<std::sync::atomic::AtomicU32>>();
+}
+
 /// Total size of the shared region (the memfd's sealed size).
 pub const REGION_LEN: usize = HEADER_LEN + 2 * (CONTROL_LEN + RING_CAPACITY as usize);
 

@@ -75,9 +75,16 @@ pub fn initialized() -> bool {
     unsafe { CRYPTO_secure_malloc_initialized() == 1 }
 }
 
-/// `CRYPTO_secure_used()`: bytes in use in the arena (buddy-rounded).
+/// `CRYPTO_secure_used()`: bytes in use in the arena (buddy-rounded); 0
+/// when there is no arena.
 pub fn used() -> usize {
-    // SAFETY: no preconditions.
+    if !initialized() {
+        // OpenSSL 3.0 takes the arena's lock unconditionally here, and the
+        // lock does not exist before CRYPTO_secure_malloc_init: the call
+        // would dereference NULL (measured: SIGSEGV).
+        return 0;
+    }
+    // SAFETY: the arena, and with it the lock this takes, exists.
     unsafe { CRYPTO_secure_used() }
 }
 

@@ -358,3 +358,58 @@ pub fn scrub_stack() {
     area.zeroize();
     std::hint::black_box(&area);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One test, in order, because the arena is process-wide: first the
+    /// positive control (no arena: OpenSSL silently falls back to malloc, the
+    /// BN_FLG_SECURE flag is still set, and only the arena check notices),
+    /// then the real thing.
+    #[test]
+    fn the_placement_check_catches_a_key_outside_the_arena_and_passes_one_inside() {
+        assert!(!heap::initialized());
+        match Key::generate(KeyBits::B2048, 65536, 16) {
+            Err(KeyError::NotSecure { name: "d", why }) => assert!(why.contains("arena"), "{why}"),
+            other => panic!("a key outside the arena was accepted: {other:?}"),
+        }
+        heap::validate(65536, 16, 2048, KeyBits::B2048.min_arena()).unwrap();
+        heap::init(65536, 16).unwrap();
+        let key = Key::generate(KeyBits::B2048, 65536, 16).expect("key in the arena");
+        let s = key.status(0, 0);
+        assert_eq!((s.secure_flags, s.in_arena), (ALL_PRIVATE_NUMBERS, ALL_PRIVATE_NUMBERS));
+        assert!(s.baseline > s.used_before_keygen, "{s:?}");
+        assert!(s.verified());
+        key.verify_allocation().unwrap();
+        // A second init is refused (OpenSSL returns 0), and reported as such.
+        assert!(matches!(heap::init(65536, 16), Err(HeapError::Init { ret: 0, .. })));
+        // Decryption round trip with an independent OAEP-SHA256 encryption.
+        let pubkey = openssl::rsa::Rsa::public_key_from_der(&key.public_der().unwrap()).unwrap();
+        let pkey = openssl::pkey::PKey::from_rsa(pubkey).unwrap();
+        let mut enc = openssl::encrypt::Encrypter::new(&pkey).unwrap();
+        enc.set_rsa_padding(openssl::rsa::Padding::PKCS1_OAEP).unwrap();
+        enc.set_rsa_oaep_md(openssl::hash::MessageDigest::sha256()).unwrap();
+        enc.set_rsa_mgf1_md(openssl::hash::MessageDigest::sha256()).unwrap();
+        let mut ct = vec![0u8; enc.encrypt_len(b"x").unwrap()];
+        let n = enc.encrypt(b"attack at dawn", &mut ct).unwrap();
+        ct.truncate(n);
+        let (mut out, len) = key.decrypt(&ct).unwrap();
+        assert_eq!(out.prefix(len), b"attack at dawn");
+        assert_eq!(out.wipe_and_verify(), 0);
+        // SHA-1 OAEP (the legacy default) must not decrypt: the hash is pinned.
+        enc.set_rsa_oaep_md(openssl::hash::MessageDigest::sha1()).unwrap();
+        enc.set_rsa_mgf1_md(openssl::hash::MessageDigest::sha1()).unwrap();
+        let n = enc.encrypt(b"attack at dawn", &mut ct).unwrap();
+        assert!(matches!(key.decrypt(&ct[..n]), Err(KeyError::Decrypt)));
+        // A tampered ciphertext is refused, a short one is a length error.
+        let n = {
+            enc.set_rsa_oaep_md(openssl::hash::MessageDigest::sha256()).unwrap();
+            enc.set_rsa_mgf1_md(openssl::hash::MessageDigest::sha256()).unwrap();
+            enc.encrypt(b"attack at dawn", &mut ct).unwrap()
+        };
+        ct[n / 2] ^= 1;
+        assert!(matches!(key.decrypt(&ct[..n]), Err(KeyError::Decrypt)));
+        assert!(matches!(key.decrypt(&ct[..10]), Err(KeyError::CiphertextLength { got: 10, .. })));
+    }
+}
