@@ -65,9 +65,16 @@ pub enum Error {
     #[error("cannot create the ring")]
     Ring(#[source] RingError),
     #[error("vault {exit} (during {during})")]
-    VaultDied { exit: VaultExit, during: &'static str },
+    VaultDied {
+        exit: VaultExit,
+        during: &'static str,
+    },
     #[error("the vault did not answer {during} within {after:?}; it was killed ({exit})")]
-    Timeout { during: &'static str, after: Duration, exit: VaultExit },
+    Timeout {
+        during: &'static str,
+        after: Duration,
+        exit: VaultExit,
+    },
     #[error("the vault broke the protocol during {during}; it was killed ({exit})")]
     Protocol {
         during: &'static str,
@@ -76,7 +83,10 @@ pub enum Error {
         source: ProtocolOrRing,
     },
     #[error("the vault refused {during}: {}", .code.describe())]
-    Refused { during: &'static str, code: ErrorCode },
+    Refused {
+        during: &'static str,
+        code: ErrorCode,
+    },
     #[error("the vault's public key is unusable: {0}")]
     PublicKey(String),
     #[error("encryption with the vault's public key failed: {0}")]
@@ -91,7 +101,9 @@ pub enum Error {
     TooManySecrets { limit: usize },
     #[error("the secret is empty")]
     EmptySecret,
-    #[error("the secret is {len} bytes; a {bits}-bit key carries at most {limit} with RSA-OAEP-SHA256")]
+    #[error(
+        "the secret is {len} bytes; a {bits}-bit key carries at most {limit} with RSA-OAEP-SHA256"
+    )]
     SecretTooLong { len: usize, limit: usize, bits: u32 },
     #[error(transparent)]
     Buffer(#[from] SecretError),
@@ -109,7 +121,10 @@ pub enum ProtocolOrRing {
     #[error("answer {got} to request {expected}")]
     WrongId { expected: u32, got: u32 },
     #[error("unexpected answer {got} to a {request} request")]
-    WrongKind { request: &'static str, got: &'static str },
+    WrongKind {
+        request: &'static str,
+        got: &'static str,
+    },
 }
 
 /// Evidence, observed by the broker, that each side wiped its copy.
@@ -129,7 +144,9 @@ pub struct WipeEvidence {
 impl WipeEvidence {
     /// Whether every observation shows a complete wipe.
     pub fn all_wiped(&self) -> bool {
-        self.request_frame_residue == Some(0) && self.ring_residue == 0 && self.broker_copy_residue == 0
+        self.request_frame_residue == Some(0)
+            && self.ring_residue == 0
+            && self.broker_copy_residue == 0
     }
 }
 
@@ -163,7 +180,11 @@ impl Connection {
         dst: &mut SecretBuf,
     ) -> Result<u32, Error> {
         if let Some(exit) = self.closed {
-            return Err(if exit.is_clean() { Error::ShutDown } else { Error::VaultDied { exit, during } });
+            return Err(if exit.is_clean() {
+                Error::ShutDown
+            } else {
+                Error::VaultDied { exit, during }
+            });
         }
         let id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1);
@@ -191,8 +212,16 @@ impl Connection {
                 let exit = self.vault.poll_exit().unwrap_or_else(|| self.vault.kill());
                 Error::VaultDied { exit, during }
             }
-            RingError::Timeout(_) => Error::Timeout { during, after: timeout, exit: self.vault.kill() },
-            other => Error::Protocol { during, exit: self.vault.kill(), source: other.into() },
+            RingError::Timeout(_) => Error::Timeout {
+                during,
+                after: timeout,
+                exit: self.vault.kill(),
+            },
+            other => Error::Protocol {
+                during,
+                exit: self.vault.kill(),
+                source: other.into(),
+            },
         };
         self.close_after_failure();
         err
@@ -208,7 +237,11 @@ impl Connection {
     fn protocol_error(&mut self, during: &'static str, source: ProtocolOrRing) -> Error {
         let exit = self.vault.kill();
         self.close_after_failure();
-        Error::Protocol { during, exit, source }
+        Error::Protocol {
+            during,
+            exit,
+            source,
+        }
     }
 
     /// Orderly shutdown: ask, wait, then SIGTERM, then SIGKILL.
@@ -218,10 +251,16 @@ impl Connection {
         }
         let mut buf = SecretBuf::new(64).ok();
         let asked = match buf.as_mut() {
-            Some(buf) => self.exchange(&Request::Shutdown, "shutdown", grace, buf).is_ok(),
+            Some(buf) => self
+                .exchange(&Request::Shutdown, "shutdown", grace, buf)
+                .is_ok(),
             None => false,
         };
-        let exit = match (asked, self.vault.wait_exit(if asked { grace } else { Duration::ZERO })) {
+        let exit = match (
+            asked,
+            self.vault
+                .wait_exit(if asked { grace } else { Duration::ZERO }),
+        ) {
             (_, Some(exit)) => exit,
             _ => self.vault.terminate(grace),
         };
@@ -246,7 +285,10 @@ pub struct Broker {
 
 impl std::fmt::Debug for Broker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Broker").field("vault_pid", &self.vault_pid).field("key_bits", &self.config.key_bits).finish_non_exhaustive()
+        f.debug_struct("Broker")
+            .field("vault_pid", &self.vault_pid)
+            .field("key_bits", &self.config.key_bits)
+            .finish_non_exhaustive()
     }
 }
 
@@ -260,7 +302,9 @@ impl Broker {
     /// Starts a vault and waits until its key is generated and verified.
     pub fn spawn(config: Config) -> Result<Self, Error> {
         if !matches!(config.key_bits, 2048 | 3072 | 4096) {
-            return Err(Error::KeyBits { bits: config.key_bits });
+            return Err(Error::KeyBits {
+                bits: config.key_bits,
+            });
         }
         let path = match &config.vault_path {
             Some(p) => p.clone(),
@@ -268,19 +312,39 @@ impl Broker {
         };
         let (fd, chan) = Channel::create().map_err(Error::Ring)?;
         let ring_seals = common::seal::seals(fd.as_fd()).map_err(|e| Error::Ring(e.into()))?;
-        let args = VaultArgs { key_bits: config.key_bits, heap_size: config.heap_size, heap_min: config.heap_min };
+        let args = VaultArgs {
+            key_bits: config.key_bits,
+            heap_size: config.heap_size,
+            heap_min: config.heap_min,
+        };
         let vault = VaultProcess::spawn(&path, fd.as_fd(), &args)?;
         // The vault has its own copy of the fd; ours is no longer needed.
         drop(fd);
         let vault_pid = vault.pid();
-        let mut conn = Connection { chan, vault, next_id: 1, closed: None };
+        let mut conn = Connection {
+            chan,
+            vault,
+            next_id: 1,
+            closed: None,
+        };
         let mut buf = SecretBuf::new(MAX_FRAME as usize)?;
-        let id = conn.exchange(&Request::PublicKey, "start-up", config.start_timeout, &mut buf)?;
+        let id = conn.exchange(
+            &Request::PublicKey,
+            "start-up",
+            config.start_timeout,
+            &mut buf,
+        )?;
         let der = match buf.expose(|f| match protocol::decode_response(f) {
             Ok((got, Response::PublicKey { der })) if got == id => Ok(der.to_vec()),
             Ok((got, _)) if got != id => Err(ProtocolOrRing::WrongId { expected: id, got }),
-            Ok((_, Response::Error(code))) => Err(ProtocolOrRing::WrongKind { request: "PublicKey", got: code.describe() }),
-            Ok((_, other)) => Err(ProtocolOrRing::WrongKind { request: "PublicKey", got: label(&other) }),
+            Ok((_, Response::Error(code))) => Err(ProtocolOrRing::WrongKind {
+                request: "PublicKey",
+                got: code.describe(),
+            }),
+            Ok((_, other)) => Err(ProtocolOrRing::WrongKind {
+                request: "PublicKey",
+                got: label(&other),
+            }),
             Err(e) => Err(e.into()),
         }) {
             Ok(der) => der,
@@ -289,7 +353,11 @@ impl Broker {
         let public = match Rsa::public_key_from_der(&der) {
             Ok(k) if k.size() * 8 == config.key_bits => k,
             Ok(k) => {
-                let e = Error::PublicKey(format!("the vault sent a {}-bit key, {} were asked for", k.size() * 8, config.key_bits));
+                let e = Error::PublicKey(format!(
+                    "the vault sent a {}-bit key, {} were asked for",
+                    k.size() * 8,
+                    config.key_bits
+                ));
                 conn.stop(config.shutdown_grace);
                 return Err(e);
             }
@@ -333,7 +401,9 @@ impl Broker {
 
     /// The vault's public key, PEM.
     pub fn public_key_pem(&self) -> Result<Vec<u8>, Error> {
-        self.public.public_key_to_pem().map_err(|e| Error::PublicKey(e.to_string()))
+        self.public
+            .public_key_to_pem()
+            .map_err(|e| Error::PublicKey(e.to_string()))
     }
 
     /// SHA-256 of the DER public key.
@@ -343,7 +413,9 @@ impl Broker {
 
     /// Largest secret the key can carry.
     pub fn max_secret_len(&self) -> usize {
-        usize::try_from(self.public.size()).unwrap_or(0).saturating_sub(OAEP_SHA256_OVERHEAD)
+        usize::try_from(self.public.size())
+            .unwrap_or(0)
+            .saturating_sub(OAEP_SHA256_OVERHEAD)
     }
 
     fn take_buffer(&self) -> Result<SecretBuf, Error> {
@@ -363,13 +435,19 @@ impl Broker {
 
     fn check_name(name: &str) -> Result<(), Error> {
         if name.is_empty() {
-            return Err(Error::BadName { reason: "it is empty" });
+            return Err(Error::BadName {
+                reason: "it is empty",
+            });
         }
         if name.len() > MAX_NAME_LEN {
-            return Err(Error::BadName { reason: "it is longer than 128 bytes" });
+            return Err(Error::BadName {
+                reason: "it is longer than 128 bytes",
+            });
         }
         if name.chars().any(char::is_control) {
-            return Err(Error::BadName { reason: "it contains control characters" });
+            return Err(Error::BadName {
+                reason: "it contains control characters",
+            });
         }
         Ok(())
     }
@@ -385,12 +463,18 @@ impl Broker {
         }
         let limit = self.max_secret_len();
         if secret.len() > limit {
-            return Err(Error::SecretTooLong { len: secret.len(), limit, bits: self.config.key_bits });
+            return Err(Error::SecretTooLong {
+                len: secret.len(),
+                limit,
+                bits: self.config.key_bits,
+            });
         }
         {
             let secrets = lock(&self.secrets);
             if secrets.contains_key(name) {
-                return Err(Error::NameExists { name: name.to_owned() });
+                return Err(Error::NameExists {
+                    name: name.to_owned(),
+                });
             }
             if secrets.len() >= MAX_SECRETS {
                 return Err(Error::TooManySecrets { limit: MAX_SECRETS });
@@ -400,7 +484,9 @@ impl Broker {
         drop(secret);
         let mut secrets = lock(&self.secrets);
         if secrets.contains_key(name) {
-            return Err(Error::NameExists { name: name.to_owned() });
+            return Err(Error::NameExists {
+                name: name.to_owned(),
+            });
         }
         secrets.insert(name.to_owned(), ciphertext);
         Ok(())
@@ -431,17 +517,39 @@ impl Broker {
 
     /// As [`Broker::with_secret`], and also reports what the broker observed
     /// of both sides' wipes (scans both rings: slower, for demos and tests).
-    pub fn with_secret_evidence<R>(&self, name: &str, f: impl FnOnce(&[u8]) -> R) -> Result<(R, WipeEvidence), Error> {
+    pub fn with_secret_evidence<R>(
+        &self,
+        name: &str,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Result<(R, WipeEvidence), Error> {
         self.with_secret_inner(name, f, true)
     }
 
-    fn with_secret_inner<R>(&self, name: &str, f: impl FnOnce(&[u8]) -> R, observe: bool) -> Result<(R, WipeEvidence), Error> {
-        let ciphertext = lock(&self.secrets).get(name).cloned().ok_or_else(|| Error::UnknownName { name: name.to_owned() })?;
+    fn with_secret_inner<R>(
+        &self,
+        name: &str,
+        f: impl FnOnce(&[u8]) -> R,
+        observe: bool,
+    ) -> Result<(R, WipeEvidence), Error> {
+        let ciphertext =
+            lock(&self.secrets)
+                .get(name)
+                .cloned()
+                .ok_or_else(|| Error::UnknownName {
+                    name: name.to_owned(),
+                })?;
         let mut buf = self.take_buffer()?;
         let mut evidence = WipeEvidence::default();
         let id = {
             let mut conn = lock(&self.conn);
-            let id = conn.exchange(&Request::Decrypt { ciphertext: &ciphertext }, "a decryption", self.config.request_timeout, &mut buf)?;
+            let id = conn.exchange(
+                &Request::Decrypt {
+                    ciphertext: &ciphertext,
+                },
+                "a decryption",
+                self.config.request_timeout,
+                &mut buf,
+            )?;
             if observe {
                 evidence.request_frame_residue = conn.chan.tx.last_frame_residue();
                 evidence.ring_residue = conn.chan.nonzero_bytes();
@@ -450,26 +558,39 @@ impl Broker {
         };
         let result = {
             let guard = WipeOnDrop(&mut buf);
-            guard.0.expose(|frame| match protocol::decode_response(frame) {
-                Ok((got, _)) if got != id => Err(ProtocolOrRing::WrongId { expected: id, got }),
-                Ok((_, Response::Plaintext { bytes })) => Ok(Ok(f(bytes))),
-                Ok((_, Response::Error(code))) => Ok(Err(code)),
-                Ok((_, other)) => Err(ProtocolOrRing::WrongKind { request: "Decrypt", got: label(&other) }),
-                Err(e) => Err(e.into()),
-            })
+            guard
+                .0
+                .expose(|frame| match protocol::decode_response(frame) {
+                    Ok((got, _)) if got != id => Err(ProtocolOrRing::WrongId { expected: id, got }),
+                    Ok((_, Response::Plaintext { bytes })) => Ok(Ok(f(bytes))),
+                    Ok((_, Response::Error(code))) => Ok(Err(code)),
+                    Ok((_, other)) => Err(ProtocolOrRing::WrongKind {
+                        request: "Decrypt",
+                        got: label(&other),
+                    }),
+                    Err(e) => Err(e.into()),
+                })
         };
         evidence.broker_copy_residue = buf.nonzero_bytes();
         self.give_buffer(buf);
         match result {
             Ok(Ok(r)) => Ok((r, evidence)),
-            Ok(Err(code)) => Err(Error::Refused { during: "a decryption", code }),
+            Ok(Err(code)) => Err(Error::Refused {
+                during: "a decryption",
+                code,
+            }),
             Err(e) => Err(lock(&self.conn).protocol_error("a decryption", e)),
         }
     }
 
     /// Forgets `name` (its ciphertext is dropped).
     pub fn delete(&self, name: &str) -> Result<(), Error> {
-        lock(&self.secrets).remove(name).map(drop).ok_or_else(|| Error::UnknownName { name: name.to_owned() })
+        lock(&self.secrets)
+            .remove(name)
+            .map(drop)
+            .ok_or_else(|| Error::UnknownName {
+                name: name.to_owned(),
+            })
     }
 
     /// The names of the secrets held, sorted.
@@ -481,11 +602,19 @@ impl Broker {
     pub fn heap_status(&self) -> Result<HeapStatus, Error> {
         let mut buf = self.take_buffer()?;
         let mut conn = lock(&self.conn);
-        let id = conn.exchange(&Request::HeapStatus, "a heap status request", self.config.request_timeout, &mut buf)?;
+        let id = conn.exchange(
+            &Request::HeapStatus,
+            "a heap status request",
+            self.config.request_timeout,
+            &mut buf,
+        )?;
         let r = buf.expose(|f| match protocol::decode_response(f) {
             Ok((got, _)) if got != id => Err(ProtocolOrRing::WrongId { expected: id, got }),
             Ok((_, Response::HeapStatus(s))) => Ok(s),
-            Ok((_, other)) => Err(ProtocolOrRing::WrongKind { request: "HeapStatus", got: label(&other) }),
+            Ok((_, other)) => Err(ProtocolOrRing::WrongKind {
+                request: "HeapStatus",
+                got: label(&other),
+            }),
             Err(e) => Err(e.into()),
         });
         let r = r.map_err(|e| conn.protocol_error("a heap status request", e));
@@ -500,7 +629,14 @@ impl Broker {
     pub fn shutdown(&self) -> Result<VaultExit, Error> {
         let mut conn = lock(&self.conn);
         if let Some(exit) = conn.closed {
-            return if exit.is_clean() { Err(Error::ShutDown) } else { Err(Error::VaultDied { exit, during: "shutdown" }) };
+            return if exit.is_clean() {
+                Err(Error::ShutDown)
+            } else {
+                Err(Error::VaultDied {
+                    exit,
+                    during: "shutdown",
+                })
+            };
         }
         Ok(conn.stop(self.config.shutdown_grace))
     }

@@ -47,31 +47,49 @@ impl Options {
         };
         let mut args = args;
         while let Some(arg) = args.next() {
-            let arg = arg.into_string().map_err(|a| format!("argument {a:?} is not UTF-8"))?;
+            let arg = arg
+                .into_string()
+                .map_err(|a| format!("argument {a:?} is not UTF-8"))?;
             let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
             let number = |name: &str, v: OsString| -> Result<u64, String> {
-                v.to_str().and_then(|s| s.parse().ok()).ok_or_else(|| format!("{name}: {v:?} is not a number"))
+                v.to_str()
+                    .and_then(|s| s.parse().ok())
+                    .ok_or_else(|| format!("{name}: {v:?} is not a number"))
             };
             match arg.as_str() {
-                "--iterations" => o.iterations = Some(number("--iterations", value("--iterations")?)?),
-                "--interval-ms" => o.interval = Duration::from_millis(number("--interval-ms", value("--interval-ms")?)?),
+                "--iterations" => {
+                    o.iterations = Some(number("--iterations", value("--iterations")?)?)
+                }
+                "--interval-ms" => {
+                    o.interval =
+                        Duration::from_millis(number("--interval-ms", value("--interval-ms")?)?)
+                }
                 "--key-bits" => {
                     let b = number("--key-bits", value("--key-bits")?)?;
                     o.key_bits = match b {
                         2048 | 3072 | 4096 => u32::try_from(b).unwrap_or(2048),
-                        _ => return Err(format!("--key-bits {b} is not offered; use 2048, 3072 or 4096")),
+                        _ => {
+                            return Err(format!(
+                                "--key-bits {b} is not offered; use 2048, 3072 or 4096"
+                            ))
+                        }
                     };
                 }
                 "--heap-size" => {
                     let n = number("--heap-size", value("--heap-size")?)?;
-                    let n = usize::try_from(n).map_err(|_| "--heap-size is too large".to_owned())?;
+                    let n =
+                        usize::try_from(n).map_err(|_| "--heap-size is too large".to_owned())?;
                     if !n.is_power_of_two() {
-                        return Err(format!("--heap-size {n} is not a power of two (e.g. 65536 or 131072)"));
+                        return Err(format!(
+                            "--heap-size {n} is not a power of two (e.g. 65536 or 131072)"
+                        ));
                     }
                     o.heap_size = Some(n);
                 }
                 "--password-stdin" => o.password_stdin = true,
-                "--public-key-out" => o.public_key_out = Some(PathBuf::from(value("--public-key-out")?)),
+                "--public-key-out" => {
+                    o.public_key_out = Some(PathBuf::from(value("--public-key-out")?))
+                }
                 "--vault" => o.vault = Some(PathBuf::from(value("--vault")?)),
                 other => return Err(format!("unknown option {other:?}")),
             }
@@ -89,7 +107,11 @@ fn tick(ok: bool) -> &'static str {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+    bytes
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {
@@ -114,7 +136,10 @@ fn show_heap(s: &HeapStatus, arena_ok: bool) {
         .enumerate()
         .map(|(i, n)| format!("{n} {}", tick(s.secure_flags & s.in_arena & (1 << i) != 0)))
         .collect();
-    println!("  private numbers in the secure heap (BN_FLG_SECURE and limbs inside the arena): {}", numbers.join("  "));
+    println!(
+        "  private numbers in the secure heap (BN_FLG_SECURE and limbs inside the arena): {}",
+        numbers.join("  ")
+    );
     println!(
         "  secure heap used: {} B before key generation, {} B after (+{} B); baseline {} B {}",
         s.used_before_keygen,
@@ -130,7 +155,12 @@ fn show_sandbox(b: &Broker) {
     let field = |f: &str| {
         std::fs::read_to_string(format!("/proc/{pid}/status"))
             .ok()
-            .and_then(|st| st.lines().find_map(|l| l.strip_prefix(f).map(|v| v.trim_start_matches(':').trim().to_owned())))
+            .and_then(|st| {
+                st.lines().find_map(|l| {
+                    l.strip_prefix(f)
+                        .map(|v| v.trim_start_matches(':').trim().to_owned())
+                })
+            })
             .unwrap_or_else(|| "?".into())
     };
     let seccomp = field("Seccomp");
@@ -156,10 +186,17 @@ fn show_sandbox(b: &Broker) {
 /// Runs the demo; the exit code is 0 after a graceful shutdown.
 pub fn run(opts: &Options, mut signals: Signals) -> ExitCode {
     println!("privsep-vault demo: a sandboxed vault holds an RSA key in OpenSSL's secure heap;");
-    println!("the broker keeps only ciphertext and lends plaintext to a closure, wiping every copy.\n");
+    println!(
+        "the broker keeps only ciphertext and lends plaintext to a closure, wiping every copy.\n"
+    );
 
     println!("[1/4] starting the sandboxed vault (RSA-{})", opts.key_bits);
-    let config = Config { vault_path: opts.vault.clone(), key_bits: opts.key_bits, heap_size: opts.heap_size, ..Config::default() };
+    let config = Config {
+        vault_path: opts.vault.clone(),
+        key_bits: opts.key_bits,
+        heap_size: opts.heap_size,
+        ..Config::default()
+    };
     let started = Instant::now();
     let broker = match Broker::spawn(config) {
         Ok(b) => b,
@@ -168,7 +205,11 @@ pub fn run(opts: &Options, mut signals: Signals) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    println!("  vault pid {} ready in {} ms: key generated inside the sandbox", broker.vault_pid(), started.elapsed().as_millis());
+    println!(
+        "  vault pid {} ready in {} ms: key generated inside the sandbox",
+        broker.vault_pid(),
+        started.elapsed().as_millis()
+    );
     let status = match broker.heap_status() {
         Ok(s) => s,
         Err(e) => return fail(&broker, &e),
@@ -182,13 +223,22 @@ pub fn run(opts: &Options, mut signals: Signals) -> ExitCode {
     }
 
     println!("\n[2/4] public key");
-    println!("  SHA-256 fingerprint of the DER public key:\n  {}", hex(&broker.fingerprint()));
+    println!(
+        "  SHA-256 fingerprint of the DER public key:\n  {}",
+        hex(&broker.fingerprint())
+    );
     if let Some(path) = &opts.public_key_out {
-        let written = broker.public_key_pem().map_err(|e| e.to_string()).and_then(|pem| std::fs::write(path, pem).map_err(|e| e.to_string()));
+        let written = broker
+            .public_key_pem()
+            .map_err(|e| e.to_string())
+            .and_then(|pem| std::fs::write(path, pem).map_err(|e| e.to_string()));
         match written {
             Ok(()) => println!("  written to {} (PEM)", path.display()),
             Err(e) => {
-                eprintln!("broker: cannot write the public key to {}: {e}", path.display());
+                eprintln!(
+                    "broker: cannot write the public key to {}: {e}",
+                    path.display()
+                );
                 let _ = broker.shutdown();
                 return ExitCode::FAILURE;
             }
@@ -196,16 +246,27 @@ pub fn run(opts: &Options, mut signals: Signals) -> ExitCode {
     }
 
     println!("\n[3/4] password");
-    let source = if opts.password_stdin { PasswordSource::Stdin } else { PasswordSource::Terminal };
+    let source = if opts.password_stdin {
+        PasswordSource::Stdin
+    } else {
+        PasswordSource::Terminal
+    };
     if opts.password_stdin {
         println!("  reading the password from standard input (up to a newline)");
     }
     let _ = std::io::stdout().flush();
     let limit = broker.max_secret_len();
-    let password = match terminal::read_password(source, "  password (not echoed): ", limit, Some(signals.fd())) {
+    let password = match terminal::read_password(
+        source,
+        "  password (not echoed): ",
+        limit,
+        Some(signals.fd()),
+    ) {
         Ok(p) => p,
         Err(PasswordError::Interrupted { what }) => {
-            let why = signals.take().map_or(what.to_owned(), |s| s.as_str().to_owned());
+            let why = signals
+                .take()
+                .map_or(what.to_owned(), |s| s.as_str().to_owned());
             println!("  interrupted by {why} at the password prompt; nothing was kept");
             return shutdown(&broker);
         }
@@ -225,10 +286,13 @@ pub fn run(opts: &Options, mut signals: Signals) -> ExitCode {
     );
     println!("  the plaintext buffer was wiped at once");
 
-    println!("\n[4/4] reading the password through the vault{}", match opts.iterations {
-        Some(n) => format!(" {n} times"),
-        None => ", until Ctrl-C".to_owned(),
-    });
+    println!(
+        "\n[4/4] reading the password through the vault{}",
+        match opts.iterations {
+            Some(n) => format!(" {n} times"),
+            None => ", until Ctrl-C".to_owned(),
+        }
+    );
     let mut i = 0u64;
     loop {
         if opts.iterations.is_some_and(|n| i >= n) {

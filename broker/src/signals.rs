@@ -29,7 +29,12 @@ pub struct Signals {
     fd: SignalFd,
 }
 
-const HANDLED: [Signal; 4] = [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, Signal::SIGQUIT];
+const HANDLED: [Signal; 4] = [
+    Signal::SIGINT,
+    Signal::SIGTERM,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+];
 
 impl Signals {
     /// Blocks the termination signals and opens the signalfd. Call before any
@@ -40,7 +45,8 @@ impl Signals {
             set.add(s);
         }
         set.thread_block().map_err(SignalError::Block)?;
-        let fd = SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK).map_err(SignalError::Fd)?;
+        let fd = SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+            .map_err(SignalError::Fd)?;
         Ok(Self { fd })
     }
 
@@ -52,7 +58,9 @@ impl Signals {
     /// Takes a pending signal, if any.
     pub fn take(&mut self) -> Option<Signal> {
         match self.fd.read_signal() {
-            Ok(Some(info)) => i32::try_from(info.ssi_signo).ok().and_then(|s| Signal::try_from(s).ok()),
+            Ok(Some(info)) => i32::try_from(info.ssi_signo)
+                .ok()
+                .and_then(|s| Signal::try_from(s).ok()),
             _ => None,
         }
     }

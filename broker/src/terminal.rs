@@ -11,7 +11,7 @@
 //! (see [`read_password`]). The original settings are restored on every exit:
 //! by a drop guard, and, because the release profile aborts on panic (no drop
 //! runs), by the panic hook of [`install_restore_hook`], which restores every
-//! terminal registered in [`SAVED`].
+//! terminal registered in `SAVED`.
 //!
 //! Waiting is `poll(2)` on the input and an optional interrupt descriptor (a
 //! signalfd in the broker): when the interrupt descriptor becomes readable,
@@ -61,7 +61,9 @@ pub enum PasswordError {
     #[error("password entry interrupted by {what}; nothing was kept")]
     Interrupted { what: &'static str },
     /// Reading or changing the terminal settings failed.
-    #[error("cannot {op} of the terminal")]
+    #[error(
+        "cannot {op}; to read the password from standard input instead, pass --password-stdin"
+    )]
     Terminal {
         op: &'static str,
         #[source]
@@ -109,6 +111,12 @@ pub enum PasswordError {
 ///
 /// A password of exactly `max_len` bytes is accepted; one byte more is
 /// [`PasswordError::TooLong`].
+///
+/// # Errors
+///
+/// [`PasswordError::NotATerminal`] (terminal source only), `Empty`, `TooLong`,
+/// `NoNewline`, `Interrupted`; `Terminal`, `EchoStillOn`, `Io` and `Buffer`
+/// when a system call fails. The terminal is restored in every case.
 pub fn read_password(
     source: PasswordSource,
     prompt: &str,
@@ -203,14 +211,13 @@ fn read_terminal(
             }
         };
         match key {
-            Key::Byte | Key::Ignore => {}
-            Key::Enter if buf.is_empty() => return Err(PasswordError::Empty),
+            Key::Enter | Key::EndOfFile if buf.is_empty() => return Err(PasswordError::Empty),
             Key::Enter => break,
+            // Ctrl-D on a non-empty entry is ignored.
+            Key::Byte | Key::Ignore | Key::EndOfFile => {}
             Key::Cancel(what) => return Err(PasswordError::Interrupted { what }),
             Key::Erase => buf.pop(),
             Key::Kill => buf.clear(),
-            Key::EndOfFile if buf.is_empty() => return Err(PasswordError::Empty),
-            Key::EndOfFile => {}
         }
     }
     // Restore the terminal before handing the password over.
@@ -371,9 +378,11 @@ struct SavedMode {
 }
 
 /// Puts every registered terminal back to its saved settings, removes the
-/// entries, and prints a newline to standard error if it restored any. Called
-/// from the panic hook: it must not panic, and it does not lock anything this
-/// module holds while it could panic.
+/// entries, and prints a newline to standard error if it restored any.
+///
+/// Called from the panic hook. Locking cannot deadlock on the panicking
+/// thread: no code holds `SAVED` across anything that can panic (a push, a
+/// retain, this loop).
 fn restore_saved_terminals() {
     let mut saved = SAVED.lock().unwrap_or_else(PoisonError::into_inner);
     if saved.is_empty() {
@@ -408,7 +417,7 @@ impl<'fd> RawMode<'fd> {
     /// switches to byte-at-a-time input with echo and signal keys off.
     fn enter(tty: BorrowedFd<'fd>, out: BorrowedFd<'fd>) -> Result<Self, PasswordError> {
         let saved = termios::tcgetattr(tty).map_err(|source| PasswordError::Terminal {
-            op: "read the settings (tcgetattr)",
+            op: "read the terminal settings (tcgetattr)",
             source,
         })?;
         let mut raw = saved.clone();
@@ -448,14 +457,14 @@ impl<'fd> RawMode<'fd> {
         // rather than take it as the start of the password.
         termios::tcsetattr(tty, SetArg::TCSAFLUSH, &raw).map_err(|source| {
             PasswordError::Terminal {
-                op: "change the settings (tcsetattr)",
+                op: "change the terminal settings (tcsetattr)",
                 source,
             }
         })?;
         // tcsetattr succeeds if any of the changes was made: check that echo
         // really is off before anything is typed.
         let now = termios::tcgetattr(tty).map_err(|source| PasswordError::Terminal {
-            op: "read back the settings (tcgetattr)",
+            op: "read back the terminal settings (tcgetattr)",
             source,
         })?;
         if now
@@ -470,8 +479,9 @@ impl<'fd> RawMode<'fd> {
 
 impl Drop for RawMode<'_> {
     fn drop(&mut self) {
-        // TCSAFLUSH: bytes typed after a cancel or error were not echoed and
-        // may be the rest of the password; do not leave them for the shell.
+        // TCSAFLUSH: input not read yet is discarded. After a cancel or an
+        // error it may be the rest of the password, typed without echo; the
+        // shell must not get it (it would echo it and keep it in history).
         let _ = termios::tcsetattr(self.tty, SetArg::TCSAFLUSH, &self.saved);
         let _ = write_all(self.out, b"\n");
         // Removing the entry last keeps the `SAVED` invariant: `self.tty` is
@@ -545,7 +555,9 @@ fn wait_readable(
                 });
             }
             if revents.intersects(ready) {
-std::thread::sleep(std::time::Duration::from_millis(1));
+                return Err(PasswordError::Interrupted {
+                    what: "a termination signal",
+                });
             }
         }
         let revents = fds[0].revents().unwrap_or(PollFlags::empty());
@@ -618,6 +630,30 @@ mod tests {
         r
     }
 
+    /// A function running on its own thread, with a bounded wait for its
+    /// result.
+    struct Bounded<R>(mpsc::Receiver<R>);
+
+    impl<R> Bounded<R> {
+        /// The result, or a test failure after 30 s: a read that ignored the
+        /// interrupt descriptor (the watchdog's included) would never return.
+        /// Waiting on our own thread rather than joining the reader lets the
+        /// test fail, and release `PTY_TESTS`, instead of hanging.
+        fn wait(self) -> R {
+            self.0
+                .recv_timeout(Duration::from_secs(30))
+                .expect("the read returned within 30 s")
+        }
+    }
+
+    fn bounded<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> Bounded<R> {
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(f());
+        });
+        Bounded(rx)
+    }
+
     fn bytes_of(r: Result<SecretBuf, PasswordError>) -> Result<Vec<u8>, PasswordError> {
         r.map(|buf| buf.expose(<[u8]>::to_vec))
     }
@@ -673,36 +709,41 @@ mod tests {
         let before = termios::tcgetattr(&pty.slave).unwrap();
         let (out_r, out_w) = pipe().unwrap();
         let (result, out, during) = with_watchdog(|interrupt, trigger| {
-            std::thread::scope(|s| {
-                let slave = pty.slave.as_fd();
-                let reader = s.spawn(move || {
-                    let r = read_terminal(slave, out_w.as_fd(), PROMPT, max_len, Some(interrupt));
-                    drop(out_w); // end of file for `read_until` below
-                    bytes_of(r)
-                });
-                let mut out = read_until(out_r.as_fd(), PROMPT.as_bytes());
-                let during = out
-                    .ends_with(PROMPT.as_bytes())
-                    .then(|| termios::tcgetattr(slave).unwrap());
-                before_typing(trigger);
-                write_all(pty.master.as_fd(), typed).unwrap();
-                let result = reader.join().unwrap();
-                out.extend(read_until(out_r.as_fd(), b"\0never\0"));
-                (result, out, during)
-            })
+            let slave = pty.slave.try_clone().unwrap();
+            let interrupt = interrupt.try_clone_to_owned().unwrap();
+            let reader = bounded(move || {
+                let r = read_terminal(
+                    slave.as_fd(),
+                    out_w.as_fd(),
+                    PROMPT,
+                    max_len,
+                    Some(interrupt.as_fd()),
+                );
+                drop(out_w); // end of file for `read_until` below
+                bytes_of(r)
+            });
+            let mut out = read_until(out_r.as_fd(), PROMPT.as_bytes());
+            let during = out
+                .ends_with(PROMPT.as_bytes())
+                .then(|| termios::tcgetattr(&pty.slave).unwrap());
+            before_typing(trigger);
+            write_all(pty.master.as_fd(), typed).unwrap();
+            let result = reader.wait();
+            out.extend(read_until(out_r.as_fd(), b"\0never\0"));
+            (result, out, during)
         });
         let after = termios::tcgetattr(&pty.slave).unwrap();
         let echoed = readable_within(pty.master.as_fd(), 50);
         // Checked while `PTY_TESTS` is held: no other read is registered.
         let still_registered = SAVED.lock().unwrap().len();
         TtyRun {
-            still_registered,
             result,
             out,
             before,
             during,
             after,
             echoed,
+            still_registered,
         }
     }
 
@@ -880,13 +921,13 @@ mod tests {
         let (out_r, out_w) = pipe().unwrap();
         write_all(pty.master.as_fd(), b"abc").unwrap();
         write_all(sig_w.as_fd(), b"S").unwrap();
-        let r = read_terminal(
-            pty.slave.as_fd(),
-            out_w.as_fd(),
-            PROMPT,
-            64,
-            Some(sig_r.as_fd()),
-        );
+        let slave = pty.slave.try_clone().unwrap();
+        let sig = sig_r.try_clone().unwrap();
+        let r = bounded(move || {
+            let r = read_terminal(slave.as_fd(), out_w.as_fd(), PROMPT, 64, Some(sig.as_fd()));
+            bytes_of(r) // `out_w` closed here: end of file for `read_until`
+        })
+        .wait();
         assert!(
             matches!(
                 r,
@@ -897,7 +938,6 @@ mod tests {
             "{r:?}"
         );
         assert_eq!(termios::tcgetattr(&pty.slave).unwrap(), before);
-        drop(out_w);
         assert_eq!(
             read_until(out_r.as_fd(), b"\0never\0"),
             format!("{PROMPT}\n").as_bytes()
@@ -926,6 +966,40 @@ mod tests {
             run.result
         );
         assert_mode_restored(&run);
+    }
+
+    #[test]
+    fn tty_typeahead_before_the_prompt_is_discarded() {
+        // Typed (and echoed) before the terminal was in password mode: not
+        // taken as the start of the password.
+        let _serial = PTY_TESTS.lock().unwrap_or_else(PoisonError::into_inner);
+        let pty = openpty(None, None).unwrap();
+        let before = termios::tcgetattr(&pty.slave).unwrap();
+        write_all(pty.master.as_fd(), b"shown").unwrap();
+        // The echo shows the line discipline has taken the bytes in.
+        assert_eq!(read_until(pty.master.as_fd(), b"shown"), b"shown");
+        let (out_r, out_w) = pipe().unwrap();
+        let slave = pty.slave.try_clone().unwrap();
+        let reader = bounded(move || {
+            bytes_of(read_terminal(
+                slave.as_fd(),
+                out_w.as_fd(),
+                PROMPT,
+                64,
+                None,
+            ))
+        });
+        assert_eq!(
+            read_until(out_r.as_fd(), PROMPT.as_bytes()),
+            PROMPT.as_bytes()
+        );
+        write_all(pty.master.as_fd(), b"pw\r").unwrap();
+        assert_eq!(reader.wait().unwrap(), b"pw");
+        assert_eq!(termios::tcgetattr(&pty.slave).unwrap(), before);
+        assert!(
+            !readable_within(pty.master.as_fd(), 50),
+            "\"pw\" not echoed"
+        );
     }
 
     #[test]
@@ -1054,7 +1128,12 @@ mod tests {
         } else {
             Some(w)
         };
-        with_watchdog(|interrupt, _| bytes_of(read_line_from(r.as_fd(), max_len, Some(interrupt))))
+        bounded(move || {
+            with_watchdog(|interrupt, _| {
+                bytes_of(read_line_from(r.as_fd(), max_len, Some(interrupt)))
+            })
+        })
+        .wait()
     }
 
     #[test]
@@ -1094,7 +1173,9 @@ mod tests {
             std::thread::sleep(Duration::from_millis(50));
             write_all(w.as_fd(), b"\nrest").unwrap();
         });
-        let got = with_watchdog(|i, _| bytes_of(read_line_from(r.as_fd(), 64, Some(i))));
+        let got =
+            bounded(move || with_watchdog(|i, _| bytes_of(read_line_from(r.as_fd(), 64, Some(i)))))
+                .wait();
         writer.join().unwrap();
         assert_eq!(got.unwrap(), b"hunter");
     }
@@ -1163,8 +1244,11 @@ mod tests {
         write_all(sig_w.as_fd(), b"S").unwrap();
 
         // Nothing to read: the interrupt ends the wait.
-        let (r, _w) = pipe().unwrap();
-        let res = read_line_from(r.as_fd(), 64, Some(sig_r.as_fd()));
+        let (r, w) = pipe().unwrap();
+        let sig = sig_r.try_clone().unwrap();
+        let res =
+            bounded(move || bytes_of(read_line_from(r.as_fd(), 64, Some(sig.as_fd())))).wait();
+        drop(w);
         assert!(
             matches!(
                 res,
@@ -1178,7 +1262,9 @@ mod tests {
         // Input ready too: the interrupt still wins.
         let (r, w) = pipe().unwrap();
         write_all(w.as_fd(), b"abc\n").unwrap();
-        let res = read_line_from(r.as_fd(), 64, Some(sig_r.as_fd()));
+        let (r2, sig) = (r.try_clone().unwrap(), sig_r.try_clone().unwrap());
+        let res =
+            bounded(move || bytes_of(read_line_from(r2.as_fd(), 64, Some(sig.as_fd())))).wait();
         assert!(
             matches!(res, Err(PasswordError::Interrupted { .. })),
             "{res:?}"

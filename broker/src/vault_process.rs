@@ -50,23 +50,34 @@ impl VaultExit {
 
 /// The name of a signal, for messages.
 pub fn signal_name(sig: i32) -> String {
-    nix::sys::signal::Signal::try_from(sig).map(|s| s.as_str().to_owned()).unwrap_or_else(|_| format!("signal {sig}"))
+    nix::sys::signal::Signal::try_from(sig)
+        .map(|s| s.as_str().to_owned())
+        .unwrap_or_else(|_| format!("signal {sig}"))
 }
 
 impl fmt::Display for VaultExit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             Self::Exited(0) => f.write_str("exited cleanly"),
-            Self::Exited(VAULT_EXIT_CONFIG) => write!(f, "refused its configuration (exit {VAULT_EXIT_CONFIG})"),
-            Self::Exited(VAULT_EXIT_STARTUP) => write!(f, "failed to start (exit {VAULT_EXIT_STARTUP})"),
-            Self::Exited(VAULT_EXIT_SERVE) => write!(f, "stopped on an error while serving (exit {VAULT_EXIT_SERVE})"),
+            Self::Exited(VAULT_EXIT_CONFIG) => {
+                write!(f, "refused its configuration (exit {VAULT_EXIT_CONFIG})")
+            }
+            Self::Exited(VAULT_EXIT_STARTUP) => {
+                write!(f, "failed to start (exit {VAULT_EXIT_STARTUP})")
+            }
+            Self::Exited(VAULT_EXIT_SERVE) => write!(
+                f,
+                "stopped on an error while serving (exit {VAULT_EXIT_SERVE})"
+            ),
             Self::Exited(code) => write!(f, "exited with status {code}"),
             Self::Signaled(libc::SIGSYS) => {
                 f.write_str("killed by the sandbox (SIGSYS): it made a forbidden system call")
             }
             Self::Signaled(libc::SIGKILL) => f.write_str("killed (SIGKILL)"),
             Self::Signaled(libc::SIGTERM) => f.write_str("terminated (SIGTERM)"),
-            Self::Signaled(sig @ (libc::SIGSEGV | libc::SIGBUS | libc::SIGABRT | libc::SIGILL | libc::SIGFPE)) => {
+            Self::Signaled(
+                sig @ (libc::SIGSEGV | libc::SIGBUS | libc::SIGABRT | libc::SIGILL | libc::SIGFPE),
+            ) => {
                 write!(f, "crashed ({})", signal_name(sig))
             }
             Self::Signaled(sig) => write!(f, "killed by {}", signal_name(sig)),
@@ -114,7 +125,9 @@ impl VaultProcess {
     /// Starts the vault with `ring` at fd 3.
     pub fn spawn(path: &Path, ring: BorrowedFd<'_>, args: &VaultArgs) -> Result<Self, SpawnError> {
         if !path.is_file() {
-            return Err(SpawnError::NotFound { path: path.to_owned() });
+            return Err(SpawnError::NotFound {
+                path: path.to_owned(),
+            });
         }
         let mut cmd = Command::new(path);
         cmd.arg("--parent-pid").arg(std::process::id().to_string());
@@ -125,7 +138,9 @@ impl VaultProcess {
         if let Some(min) = args.heap_min {
             cmd.arg("--heap-min").arg(min.to_string());
         }
-        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::inherit());
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
         cmd.env_clear();
         cmd.process_group(0);
         let raw = ring.as_raw_fd();
@@ -145,7 +160,10 @@ impl VaultProcess {
                 Ok(())
             });
         }
-        let child = cmd.spawn().map_err(|source| SpawnError::Exec { path: path.to_owned(), source })?;
+        let child = cmd.spawn().map_err(|source| SpawnError::Exec {
+            path: path.to_owned(),
+            source,
+        })?;
         Ok(Self { child, exit: None })
     }
 

@@ -43,7 +43,11 @@ pub enum ProtocolError {
     #[error("unknown message kind {kind:#04x}")]
     UnknownKind { kind: u8 },
     #[error("message kind {kind:#04x} with a body of {len} bytes (expected {expected})")]
-    BodyLength { kind: u8, len: usize, expected: usize },
+    BodyLength {
+        kind: u8,
+        len: usize,
+        expected: usize,
+    },
     #[error("unknown error code {code} from the vault")]
     UnknownErrorCode { code: u16 },
     #[error("non-zero error code {code} on a message of kind {kind:#04x}")]
@@ -249,7 +253,12 @@ impl<'a> Encoded<'a> {
         header[1] = kind;
         header[2..4].copy_from_slice(&code.to_le_bytes());
         header[4..8].copy_from_slice(&id.to_le_bytes());
-        Self { header, inline: [0; HEAP_STATUS_LEN], inline_len: 0, body }
+        Self {
+            header,
+            inline: [0; HEAP_STATUS_LEN],
+            inline_len: 0,
+            body,
+        }
     }
 
     /// The parts of the frame, in order.
@@ -313,7 +322,10 @@ fn split(frame: &[u8]) -> Result<(Header, &[u8]), ProtocolError> {
         id: u32::from_le_bytes([frame[4], frame[5], frame[6], frame[7]]),
     };
     if header.kind != RESP_ERROR && header.code != 0 {
-        return Err(ProtocolError::StrayCode { kind: header.kind, code: header.code });
+        return Err(ProtocolError::StrayCode {
+            kind: header.kind,
+            code: header.code,
+        });
     }
     Ok((header, &frame[HEADER_LEN..]))
 }
@@ -322,7 +334,11 @@ fn expect_empty(kind: u8, body: &[u8]) -> Result<(), ProtocolError> {
     if body.is_empty() {
         Ok(())
     } else {
-        Err(ProtocolError::BodyLength { kind, len: body.len(), expected: 0 })
+        Err(ProtocolError::BodyLength {
+            kind,
+            len: body.len(),
+            expected: 0,
+        })
     }
 }
 
@@ -367,7 +383,12 @@ mod tests {
     #[test]
     fn requests_round_trip() {
         let ct = [7u8; 256];
-        for req in [Request::PublicKey, Request::Decrypt { ciphertext: &ct }, Request::HeapStatus, Request::Shutdown] {
+        for req in [
+            Request::PublicKey,
+            Request::Decrypt { ciphertext: &ct },
+            Request::HeapStatus,
+            Request::Shutdown,
+        ] {
             let bytes = flat(&encode_request(42, &req));
             assert_eq!(decode_request(&bytes).unwrap(), (42, req));
         }
@@ -404,18 +425,36 @@ mod tests {
 
     #[test]
     fn hostile_frames_are_typed_errors() {
-        assert_eq!(decode_request(&[1, 2, 3]), Err(ProtocolError::Short { len: 3 }));
-        assert_eq!(decode_request(&[9, 1, 0, 0, 0, 0, 0, 0]), Err(ProtocolError::Version { got: 9 }));
-        assert_eq!(decode_request(&[1, 0x55, 0, 0, 0, 0, 0, 0]), Err(ProtocolError::UnknownKind { kind: 0x55 }));
-        assert!(matches!(decode_request(&[1, 1, 0, 0, 0, 0, 0, 0, 1]), Err(ProtocolError::BodyLength { .. })));
-        assert!(matches!(decode_response(&[1, 0x83, 0, 0, 0, 0, 0, 0, 1, 2]), Err(ProtocolError::BodyLength { .. })));
+        assert_eq!(
+            decode_request(&[1, 2, 3]),
+            Err(ProtocolError::Short { len: 3 })
+        );
+        assert_eq!(
+            decode_request(&[9, 1, 0, 0, 0, 0, 0, 0]),
+            Err(ProtocolError::Version { got: 9 })
+        );
+        assert_eq!(
+            decode_request(&[1, 0x55, 0, 0, 0, 0, 0, 0]),
+            Err(ProtocolError::UnknownKind { kind: 0x55 })
+        );
+        assert!(matches!(
+            decode_request(&[1, 1, 0, 0, 0, 0, 0, 0, 1]),
+            Err(ProtocolError::BodyLength { .. })
+        ));
+        assert!(matches!(
+            decode_response(&[1, 0x83, 0, 0, 0, 0, 0, 0, 1, 2]),
+            Err(ProtocolError::BodyLength { .. })
+        ));
         assert_eq!(
             decode_response(&[1, 0xFF, 99, 0, 0, 0, 0, 0]),
             Err(ProtocolError::UnknownErrorCode { code: 99 })
         );
         assert_eq!(
             decode_response(&[1, 0x81, 1, 0, 0, 0, 0, 0]),
-            Err(ProtocolError::StrayCode { kind: 0x81, code: 1 })
+            Err(ProtocolError::StrayCode {
+                kind: 0x81,
+                code: 1
+            })
         );
     }
 

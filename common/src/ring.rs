@@ -83,7 +83,8 @@ pub mod layout {
     /// Offset of `head` inside a control block.
     pub const HEAD: usize = 0;
     /// Offset of `tail` inside a control block.
-    pub const TAIL: usize = std::mem::size_of::<crossbeam_utils::CachePadded<std::sync::atomic::AtomicU32>>();
+    pub const TAIL: usize =
+        std::mem::size_of::<crossbeam_utils::CachePadded<std::sync::atomic::AtomicU32>>();
 }
 
 /// Total size of the shared region (the memfd's sealed size).
@@ -215,19 +216,28 @@ impl Channel {
         let map = Mapping::shared(fd, REGION_LEN).map_err(RingError::Map)?;
         map.lock().map_err(RingError::Lock)?;
         map.advise(libc::MADV_DONTDUMP)
-            .map_err(|source| RingError::Advise { advice: "MADV_DONTDUMP", source })?;
+            .map_err(|source| RingError::Advise {
+                advice: "MADV_DONTDUMP",
+                source,
+            })?;
         map.advise(libc::MADV_DONTFORK)
-            .map_err(|source| RingError::Advise { advice: "MADV_DONTFORK", source })?;
+            .map_err(|source| RingError::Advise {
+                advice: "MADV_DONTFORK",
+                source,
+            })?;
         let mut header = [0u8; 20];
         // SAFETY: reading 20 bytes from the start of a REGION_LEN mapping into
         // a private array; the copy does not create a reference to shared bytes.
         unsafe { std::ptr::copy_nonoverlapping(map.as_ptr(), header.as_mut_ptr(), header.len()) };
-        let word = |i: usize| u32::from_le_bytes([header[i], header[i + 1], header[i + 2], header[i + 3]]);
+        let word =
+            |i: usize| u32::from_le_bytes([header[i], header[i + 1], header[i + 2], header[i + 3]]);
         if header[..8] != MAGIC {
             return Err(RingError::Header { field: "magic" });
         }
         if word(8) != LAYOUT_VERSION {
-            return Err(RingError::Header { field: "layout version" });
+            return Err(RingError::Header {
+                field: "layout version",
+            });
         }
         if word(12) != RING_CAPACITY {
             return Err(RingError::Header { field: "capacity" });
@@ -245,9 +255,18 @@ impl Channel {
         // (the broker sends its first request without waiting for the vault);
         // its head is validated when read, like every later one.
         let fresh = [
-            ("tail of the ring this side writes", &region.control(tx_ring).tail),
-            ("head of the ring this side writes", &region.control(tx_ring).head),
-            ("tail of the ring this side reads", &region.control(rx_ring).tail),
+            (
+                "tail of the ring this side writes",
+                &region.control(tx_ring).tail,
+            ),
+            (
+                "head of the ring this side writes",
+                &region.control(tx_ring).head,
+            ),
+            (
+                "tail of the ring this side reads",
+                &region.control(rx_ring).tail,
+            ),
         ];
         for (what, v) in fresh {
             let value = v.load(Ordering::SeqCst);
@@ -256,8 +275,22 @@ impl Channel {
             }
         }
         Ok(Channel {
-            tx: Producer { region: region.clone(), ring: tx_ring, head: 0, tail_seen: 0, last: None, poisoned: false },
-            rx: Consumer { region, ring: rx_ring, tail: 0, head_seen: 0, poisoned: false, slice: DEFAULT_SLICE },
+            tx: Producer {
+                region: region.clone(),
+                ring: tx_ring,
+                head: 0,
+                tail_seen: 0,
+                last: None,
+                poisoned: false,
+            },
+            rx: Consumer {
+                region,
+                ring: rx_ring,
+                tail: 0,
+                head_seen: 0,
+                poisoned: false,
+                slice: DEFAULT_SLICE,
+            },
         })
     }
 
@@ -277,7 +310,9 @@ impl Channel {
         [REQUEST_RING, RESPONSE_RING]
             .iter()
             // SAFETY: RING_CAPACITY readable bytes of the live mapping.
-            .map(|&r| unsafe { sys::count_nonzero_volatile(self.tx.region.data(r), usize_of(RING_CAPACITY)) })
+            .map(|&r| unsafe {
+                sys::count_nonzero_volatile(self.tx.region.data(r), usize_of(RING_CAPACITY))
+            })
             .sum()
     }
 }
@@ -347,7 +382,10 @@ impl Producer {
 
     fn corrupt(&mut self, what: &'static str, value: u32) -> RingError {
         self.poisoned = true;
-        RingError::Corrupt { what, value: u64::from(value) }
+        RingError::Corrupt {
+            what,
+            value: u64::from(value),
+        }
     }
 
     /// Validates a tail value read once from shared memory: it may only move
@@ -367,7 +405,12 @@ impl Producer {
 
     /// Writes one frame made of `parts` (concatenated) and wakes the consumer
     /// if it sleeps. Waits for space until `deadline`.
-    pub fn send(&mut self, parts: &[&[u8]], deadline: Option<Instant>, check: Check<'_>) -> Result<(), RingError> {
+    pub fn send(
+        &mut self,
+        parts: &[&[u8]],
+        deadline: Option<Instant>,
+        check: Check<'_>,
+    ) -> Result<(), RingError> {
         if self.poisoned {
             return Err(RingError::Poisoned);
         }
@@ -375,15 +418,25 @@ impl Producer {
         let len = u32::try_from(total)
             .ok()
             .filter(|l| *l <= MAX_FRAME)
-            .ok_or(RingError::FrameTooLarge { len: total, max: MAX_FRAME })?;
+            .ok_or(RingError::FrameTooLarge {
+                len: total,
+                max: MAX_FRAME,
+            })?;
         let need = frame_size(len);
         let region = self.region.clone();
         let c = region.control(self.ring);
         let mut free = 0;
-        wait(&c.tail, &c.writer_sleeping, DEFAULT_SLICE, deadline, check, |tail| {
-            free = self.validate_tail(tail)?;
-            Ok(free >= need)
-        })?;
+        wait(
+            &c.tail,
+            &c.writer_sleeping,
+            DEFAULT_SLICE,
+            deadline,
+            check,
+            |tail| {
+                free = self.validate_tail(tail)?;
+                Ok(free >= need)
+            },
+        )?;
         debug_assert!(free >= need);
         let data = region.data(self.ring);
         let mask = RING_CAPACITY - 1;
@@ -393,7 +446,11 @@ impl Producer {
         // capacity is a multiple of 8.
         // SAFETY: pos + 4 <= RING_CAPACITY, inside the data area; volatile
         // because the peer may read concurrently.
-        unsafe { data.add(usize_of(pos)).cast::<[u8; 4]>().write_volatile(len.to_le_bytes()) };
+        unsafe {
+            data.add(usize_of(pos))
+                .cast::<[u8; 4]>()
+                .write_volatile(len.to_le_bytes())
+        };
         pos = (pos + LEN_PREFIX) & mask;
         for part in parts {
             // SAFETY: the bytes from pos on are free (validated above: the
@@ -418,7 +475,9 @@ impl Producer {
     pub fn last_frame_residue(&self) -> Option<usize> {
         let (start, need) = self.last?;
         let tail = self.control().tail.load(Ordering::Acquire);
-        if tail.wrapping_sub(start) < need || tail.wrapping_sub(start) > self.head.wrapping_sub(start) {
+        if tail.wrapping_sub(start) < need
+            || tail.wrapping_sub(start) > self.head.wrapping_sub(start)
+        {
             return None;
         }
         let data = self.region.data(self.ring);
@@ -428,7 +487,10 @@ impl Producer {
         let cap = usize_of(RING_CAPACITY);
         let a = n.min(cap - first);
         // SAFETY: both ranges lie inside the RING_CAPACITY data area.
-        Some(unsafe { sys::count_nonzero_volatile(data.add(first), a) + sys::count_nonzero_volatile(data, n - a) })
+        Some(unsafe {
+            sys::count_nonzero_volatile(data.add(first), a)
+                + sys::count_nonzero_volatile(data, n - a)
+        })
     }
 }
 
@@ -446,7 +508,10 @@ pub struct Consumer {
 impl Consumer {
     fn corrupt(&mut self, what: &'static str, value: u32) -> RingError {
         self.poisoned = true;
-        RingError::Corrupt { what, value: u64::from(value) }
+        RingError::Corrupt {
+            what,
+            value: u64::from(value),
+        }
     }
 
     /// Sets how long one futex sleep lasts before the check runs again.
@@ -487,16 +552,25 @@ impl Consumer {
         let c = region.control(self.ring);
         let mut avail = 0;
         let slice = self.slice;
-        wait(&c.head, &c.reader_sleeping, slice, deadline, check, |head| {
-            avail = self.validate_head(head)?;
-            Ok(avail > 0)
-        })?;
+        wait(
+            &c.head,
+            &c.reader_sleeping,
+            slice,
+            deadline,
+            check,
+            |head| {
+                avail = self.validate_head(head)?;
+                Ok(avail > 0)
+            },
+        )?;
         let data = region.data(self.ring);
         let mask = RING_CAPACITY - 1;
         let pos = self.tail & mask;
         // SAFETY: pos + 4 <= RING_CAPACITY (positions are 8-aligned); read
         // once, volatile, as the peer may write concurrently.
-        let len = u32::from_le_bytes(unsafe { data.add(usize_of(pos)).cast::<[u8; 4]>().read_volatile() });
+        let len = u32::from_le_bytes(unsafe {
+            data.add(usize_of(pos)).cast::<[u8; 4]>().read_volatile()
+        });
         if len > MAX_FRAME {
             return Err(self.corrupt("frame length over the limit", len));
         }
@@ -506,12 +580,18 @@ impl Consumer {
         }
         let n = usize_of(len);
         let result = if n > dst.capacity() {
-            Err(RingError::DestinationTooSmall { len: n, capacity: dst.capacity() })
+            Err(RingError::DestinationTooSmall {
+                len: n,
+                capacity: dst.capacity(),
+            })
         } else {
             // SAFETY: the payload lies inside the published range (checked
             // above), `dst` has at least `n` writable bytes of private memory.
             unsafe { copy_out(data, (pos + LEN_PREFIX) & mask, dst.as_mut_ptr(), n) };
-            dst.set_len(n).map_err(|_| RingError::DestinationTooSmall { len: n, capacity: dst.capacity() })
+            dst.set_len(n).map_err(|_| RingError::DestinationTooSmall {
+                len: n,
+                capacity: dst.capacity(),
+            })
         };
         // Wipe the whole frame (prefix, payload, padding) before publishing
         // the tail: once the tail moves, the producer may reuse the space.
@@ -591,17 +671,26 @@ mod tests {
     fn frames_cross_and_are_wiped_on_both_sides() {
         let (mut b, mut v, _fd) = pair();
         let mut buf = SecretBuf::new(MAX_FRAME as usize).unwrap();
-        b.tx.send(&[b"hello ", b"vault"], soon(), &mut ok()).unwrap();
+        b.tx.send(&[b"hello ", b"vault"], soon(), &mut ok())
+            .unwrap();
         assert!(b.nonzero_bytes() > 0);
         assert_eq!(b.tx.last_frame_residue(), None, "not consumed yet");
         let n = v.rx.recv_into(&mut buf, soon(), &mut ok()).unwrap();
         assert_eq!(buf.expose(|x| x.to_vec()), b"hello vault");
         assert_eq!(n, 11);
         assert_eq!(b.tx.last_frame_residue(), Some(0));
-        assert_eq!(b.nonzero_bytes(), 0, "the request ring must be wiped after the read");
+        assert_eq!(
+            b.nonzero_bytes(),
+            0,
+            "the request ring must be wiped after the read"
+        );
         v.tx.send(&[b"secret answer"], soon(), &mut ok()).unwrap();
         b.rx.recv_into(&mut buf, soon(), &mut ok()).unwrap();
-        assert_eq!(v.nonzero_bytes(), 0, "the response ring must be wiped after the read");
+        assert_eq!(
+            v.nonzero_bytes(),
+            0,
+            "the response ring must be wiped after the read"
+        );
     }
 
     #[test]
@@ -610,7 +699,9 @@ mod tests {
         let mut buf = SecretBuf::new(MAX_FRAME as usize).unwrap();
         // Odd sizes so frames straddle the end of the data area many times.
         for i in 0..200u32 {
-            let payload: Vec<u8> = (0..(1000 + i * 97) % 60_000).map(|j| (j ^ i).to_le_bytes()[0] | 1).collect();
+            let payload: Vec<u8> = (0..(1000 + i * 97) % 60_000)
+                .map(|j| (j ^ i).to_le_bytes()[0] | 1)
+                .collect();
             b.tx.send(&[&payload], soon(), &mut ok()).unwrap();
             v.rx.recv_into(&mut buf, soon(), &mut ok()).unwrap();
             assert!(buf.expose(|x| x == payload.as_slice()), "frame {i}");
@@ -622,14 +713,21 @@ mod tests {
     fn an_oversized_frame_is_refused_by_the_sender() {
         let (mut b, _v, _fd) = pair();
         let big = vec![1u8; MAX_FRAME as usize + 1];
-        assert!(matches!(b.tx.send(&[&big], soon(), &mut ok()), Err(RingError::FrameTooLarge { .. })));
+        assert!(matches!(
+            b.tx.send(&[&big], soon(), &mut ok()),
+            Err(RingError::FrameTooLarge { .. })
+        ));
     }
 
     #[test]
     fn receive_times_out_when_nothing_comes() {
         let (_b, mut v, _fd) = pair();
         let mut buf = SecretBuf::new(64).unwrap();
-        let r = v.rx.recv_into(&mut buf, Some(Instant::now() + Duration::from_millis(100)), &mut ok());
+        let r = v.rx.recv_into(
+            &mut buf,
+            Some(Instant::now() + Duration::from_millis(100)),
+            &mut ok(),
+        );
         assert!(matches!(r, Err(RingError::Timeout(_))), "{r:?}");
     }
 
@@ -638,7 +736,11 @@ mod tests {
         let (mut b, _v, _fd) = pair();
         let chunk = vec![1u8; MAX_FRAME as usize];
         b.tx.send(&[&chunk], soon(), &mut ok()).unwrap();
-        let r = b.tx.send(&[&chunk], Some(Instant::now() + Duration::from_millis(100)), &mut ok());
+        let r = b.tx.send(
+            &[&chunk],
+            Some(Instant::now() + Duration::from_millis(100)),
+            &mut ok(),
+        );
         assert!(matches!(r, Err(RingError::Timeout(_))), "{r:?}");
     }
 
@@ -647,7 +749,8 @@ mod tests {
         let (_b, mut v, _fd) = pair();
         let mut buf = SecretBuf::new(64).unwrap();
         v.rx.set_slice(Duration::from_millis(5));
-        let r = v.rx.recv_into(&mut buf, None, &mut || Err(RingError::PeerGone));
+        let r =
+            v.rx.recv_into(&mut buf, None, &mut || Err(RingError::PeerGone));
         assert!(matches!(r, Err(RingError::PeerGone)));
     }
 
@@ -664,7 +767,10 @@ mod tests {
         std::thread::sleep(Duration::from_millis(200));
         b.tx.send(&[b"wake"], soon(), &mut ok()).unwrap();
         let waited = t.join().unwrap();
-        assert!(waited < Duration::from_secs(5), "woken by the futex, not by the slice: {waited:?}");
+        assert!(
+            waited < Duration::from_secs(5),
+            "woken by the futex, not by the slice: {waited:?}"
+        );
     }
 
     /// Writes raw values into the peer-owned words, as a hostile peer would.
@@ -683,8 +789,20 @@ mod tests {
         });
         let mut buf = SecretBuf::new(MAX_FRAME as usize).unwrap();
         let r = v.rx.recv_into(&mut buf, soon(), &mut ok());
-        assert!(matches!(r, Err(RingError::Corrupt { what: "frame length past the published end", .. })), "{r:?}");
-        assert!(matches!(v.rx.recv_into(&mut buf, soon(), &mut ok()), Err(RingError::Poisoned)));
+        assert!(
+            matches!(
+                r,
+                Err(RingError::Corrupt {
+                    what: "frame length past the published end",
+                    ..
+                })
+            ),
+            "{r:?}"
+        );
+        assert!(matches!(
+            v.rx.recv_into(&mut buf, soon(), &mut ok()),
+            Err(RingError::Poisoned)
+        ));
     }
 
     #[test]
@@ -692,21 +810,44 @@ mod tests {
         let (b, mut v, _fd) = pair();
         poke(&b, REQUEST_RING, |c, data| {
             // SAFETY: first 4 bytes of the data area.
-            unsafe { data.cast::<[u8; 4]>().write_volatile(u32::MAX.to_le_bytes()) };
+            unsafe {
+                data.cast::<[u8; 4]>()
+                    .write_volatile(u32::MAX.to_le_bytes())
+            };
             c.head.store(RING_CAPACITY, Ordering::SeqCst);
         });
         let mut buf = SecretBuf::new(64).unwrap();
         let r = v.rx.recv_into(&mut buf, soon(), &mut ok());
-        assert!(matches!(r, Err(RingError::Corrupt { what: "frame length over the limit", .. })), "{r:?}");
+        assert!(
+            matches!(
+                r,
+                Err(RingError::Corrupt {
+                    what: "frame length over the limit",
+                    ..
+                })
+            ),
+            "{r:?}"
+        );
     }
 
     #[test]
     fn a_head_beyond_capacity_or_moving_backwards_is_refused() {
         let (b, mut v, _fd) = pair();
-        poke(&b, REQUEST_RING, |c, _| c.head.store(RING_CAPACITY + 8, Ordering::SeqCst));
+        poke(&b, REQUEST_RING, |c, _| {
+            c.head.store(RING_CAPACITY + 8, Ordering::SeqCst)
+        });
         let mut buf = SecretBuf::new(64).unwrap();
         let r = v.rx.recv_into(&mut buf, soon(), &mut ok());
-        assert!(matches!(r, Err(RingError::Corrupt { what: "head beyond the ring's capacity", .. })), "{r:?}");
+        assert!(
+            matches!(
+                r,
+                Err(RingError::Corrupt {
+                    what: "head beyond the ring's capacity",
+                    ..
+                })
+            ),
+            "{r:?}"
+        );
 
         let (mut b, mut v, _fd) = pair();
         b.tx.send(&[b"a"], soon(), &mut ok()).unwrap();
@@ -714,7 +855,16 @@ mod tests {
         v.rx.recv_into(&mut buf, soon(), &mut ok()).unwrap();
         poke(&b, REQUEST_RING, |c, _| c.head.store(8, Ordering::SeqCst));
         let r = v.rx.recv_into(&mut buf, soon(), &mut ok());
-        assert!(matches!(r, Err(RingError::Corrupt { what: "head moved backwards", .. })), "{r:?}");
+        assert!(
+            matches!(
+                r,
+                Err(RingError::Corrupt {
+                    what: "head moved backwards",
+                    ..
+                })
+            ),
+            "{r:?}"
+        );
     }
 
     #[test]
@@ -722,7 +872,16 @@ mod tests {
         let (mut b, _v, _fd) = pair();
         poke(&b, REQUEST_RING, |c, _| c.tail.store(64, Ordering::SeqCst));
         let r = b.tx.send(&[b"x"], soon(), &mut ok());
-        assert!(matches!(r, Err(RingError::Corrupt { what: "tail moved backwards or past head", .. })), "{r:?}");
+        assert!(
+            matches!(
+                r,
+                Err(RingError::Corrupt {
+                    what: "tail moved backwards or past head",
+                    ..
+                })
+            ),
+            "{r:?}"
+        );
     }
 
     #[test]
@@ -735,11 +894,17 @@ mod tests {
         v.rx.recv_into(&mut buf, soon(), &mut ok()).unwrap();
         // But a ring whose requests were already consumed, or that already
         // holds answers, was used by someone else.
-        assert!(matches!(Channel::open(fd.as_fd(), Role::Vault), Err(RingError::NotFresh { .. })));
+        assert!(matches!(
+            Channel::open(fd.as_fd(), Role::Vault),
+            Err(RingError::NotFresh { .. })
+        ));
         let (fd, _b) = Channel::create().unwrap();
         let mut v = Channel::open(fd.as_fd(), Role::Vault).unwrap();
         v.tx.send(&[b"answer"], soon(), &mut ok()).unwrap();
-        assert!(matches!(Channel::open(fd.as_fd(), Role::Vault), Err(RingError::NotFresh { .. })));
+        assert!(matches!(
+            Channel::open(fd.as_fd(), Role::Vault),
+            Err(RingError::NotFresh { .. })
+        ));
     }
 
     #[test]
@@ -748,7 +913,10 @@ mod tests {
         b.tx.send(&[&[9u8; 5000]], soon(), &mut ok()).unwrap();
         let mut small = SecretBuf::new(100).unwrap();
         let r = v.rx.recv_into(&mut small, soon(), &mut ok());
-        assert!(matches!(r, Err(RingError::DestinationTooSmall { .. })), "{r:?}");
+        assert!(
+            matches!(r, Err(RingError::DestinationTooSmall { .. })),
+            "{r:?}"
+        );
         assert_eq!(b.nonzero_bytes(), 0);
         assert_eq!(small.nonzero_bytes(), 0);
     }

@@ -57,7 +57,11 @@ pub fn seal_names(seals: libc::c_int) -> String {
         (libc::F_SEAL_FUTURE_WRITE, "F_SEAL_FUTURE_WRITE"),
         (F_SEAL_EXEC, "F_SEAL_EXEC"),
     ];
-    let v: Vec<&str> = names.iter().filter(|(bit, _)| seals & bit != 0).map(|(_, n)| *n).collect();
+    let v: Vec<&str> = names
+        .iter()
+        .filter(|(bit, _)| seals & bit != 0)
+        .map(|(_, n)| *n)
+        .collect();
     if v.is_empty() {
         "none".to_owned()
     } else {
@@ -73,7 +77,9 @@ pub fn create_sealed(name: &str, len: u64) -> Result<OwnedFd, SealError> {
         .close_on_exec(true)
         .create(name)
         .map_err(|e| SealError::Create(memfd_io(e)))?;
-    mfd.as_file().set_len(len).map_err(|source| SealError::Size { len, source })?;
+    mfd.as_file()
+        .set_len(len)
+        .map_err(|source| SealError::Size { len, source })?;
     // A memfd is created with mode 0777. On a file with exec bits the kernel
     // makes F_SEAL_EXEC imply F_SEAL_WRITE (W^X from the start), which would
     // forbid the writable shared mapping the ring is. Drop the exec bits
@@ -119,7 +125,10 @@ pub fn check_sealed(fd: BorrowedFd<'_>, expected_len: u64) -> Result<libc::c_int
     let found = seals(fd)?;
     let missing = REQUIRED_SEALS & !found;
     if missing != 0 {
-        return Err(SealError::Unsealed { found, missing: seal_names(missing) });
+        return Err(SealError::Unsealed {
+            found,
+            missing: seal_names(missing),
+        });
     }
     // Size is checked after the seals: once sealed it cannot change any more.
     // SAFETY: an all-zero `stat` is a valid value for fstat to overwrite.
@@ -128,7 +137,10 @@ pub fn check_sealed(fd: BorrowedFd<'_>, expected_len: u64) -> Result<libc::c_int
     cvt(unsafe { libc::fstat(fd.as_raw_fd(), &mut st) }).map_err(SealError::Stat)?;
     let actual = u64::try_from(st.st_size).unwrap_or(0);
     if actual != expected_len {
-        return Err(SealError::WrongSize { expected: expected_len, actual });
+        return Err(SealError::WrongSize {
+            expected: expected_len,
+            actual,
+        });
     }
     Ok(found)
 }
@@ -142,21 +154,37 @@ mod tests {
         let fd = create_sealed("test-ring", 8192).unwrap();
         let found = check_sealed(fd.as_fd(), 8192).unwrap();
         assert_eq!(found & REQUIRED_SEALS, REQUIRED_SEALS);
-        assert_eq!(found & (libc::F_SEAL_WRITE | libc::F_SEAL_FUTURE_WRITE), 0, "the ring must stay writable");
+        assert_eq!(
+            found & (libc::F_SEAL_WRITE | libc::F_SEAL_FUTURE_WRITE),
+            0,
+            "the ring must stay writable"
+        );
         assert!(crate::sys::Mapping::shared(fd.as_fd(), 8192).is_ok());
         let file = std::fs::File::from(fd);
-        assert!(file.set_len(4096).is_err(), "F_SEAL_SHRINK must refuse truncation");
-        assert!(file.set_len(16384).is_err(), "F_SEAL_GROW must refuse growth");
+        assert!(
+            file.set_len(4096).is_err(),
+            "F_SEAL_SHRINK must refuse truncation"
+        );
+        assert!(
+            file.set_len(16384).is_err(),
+            "F_SEAL_GROW must refuse growth"
+        );
     }
 
     #[test]
     fn unsealed_memfd_is_refused_before_mapping() {
-        let mfd = memfd::MemfdOptions::default().allow_sealing(true).create("unsealed").unwrap();
+        let mfd = memfd::MemfdOptions::default()
+            .allow_sealing(true)
+            .create("unsealed")
+            .unwrap();
         mfd.as_file().set_len(8192).unwrap();
         let fd: OwnedFd = mfd.into_file().into();
         match check_sealed(fd.as_fd(), 8192) {
             Err(SealError::Unsealed { missing, .. }) => {
-                assert!(missing.contains("F_SEAL_SHRINK") && missing.contains("F_SEAL_SEAL"), "{missing}")
+                assert!(
+                    missing.contains("F_SEAL_SHRINK") && missing.contains("F_SEAL_SEAL"),
+                    "{missing}"
+                )
             }
             other => panic!("expected Unsealed, got {other:?}"),
         }
@@ -165,12 +193,18 @@ mod tests {
     #[test]
     fn wrong_size_is_refused() {
         let fd = create_sealed("small", 4096).unwrap();
-        assert!(matches!(check_sealed(fd.as_fd(), 8192), Err(SealError::WrongSize { .. })));
+        assert!(matches!(
+            check_sealed(fd.as_fd(), 8192),
+            Err(SealError::WrongSize { .. })
+        ));
     }
 
     #[test]
     fn a_regular_file_is_not_a_ring() {
         let f = std::fs::File::open("/proc/self/status").unwrap();
-        assert!(matches!(check_sealed(f.as_fd(), 4096), Err(SealError::GetSeals(_))));
+        assert!(matches!(
+            check_sealed(f.as_fd(), 4096),
+            Err(SealError::GetSeals(_))
+        ));
     }
 }

@@ -58,13 +58,29 @@ impl SecretBuf {
     /// Allocates a buffer that holds up to `capacity` bytes.
     pub fn new(capacity: usize) -> Result<Self, SecretError> {
         let map_len = sys::round_to_pages(capacity).ok_or(SecretError::Capacity { capacity })?;
-        let map = Mapping::anonymous(map_len).map_err(|source| SecretError::Map { len: map_len, source })?;
-        map.lock().map_err(|source| SecretError::Lock { len: map_len, source })?;
+        let map = Mapping::anonymous(map_len).map_err(|source| SecretError::Map {
+            len: map_len,
+            source,
+        })?;
+        map.lock().map_err(|source| SecretError::Lock {
+            len: map_len,
+            source,
+        })?;
         map.advise(libc::MADV_DONTDUMP)
-            .map_err(|source| SecretError::Advise { advice: "MADV_DONTDUMP", source })?;
+            .map_err(|source| SecretError::Advise {
+                advice: "MADV_DONTDUMP",
+                source,
+            })?;
         map.advise(libc::MADV_WIPEONFORK)
-            .map_err(|source| SecretError::Advise { advice: "MADV_WIPEONFORK", source })?;
-        Ok(Self { map, len: 0, capacity })
+            .map_err(|source| SecretError::Advise {
+                advice: "MADV_WIPEONFORK",
+                source,
+            })?;
+        Ok(Self {
+            map,
+            len: 0,
+            capacity,
+        })
     }
 
     /// Number of secret bytes held.
@@ -110,7 +126,9 @@ impl SecretBuf {
     /// Appends one byte, refusing to grow past the capacity.
     pub fn push(&mut self, byte: u8) -> Result<(), SecretError> {
         if self.len >= self.capacity {
-            return Err(SecretError::TooLong { limit: self.capacity });
+            return Err(SecretError::TooLong {
+                limit: self.capacity,
+            });
         }
         let idx = self.len;
         self.all_mut()[idx] = byte;
@@ -159,7 +177,9 @@ impl SecretBuf {
     /// [`SecretBuf::as_mut_ptr`].
     pub fn set_len(&mut self, len: usize) -> Result<(), SecretError> {
         if len > self.capacity {
-            return Err(SecretError::TooLong { limit: self.capacity });
+            return Err(SecretError::TooLong {
+                limit: self.capacity,
+            });
         }
         self.len = len;
         Ok(())
@@ -192,7 +212,10 @@ impl Drop for SecretBuf {
 
 impl fmt::Debug for SecretBuf {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SecretBuf").field("len", &self.len).field("bytes", &"<redacted>").finish()
+        f.debug_struct("SecretBuf")
+            .field("len", &self.len)
+            .field("bytes", &"<redacted>")
+            .finish()
     }
 }
 
@@ -236,7 +259,11 @@ mod tests {
         });
         assert!(r.is_err());
         assert_eq!(s.len(), 1);
-        assert_eq!(s.nonzero_bytes(), 1, "the partial write must have been wiped");
+        assert_eq!(
+            s.nonzero_bytes(),
+            1,
+            "the partial write must have been wiped"
+        );
     }
 
     #[test]

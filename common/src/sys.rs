@@ -22,7 +22,10 @@ pub fn cvt<T: PartialEq + From<i8>>(ret: T) -> io::Result<T> {
 pub fn page_size() -> usize {
     // SAFETY: sysconf has no memory-safety preconditions.
     let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    usize::try_from(size).ok().filter(|s| *s > 0).unwrap_or(4096)
+    usize::try_from(size)
+        .ok()
+        .filter(|s| *s > 0)
+        .unwrap_or(4096)
 }
 
 /// Rounds `len` up to a whole number of pages (at least one page).
@@ -87,7 +90,8 @@ impl Mapping {
         if ptr == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
-        let ptr = NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned NULL"))?;
+        let ptr =
+            NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned NULL"))?;
         Ok(Self { ptr, len })
     }
 
@@ -181,16 +185,30 @@ pub unsafe fn count_nonzero_volatile(ptr: *const u8, len: usize) -> usize {
 /// `FUTEX_WAIT` on a word of a **shared** mapping (not the private variant:
 /// the waker is another process). Returns `Ok(())` when woken, when the value
 /// differed, on a signal or on timeout: callers re-check their condition.
-pub fn futex_wait_shared(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> io::Result<()> {
+pub fn futex_wait_shared(
+    word: &AtomicU32,
+    expected: u32,
+    timeout: Option<Duration>,
+) -> io::Result<()> {
     let ts = timeout.map(|t| libc::timespec {
         tv_sec: libc::time_t::try_from(t.as_secs()).unwrap_or(libc::time_t::MAX),
         tv_nsec: libc::c_long::from(t.subsec_nanos()),
     });
-    let ts_ptr = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    let ts_ptr = ts
+        .as_ref()
+        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
     // SAFETY: `word` is a live, aligned 32-bit word; the kernel only reads it
     // and the timespec, which outlives the call.
     let ret = unsafe {
-        libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAIT, expected, ts_ptr, 0usize, 0u32)
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT,
+            expected,
+            ts_ptr,
+            0usize,
+            0u32,
+        )
     };
     if ret == -1 {
         let err = io::Error::last_os_error();
@@ -206,6 +224,16 @@ pub fn futex_wait_shared(word: &AtomicU32, expected: u32, timeout: Option<Durati
 /// `FUTEX_WAKE` (shared variant) for up to `count` waiters on `word`.
 pub fn futex_wake_shared(word: &AtomicU32, count: u32) -> io::Result<()> {
     // SAFETY: FUTEX_WAKE does not access memory beyond hashing the address.
-    let ret = unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, count, 0usize, 0usize, 0u32) };
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAKE,
+            count,
+            0usize,
+            0usize,
+            0u32,
+        )
+    };
     cvt(ret).map(drop)
 }

@@ -11,14 +11,22 @@ use common::secret::SecretBuf;
 pub fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
     let deps = exe.parent().expect("test binary has a directory");
-    let dir = if deps.ends_with("deps") { deps.parent().expect("deps has a parent") } else { deps };
+    let dir = if deps.ends_with("deps") {
+        deps.parent().expect("deps has a parent")
+    } else {
+        deps
+    };
     dir.to_path_buf()
 }
 
 /// Path of a workspace binary, with a clear failure if it was not built.
 pub fn binary(name: &str) -> PathBuf {
     let p = bin_dir().join(name);
-    assert!(p.is_file(), "{} not found: run `cargo build --workspace --bins` (or `make test`) first", p.display());
+    assert!(
+        p.is_file(),
+        "{} not found: run `cargo build --workspace --bins` (or `make test`) first",
+        p.display()
+    );
     p
 }
 
@@ -45,14 +53,19 @@ pub fn secret(bytes: &[u8]) -> SecretBuf {
 /// One field of `/proc/PID/status` (the value after the colon, trimmed).
 pub fn proc_status_field(pid: u32, field: &str) -> Option<String> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field).and_then(|r| r.strip_prefix(':')).map(|v| v.trim().to_owned()))
+    status.lines().find_map(|l| {
+        l.strip_prefix(field)
+            .and_then(|r| r.strip_prefix(':'))
+            .map(|v| v.trim().to_owned())
+    })
 }
 
 /// The pids of every thread of `pid`.
 pub fn threads(pid: u32) -> Vec<u32> {
     std::fs::read_dir(format!("/proc/{pid}/task"))
-        .map(|d| d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect())
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                .collect()
+        })
         .unwrap_or_default()
 }

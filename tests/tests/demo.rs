@@ -14,17 +14,35 @@ fn broker() -> Command {
 }
 
 fn run_with_stdin(args: &[&str], stdin: &[u8]) -> (Option<i32>, String, String) {
-    let mut child = broker().args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child = broker()
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     child.stdin.take().unwrap().write_all(stdin).unwrap();
     let out = child.wait_with_output().unwrap();
-    (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]
 fn scripted_demo_runs_the_whole_lifecycle() {
     let pem = std::env::temp_dir().join(format!("demo-pk-{}.pem", std::process::id()));
     let (code, out, err) = run_with_stdin(
-        &["--password-stdin", "--iterations", "3", "--interval-ms", "10", "--public-key-out", pem.to_str().unwrap()],
+        &[
+            "--password-stdin",
+            "--iterations",
+            "3",
+            "--interval-ms",
+            "10",
+            "--public-key-out",
+            pem.to_str().unwrap(),
+        ],
         b"Tr0ub4dor&3\n",
     );
     assert_eq!(code, Some(0), "stdout:\n{out}\nstderr:\n{err}");
@@ -41,12 +59,21 @@ fn scripted_demo_runs_the_whole_lifecycle() {
         assert!(out.contains(needle), "missing {needle:?} in:\n{out}");
     }
     assert!(!out.contains('✗'), "a check failed:\n{out}");
-    assert!(!out.contains("Tr0ub4dor") && !err.contains("Tr0ub4dor"), "the password was printed");
+    assert!(
+        !out.contains("Tr0ub4dor") && !err.contains("Tr0ub4dor"),
+        "the password was printed"
+    );
     let pem = std::fs::read_to_string(&pem).unwrap();
     assert!(pem.starts_with("-----BEGIN PUBLIC KEY-----"), "{pem}");
     // The fingerprint shown is the SHA-256 of the DER key written out.
-    let der = openssl::rsa::Rsa::public_key_from_pem(pem.as_bytes()).unwrap().public_key_to_der().unwrap();
-    let fp: Vec<String> = openssl::sha::sha256(&der).iter().map(|b| format!("{b:02x}")).collect();
+    let der = openssl::rsa::Rsa::public_key_from_pem(pem.as_bytes())
+        .unwrap()
+        .public_key_to_der()
+        .unwrap();
+    let fp: Vec<String> = openssl::sha::sha256(&der)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     assert!(out.contains(&fp.join(":")), "fingerprint mismatch:\n{out}");
 }
 
@@ -80,7 +107,12 @@ fn a_pipe_without_password_stdin_is_refused() {
 
 #[test]
 fn bad_options_exit_2_with_usage() {
-    for args in [&["--key-bits", "1024"][..], &["--heap-size", "1000"], &["--frobnicate"], &["--iterations"]] {
+    for args in [
+        &["--key-bits", "1024"][..],
+        &["--heap-size", "1000"],
+        &["--frobnicate"],
+        &["--iterations"],
+    ] {
         let (code, _out, err) = run_with_stdin(args, b"");
         assert_eq!(code, Some(2), "{args:?}: {err}");
         assert!(err.contains("usage: broker demo"), "{err}");
@@ -107,7 +139,12 @@ impl Running {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        child.stdin.take().unwrap().write_all(b"pw-for-signals\n").unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"pw-for-signals\n")
+            .unwrap();
         let (tx, rx) = mpsc::channel();
         let stdout = child.stdout.take().unwrap();
         std::thread::spawn(move || {
@@ -117,7 +154,11 @@ impl Running {
                 }
             }
         });
-        Self { child, lines: rx, seen: Vec::new() }
+        Self {
+            child,
+            lines: rx,
+            seen: Vec::new(),
+        }
     }
 
     fn wait_for(&mut self, needle: &str) -> String {
@@ -138,7 +179,10 @@ impl Running {
 
     fn vault_pid(&mut self) -> u32 {
         let line = self.wait_for("vault pid ");
-        line.split_whitespace().nth(2).and_then(|p| p.parse().ok()).expect("pid in the line")
+        line.split_whitespace()
+            .nth(2)
+            .and_then(|p| p.parse().ok())
+            .expect("pid in the line")
     }
 
     fn rest(&mut self) -> String {
@@ -150,7 +194,10 @@ impl Running {
 
     fn signal(&self, sig: i32) {
         // SAFETY: signalling our own child.
-        assert_eq!(unsafe { libc::kill(i32::try_from(self.child.id()).unwrap(), sig) }, 0);
+        assert_eq!(
+            unsafe { libc::kill(i32::try_from(self.child.id()).unwrap(), sig) },
+            0
+        );
     }
 }
 
@@ -158,7 +205,10 @@ fn gone(pid: u32) -> bool {
     // A zombie still has a /proc entry; look at its state too.
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Err(_) => true,
-        Ok(s) => s.rsplit(')').next().is_some_and(|r| r.trim_start().starts_with('Z')),
+        Ok(s) => s
+            .rsplit(')')
+            .next()
+            .is_some_and(|r| r.trim_start().starts_with('Z')),
     }
 }
 
@@ -169,23 +219,45 @@ fn while_the_demo_runs_the_vault_is_sandboxed_and_the_ring_sealed() {
     run.wait_for("#2 ");
     for tid in suites::threads(pid) {
         let st = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/status")).unwrap();
-        assert!(st.lines().any(|l| l == "Seccomp:\t2"), "thread {tid}:\n{st}");
+        assert!(
+            st.lines().any(|l| l == "Seccomp:\t2"),
+            "thread {tid}:\n{st}"
+        );
     }
-    assert_eq!(suites::proc_status_field(pid, "NoNewPrivs").as_deref(), Some("1"));
+    assert_eq!(
+        suites::proc_status_field(pid, "NoNewPrivs").as_deref(),
+        Some("1")
+    );
     for set in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
-        assert_eq!(suites::proc_status_field(pid, set).as_deref(), Some("0000000000000000"), "{set}");
+        assert_eq!(
+            suites::proc_status_field(pid, set).as_deref(),
+            Some("0000000000000000"),
+            "{set}"
+        );
     }
     // The ring as the vault holds it: open its fd 3 through /proc (we are
     // root) and read the seals of the same memfd.
-    let ring = std::fs::File::open(format!("/proc/{pid}/fd/3")).expect("open the vault's ring through /proc");
+    let ring = std::fs::File::open(format!("/proc/{pid}/fd/3"))
+        .expect("open the vault's ring through /proc");
     let seals = common::seal::seals(ring.as_fd()).unwrap();
-    for (bit, name) in [(libc::F_SEAL_SHRINK, "SHRINK"), (libc::F_SEAL_GROW, "GROW"), (libc::F_SEAL_SEAL, "SEAL")] {
+    for (bit, name) in [
+        (libc::F_SEAL_SHRINK, "SHRINK"),
+        (libc::F_SEAL_GROW, "GROW"),
+        (libc::F_SEAL_SEAL, "SEAL"),
+    ] {
         assert!(seals & bit != 0, "the ring lacks F_SEAL_{name}: {seals:#x}");
     }
     let link = std::fs::read_link(format!("/proc/{pid}/fd/3")).unwrap();
-    assert!(link.to_string_lossy().starts_with("/memfd:privsep-vault-ring"), "{link:?}");
+    assert!(
+        link.to_string_lossy()
+            .starts_with("/memfd:privsep-vault-ring"),
+        "{link:?}"
+    );
     // Only stdio and the ring are open in the vault.
-    let fds: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let fds: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
     let mut fds: Vec<u32> = fds.iter().map(|f| f.parse().unwrap()).collect();
     fds.sort_unstable();
     assert_eq!(fds, [0, 1, 2, 3]);
@@ -193,13 +265,20 @@ fn while_the_demo_runs_the_vault_is_sandboxed_and_the_ring_sealed() {
     let status = run.child.wait().unwrap();
     let out = run.rest();
     assert_eq!(status.code(), Some(0), "{out}");
-    assert!(out.contains("SIGTERM received") && out.contains("vault exited cleanly"), "{out}");
+    assert!(
+        out.contains("SIGTERM received") && out.contains("vault exited cleanly"),
+        "{out}"
+    );
     assert!(gone(pid), "the vault outlived the broker");
 }
 
 #[test]
 fn sigint_sighup_and_sigterm_shut_both_processes_down_gracefully() {
-    for (sig, name) in [(libc::SIGINT, "SIGINT"), (libc::SIGHUP, "SIGHUP"), (libc::SIGTERM, "SIGTERM")] {
+    for (sig, name) in [
+        (libc::SIGINT, "SIGINT"),
+        (libc::SIGHUP, "SIGHUP"),
+        (libc::SIGTERM, "SIGTERM"),
+    ] {
         let mut run = Running::start(&[]);
         let pid = run.vault_pid();
         run.wait_for("#1 ");
@@ -222,7 +301,10 @@ fn a_killed_broker_takes_the_vault_with_it() {
     run.child.wait().unwrap();
     let start = Instant::now();
     while !gone(pid) {
-        assert!(start.elapsed() < Duration::from_secs(1), "the vault still runs a second after its broker died");
+        assert!(
+            start.elapsed() < Duration::from_secs(1),
+            "the vault still runs a second after its broker died"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
 }
@@ -230,7 +312,15 @@ fn a_killed_broker_takes_the_vault_with_it() {
 fn openpty() -> (OwnedFd, OwnedFd) {
     let (mut master, mut slave) = (0, 0);
     // SAFETY: openpty writes two fds into our locals; NULL name/termios/winsize.
-    let r = unsafe { libc::openpty(&mut master, &mut slave, std::ptr::null_mut(), std::ptr::null(), std::ptr::null()) };
+    let r = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
     assert_eq!(r, 0);
     // SAFETY: both fds are new and owned by us.
     unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) }
@@ -246,7 +336,10 @@ fn termios_of(fd: &OwnedFd) -> libc::termios {
 
 /// Runs the demo on a pseudo-terminal, types `keys` at the prompt, and
 /// returns (exit code, everything the terminal showed, slave termios after).
-fn demo_on_a_terminal(keys: &[u8], args: &[&str]) -> (Option<i32>, String, libc::termios, libc::termios) {
+fn demo_on_a_terminal(
+    keys: &[u8],
+    args: &[&str],
+) -> (Option<i32>, String, libc::termios, libc::termios) {
     let (master, slave) = openpty();
     let before = termios_of(&slave);
     let mut child = broker()
@@ -270,7 +363,9 @@ fn demo_on_a_terminal(keys: &[u8], args: &[&str]) -> (Option<i32>, String, libc:
     let mut shown = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     while !String::from_utf8_lossy(&shown).contains("password (not echoed)") {
-        let chunk = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("no prompt");
+        let chunk = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("no prompt");
         shown.extend(chunk);
     }
     // Wait until echo is really off before typing.
@@ -282,7 +377,11 @@ fn demo_on_a_terminal(keys: &[u8], args: &[&str]) -> (Option<i32>, String, libc:
         if let Some(s) = child.try_wait().unwrap() {
             break s.code();
         }
-        assert!(Instant::now() < deadline, "demo hung:\n{}", String::from_utf8_lossy(&shown));
+        assert!(
+            Instant::now() < deadline,
+            "demo hung:\n{}",
+            String::from_utf8_lossy(&shown)
+        );
         while let Ok(c) = rx.try_recv() {
             shown.extend(c);
         }
@@ -293,27 +392,51 @@ fn demo_on_a_terminal(keys: &[u8], args: &[&str]) -> (Option<i32>, String, libc:
         shown.extend(c);
     }
     let after = termios_of(&slave);
-    (code, String::from_utf8_lossy(&shown).into_owned(), before, after)
+    (
+        code,
+        String::from_utf8_lossy(&shown).into_owned(),
+        before,
+        after,
+    )
 }
 
 #[test]
 fn the_terminal_prompt_does_not_echo_handles_backspace_and_is_restored() {
     // "s3cre" + "X" erased with DEL + "t!": the password is "s3cret!" (7 bytes).
-    let (code, shown, before, after) = demo_on_a_terminal(b"s3creX\x7ft!\r", &["--iterations", "2", "--interval-ms", "10"]);
+    let (code, shown, before, after) = demo_on_a_terminal(
+        b"s3creX\x7ft!\r",
+        &["--iterations", "2", "--interval-ms", "10"],
+    );
     assert_eq!(code, Some(0), "{shown}");
-    assert!(shown.contains("7 bytes read into a locked buffer"), "{shown}");
+    assert!(
+        shown.contains("7 bytes read into a locked buffer"),
+        "{shown}"
+    );
     assert!(shown.contains("#2 "), "{shown}");
-    assert!(!shown.contains("s3cre") && !shown.contains("t!"), "the password was echoed:\n{shown}");
-    assert_eq!(after.c_lflag, before.c_lflag, "terminal local modes not restored");
+    assert!(
+        !shown.contains("s3cre") && !shown.contains("t!"),
+        "the password was echoed:\n{shown}"
+    );
+    assert_eq!(
+        after.c_lflag, before.c_lflag,
+        "terminal local modes not restored"
+    );
     assert!(after.c_lflag & libc::ECHO != 0);
 }
 
 #[test]
 fn ctrl_c_at_the_prompt_cancels_cleanly_and_restores_the_terminal() {
-    let (code, shown, before, after) = demo_on_a_terminal(b"half-typed\x03", &["--iterations", "2"]);
+    let (code, shown, before, after) =
+        demo_on_a_terminal(b"half-typed\x03", &["--iterations", "2"]);
     assert_eq!(code, Some(0), "{shown}");
-    assert!(shown.contains("interrupted by Ctrl-C at the password prompt"), "{shown}");
+    assert!(
+        shown.contains("interrupted by Ctrl-C at the password prompt"),
+        "{shown}"
+    );
     assert!(shown.contains("vault exited cleanly"), "{shown}");
     assert!(!shown.contains("half-typed"), "{shown}");
-    assert_eq!(after.c_lflag, before.c_lflag, "terminal local modes not restored");
+    assert_eq!(
+        after.c_lflag, before.c_lflag,
+        "terminal local modes not restored"
+    );
 }

@@ -16,39 +16,66 @@ fn broker_is_send_and_sync() {
 fn several_named_secrets_round_trip_many_times_then_delete_and_shutdown() {
     let b = Broker::spawn(config()).expect("spawn");
     let secrets: Vec<(String, Vec<u8>)> = (0..5)
-        .map(|i| (format!("secret-{i}"), format!("pässwörd-{i}-{}", "x".repeat(i * 30)).into_bytes()))
+        .map(|i| {
+            (
+                format!("secret-{i}"),
+                format!("pässwörd-{i}-{}", "x".repeat(i * 30)).into_bytes(),
+            )
+        })
         .collect();
     for (name, value) in &secrets {
         b.store(name, secret(value)).expect("store");
     }
-    assert_eq!(b.names(), secrets.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>());
+    assert_eq!(
+        b.names(),
+        secrets.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>()
+    );
     for round in 0..40 {
         for (name, value) in &secrets {
-            let ok = b.with_secret(name, |p| p == value.as_slice()).expect("with_secret");
+            let ok = b
+                .with_secret(name, |p| p == value.as_slice())
+                .expect("with_secret");
             assert!(ok, "round {round}: {name} came back different");
         }
     }
     b.delete("secret-2").expect("delete");
-    assert!(matches!(b.with_secret("secret-2", |_| ()), Err(Error::UnknownName { .. })));
-    assert!(matches!(b.delete("secret-2"), Err(Error::UnknownName { .. })));
+    assert!(matches!(
+        b.with_secret("secret-2", |_| ()),
+        Err(Error::UnknownName { .. })
+    ));
+    assert!(matches!(
+        b.delete("secret-2"),
+        Err(Error::UnknownName { .. })
+    ));
     assert_eq!(b.names().len(), 4);
     let status = b.heap_status().expect("status");
     assert_eq!(status.decrypts, 200);
-    assert_eq!(status.wipes_verified, 200, "the vault wiped and verified every plaintext it wrote");
+    assert_eq!(
+        status.wipes_verified, 200,
+        "the vault wiped and verified every plaintext it wrote"
+    );
     let exit = b.shutdown().expect("shutdown");
     assert_eq!(exit, VaultExit::Exited(0));
-    assert!(matches!(b.with_secret("secret-0", |_| ()), Err(Error::ShutDown)));
+    assert!(matches!(
+        b.with_secret("secret-0", |_| ()),
+        Err(Error::ShutDown)
+    ));
     assert!(matches!(b.shutdown(), Err(Error::ShutDown)));
 }
 
 #[test]
 fn every_exchange_leaves_both_rings_wiped_and_the_broker_copy_wiped() {
     let b = Broker::spawn(config()).expect("spawn");
-    b.store("pw", secret(b"correct horse battery staple")).unwrap();
+    b.store("pw", secret(b"correct horse battery staple"))
+        .unwrap();
     for _ in 0..20 {
         let (n, ev) = b.with_secret_evidence("pw", |p| p.len()).unwrap();
         assert_eq!(n, 28);
-        assert_eq!(ev.request_frame_residue, Some(0), "the vault left request bytes in the ring");
+        assert_eq!(
+            ev.request_frame_residue,
+            Some(0),
+            "the vault left request bytes in the ring"
+        );
         assert_eq!(ev.ring_residue, 0, "bytes left in the shared rings");
         assert_eq!(ev.broker_copy_residue, 0, "the broker's copy was not wiped");
     }
@@ -57,24 +84,63 @@ fn every_exchange_leaves_both_rings_wiped_and_the_broker_copy_wiped() {
 #[test]
 fn unknown_names_and_bad_input_are_typed_errors() {
     let b = Broker::spawn(config()).expect("spawn");
-    assert!(matches!(b.with_secret("nope", |_| ()), Err(Error::UnknownName { .. })));
-    assert!(matches!(b.store("", secret(b"x")), Err(Error::BadName { .. })));
-    assert!(matches!(b.store(&"n".repeat(129), secret(b"x")), Err(Error::BadName { .. })));
-    assert!(matches!(b.store("tab\tname", secret(b"x")), Err(Error::BadName { .. })));
-    assert!(matches!(b.store("empty", secret(b"")), Err(Error::EmptySecret)));
+    assert!(matches!(
+        b.with_secret("nope", |_| ()),
+        Err(Error::UnknownName { .. })
+    ));
+    assert!(matches!(
+        b.store("", secret(b"x")),
+        Err(Error::BadName { .. })
+    ));
+    assert!(matches!(
+        b.store(&"n".repeat(129), secret(b"x")),
+        Err(Error::BadName { .. })
+    ));
+    assert!(matches!(
+        b.store("tab\tname", secret(b"x")),
+        Err(Error::BadName { .. })
+    ));
+    assert!(matches!(
+        b.store("empty", secret(b"")),
+        Err(Error::EmptySecret)
+    ));
     let limit = b.max_secret_len();
-    assert_eq!(limit, 190, "RSA-2048 with OAEP-SHA256 carries 256 - 66 bytes");
-    b.store("max", secret(&vec![0xA5; limit])).expect("a secret at the limit fits");
+    assert_eq!(
+        limit, 190,
+        "RSA-2048 with OAEP-SHA256 carries 256 - 66 bytes"
+    );
+    b.store("max", secret(&vec![0xA5; limit]))
+        .expect("a secret at the limit fits");
     let err = b.store("over", secret(&vec![0x5A; limit + 1])).unwrap_err();
-    assert!(matches!(err, Error::SecretTooLong { len: 191, limit: 190, .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            Error::SecretTooLong {
+                len: 191,
+                limit: 190,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     assert!(err.to_string().contains("at most 190"), "{err}");
     b.store("dup", secret(b"one")).unwrap();
-    assert!(matches!(b.store("dup", secret(b"two")), Err(Error::NameExists { .. })));
-    assert_eq!(b.with_secret("dup", |p| p.to_vec()).unwrap(), b"one", "a refused store changes nothing");
+    assert!(matches!(
+        b.store("dup", secret(b"two")),
+        Err(Error::NameExists { .. })
+    ));
+    assert_eq!(
+        b.with_secret("dup", |p| p.to_vec()).unwrap(),
+        b"one",
+        "a refused store changes nothing"
+    );
     assert_eq!(b.with_secret("max", |p| p.len()).unwrap(), limit);
     // NUL bytes and non-UTF-8 are just bytes.
     b.store("binary", secret(&[0, 0xff, 0xfe, 0, 1])).unwrap();
-    assert_eq!(b.with_secret("binary", |p| p.to_vec()).unwrap(), [0, 0xff, 0xfe, 0, 1]);
+    assert_eq!(
+        b.with_secret("binary", |p| p.to_vec()).unwrap(),
+        [0, 0xff, 0xfe, 0, 1]
+    );
 }
 
 #[test]
@@ -82,7 +148,8 @@ fn a_panicking_closure_leaves_the_broker_usable() {
     let b = Broker::spawn(config()).expect("spawn");
     b.store("pw", secret(b"hunter2")).unwrap();
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        b.with_secret("pw", |_| panic!("the application's closure panicked")).unwrap();
+        b.with_secret("pw", |_| panic!("the application's closure panicked"))
+            .unwrap();
     }));
     assert!(r.is_err());
     assert_eq!(b.with_secret("pw", |p| p.to_vec()).unwrap(), b"hunter2");
@@ -91,13 +158,26 @@ fn a_panicking_closure_leaves_the_broker_usable() {
 #[test]
 fn secure_heap_verification_holds_for_every_key_size() {
     for bits in [2048u32, 3072, 4096] {
-        let b = Broker::spawn(broker::Config { key_bits: bits, ..config() }).expect("spawn");
+        let b = Broker::spawn(broker::Config {
+            key_bits: bits,
+            ..config()
+        })
+        .expect("spawn");
         let s = b.heap_status().expect("status");
         assert!(s.initialized, "{bits}: secure heap not initialised");
         assert_eq!(s.key_bits, bits);
-        assert_eq!(s.secure_flags, 0b11_1111, "{bits}: a private number lacks BN_FLG_SECURE");
-        assert_eq!(s.in_arena, 0b11_1111, "{bits}: a private number's limbs are outside the arena");
-        assert!(s.baseline > s.used_before_keygen, "{bits}: key generation did not grow the secure heap: {s:?}");
+        assert_eq!(
+            s.secure_flags, 0b11_1111,
+            "{bits}: a private number lacks BN_FLG_SECURE"
+        );
+        assert_eq!(
+            s.in_arena, 0b11_1111,
+            "{bits}: a private number's limbs are outside the arena"
+        );
+        assert!(
+            s.baseline > s.used_before_keygen,
+            "{bits}: key generation did not grow the secure heap: {s:?}"
+        );
         assert!(s.used >= s.baseline);
         assert!(s.verified());
         assert_eq!(b.max_secret_len(), usize::try_from(bits / 8).unwrap() - 66);
@@ -108,13 +188,47 @@ fn secure_heap_verification_holds_for_every_key_size() {
 
 #[test]
 fn bad_options_are_refused_before_the_vault_runs_openssl() {
-    let err = Broker::spawn(broker::Config { key_bits: 1024, ..config() }).unwrap_err();
+    let err = Broker::spawn(broker::Config {
+        key_bits: 1024,
+        ..config()
+    })
+    .unwrap_err();
     assert!(matches!(err, Error::KeyBits { bits: 1024 }), "{err:?}");
-    let err = Broker::spawn(broker::Config { heap_size: Some(65535), ..config() }).unwrap_err();
-    assert!(matches!(err, Error::VaultDied { exit: VaultExit::Exited(78), .. }), "{err:?}");
-    let err = Broker::spawn(broker::Config { heap_size: Some(16384), ..config() }).unwrap_err();
-    assert!(matches!(err, Error::VaultDied { exit: VaultExit::Exited(78), .. }), "arena too small for the key: {err:?}");
-    let err = Broker::spawn(broker::Config { vault_path: Some("/nonexistent/vault".into()), ..config() }).unwrap_err();
+    let err = Broker::spawn(broker::Config {
+        heap_size: Some(65535),
+        ..config()
+    })
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::VaultDied {
+                exit: VaultExit::Exited(78),
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let err = Broker::spawn(broker::Config {
+        heap_size: Some(16384),
+        ..config()
+    })
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::VaultDied {
+                exit: VaultExit::Exited(78),
+                ..
+            }
+        ),
+        "arena too small for the key: {err:?}"
+    );
+    let err = Broker::spawn(broker::Config {
+        vault_path: Some("/nonexistent/vault".into()),
+        ..config()
+    })
+    .unwrap_err();
     assert!(err.to_string().contains("vault binary not found"), "{err}");
 }
 
@@ -138,8 +252,15 @@ fn the_broker_tells_how_the_vault_died() {
         kill(b.vault_pid(), sig);
         let start = Instant::now();
         let err = b.with_secret("pw", |_| ()).unwrap_err();
-        assert!(start.elapsed() < Duration::from_secs(5), "noticed the death late: {:?}", start.elapsed());
-        assert!(matches!(err, Error::VaultDied { exit: VaultExit::Signaled(s), .. } if s == sig), "{err:?}");
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "noticed the death late: {:?}",
+            start.elapsed()
+        );
+        assert!(
+            matches!(err, Error::VaultDied { exit: VaultExit::Signaled(s), .. } if s == sig),
+            "{err:?}"
+        );
         assert!(err.to_string().contains(words), "{err} lacks {words:?}");
         // Once dead, every call says so, without hanging.
         assert!(matches!(b.heap_status(), Err(Error::VaultDied { .. })));
@@ -148,14 +269,30 @@ fn the_broker_tells_how_the_vault_died() {
 
 #[test]
 fn a_stopped_vault_times_out_and_is_killed() {
-    let b = Broker::spawn(broker::Config { request_timeout: Duration::from_millis(500), ..config() }).expect("spawn");
+    let b = Broker::spawn(broker::Config {
+        request_timeout: Duration::from_millis(500),
+        ..config()
+    })
+    .expect("spawn");
     b.store("pw", secret(b"x")).unwrap();
     kill(b.vault_pid(), libc::SIGSTOP);
     let start = Instant::now();
     let err = b.with_secret("pw", |_| ()).unwrap_err();
     let took = start.elapsed();
-    assert!(matches!(err, Error::Timeout { exit: VaultExit::Signaled(libc::SIGKILL), .. }), "{err:?}");
-    assert!(took >= Duration::from_millis(500) && took < Duration::from_secs(5), "{took:?}");
+    assert!(
+        matches!(
+            err,
+            Error::Timeout {
+                exit: VaultExit::Signaled(libc::SIGKILL),
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(
+        took >= Duration::from_millis(500) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
     assert!(err.to_string().contains("was killed"), "{err}");
 }
 
@@ -167,7 +304,11 @@ fn sigterm_to_the_vault_ends_it_cleanly() {
     while b.vault_exit().is_none() && start.elapsed() < Duration::from_secs(3) {
         std::thread::sleep(Duration::from_millis(10));
     }
-    assert_eq!(b.vault_exit(), Some(VaultExit::Exited(0)), "the vault wipes and exits 0 on SIGTERM");
+    assert_eq!(
+        b.vault_exit(),
+        Some(VaultExit::Exited(0)),
+        "the vault wipes and exits 0 on SIGTERM"
+    );
 }
 
 #[test]
@@ -180,15 +321,31 @@ fn the_vault_runs_sandboxed_without_privileges() {
     assert!(!threads.is_empty());
     for tid in threads {
         let status = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/status")).unwrap();
-        assert!(status.lines().any(|l| l == "Seccomp:\t2"), "thread {tid} is not filtered:\n{status}");
+        assert!(
+            status.lines().any(|l| l == "Seccomp:\t2"),
+            "thread {tid} is not filtered:\n{status}"
+        );
     }
-    assert_eq!(suites::proc_status_field(pid, "NoNewPrivs").as_deref(), Some("1"));
+    assert_eq!(
+        suites::proc_status_field(pid, "NoNewPrivs").as_deref(),
+        Some("1")
+    );
     for set in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
-        assert_eq!(suites::proc_status_field(pid, set).as_deref(), Some("0000000000000000"), "{set}");
+        assert_eq!(
+            suites::proc_status_field(pid, set).as_deref(),
+            Some("0000000000000000"),
+            "{set}"
+        );
     }
     // Positive control: the test runner itself (root) does have capabilities,
     // so the checks above would notice a vault that kept them.
     let me = std::process::id();
-    assert_ne!(suites::proc_status_field(me, "CapBnd").as_deref(), Some("0000000000000000"));
-    assert_eq!(suites::proc_status_field(me, "Seccomp").as_deref(), Some("0"));
+    assert_ne!(
+        suites::proc_status_field(me, "CapBnd").as_deref(),
+        Some("0000000000000000")
+    );
+    assert_eq!(
+        suites::proc_status_field(me, "Seccomp").as_deref(),
+        Some("0")
+    );
 }

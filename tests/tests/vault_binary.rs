@@ -14,7 +14,10 @@ use common::sys::Mapping;
 /// Runs the vault with `ring` (if any) at fd 3 and `args`; kills it after 20 s.
 fn run_vault(ring: Option<&OwnedFd>, args: &[&str]) -> Output {
     let mut cmd = Command::new(suites::binary("vault"));
-    cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let raw = ring.map(|f| f.as_raw_fd());
     // SAFETY: only dup2/close (async-signal-safe) between fork and exec.
     unsafe {
@@ -57,7 +60,12 @@ fn stderr(o: &Output) -> String {
 
 fn unsealed_ring() -> OwnedFd {
     // SAFETY: plain syscall with a static name.
-    let fd = unsafe { libc::memfd_create(c"unsealed".as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) };
+    let fd = unsafe {
+        libc::memfd_create(
+            c"unsealed".as_ptr(),
+            libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING,
+        )
+    };
     assert!(fd >= 0);
     // SAFETY: we own the new fd.
     let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
@@ -71,7 +79,11 @@ fn an_unsealed_ring_is_refused() {
     let fd = unsealed_ring();
     let out = run_vault(Some(&fd), &["--parent-pid", &me()]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(stderr(&out).contains("the ring fd is not sealed"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("the ring fd is not sealed"),
+        "{}",
+        stderr(&out)
+    );
     assert!(stderr(&out).contains("F_SEAL_SHRINK"), "{}", stderr(&out));
 }
 
@@ -86,25 +98,42 @@ fn a_sealed_ring_is_accepted_and_served() {
     let mut buf = common::secret::SecretBuf::new(common::ring::MAX_FRAME as usize).unwrap();
     let deadline = Some(Instant::now() + Duration::from_secs(30));
     let req = common::protocol::encode_request(7, &common::protocol::Request::PublicKey);
-    chan.tx.send(&req.parts(), deadline, &mut || Ok(())).unwrap();
-    chan.rx.recv_into(&mut buf, deadline, &mut || Ok(())).unwrap();
-    let kind = buf.expose(|f| common::protocol::decode_response(f).map(|(id, r)| (id, format!("{r:?}"))));
+    chan.tx
+        .send(&req.parts(), deadline, &mut || Ok(()))
+        .unwrap();
+    chan.rx
+        .recv_into(&mut buf, deadline, &mut || Ok(()))
+        .unwrap();
+    let kind =
+        buf.expose(|f| common::protocol::decode_response(f).map(|(id, r)| (id, format!("{r:?}"))));
     let (id, what) = kind.unwrap();
     assert_eq!(id, 7);
     assert!(what.starts_with("PublicKey("), "{what}");
     let req = common::protocol::encode_request(8, &common::protocol::Request::Shutdown);
-    chan.tx.send(&req.parts(), deadline, &mut || Ok(())).unwrap();
-    chan.rx.recv_into(&mut buf, deadline, &mut || Ok(())).unwrap();
+    chan.tx
+        .send(&req.parts(), deadline, &mut || Ok(()))
+        .unwrap();
+    chan.rx
+        .recv_into(&mut buf, deadline, &mut || Ok(()))
+        .unwrap();
     let out = t.join().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert_eq!(chan.nonzero_bytes(), 0, "both sides wiped every frame they read");
+    assert_eq!(
+        chan.nonzero_bytes(),
+        0,
+        "both sides wiped every frame they read"
+    );
 }
 
 #[test]
 fn a_missing_ring_fd_is_refused() {
     let out = run_vault(None, &["--parent-pid", &me()]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(stderr(&out).contains("fd 3 is not open"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("fd 3 is not open"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -120,15 +149,37 @@ fn bad_options_are_refused_with_the_valid_values() {
     let (fd, _chan) = Channel::create().unwrap();
     let out = run_vault(Some(&fd), &["--parent-pid", &me(), "--heap-size", "100000"]);
     assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
-    assert!(stderr(&out).contains("not a power of two"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("not a power of two"),
+        "{}",
+        stderr(&out)
+    );
     let (fd, _chan) = Channel::create().unwrap();
     let out = run_vault(Some(&fd), &["--parent-pid", &me(), "--key-bits", "1024"]);
     assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
-    assert!(stderr(&out).contains("2048, 3072 or 4096"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("2048, 3072 or 4096"),
+        "{}",
+        stderr(&out)
+    );
     let (fd, _chan) = Channel::create().unwrap();
-    let out = run_vault(Some(&fd), &["--parent-pid", &me(), "--key-bits", "4096", "--heap-size", "32768"]);
+    let out = run_vault(
+        Some(&fd),
+        &[
+            "--parent-pid",
+            &me(),
+            "--key-bits",
+            "4096",
+            "--heap-size",
+            "32768",
+        ],
+    );
     assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
-    assert!(stderr(&out).contains("too small for a 4096-bit key"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("too small for a 4096-bit key"),
+        "{}",
+        stderr(&out)
+    );
     let (fd, _chan) = Channel::create().unwrap();
     let out = run_vault(Some(&fd), &["--parent-pid", &me(), "--heap-min", "24"]);
     assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
@@ -141,9 +192,16 @@ fn hostile_frame(len: u32, head: u32) -> (OwnedFd, Mapping) {
     let map = Mapping::shared(fd.as_fd(), REGION_LEN).unwrap();
     // SAFETY: offsets inside the REGION_LEN mapping; the control words are
     // 4-byte aligned atomics (page-aligned control block).
+    #[allow(clippy::cast_ptr_alignment)]
     unsafe {
-        map.as_ptr().add(layout::REQUEST_DATA).cast::<[u8; 4]>().write_volatile(len.to_le_bytes());
-        let head_word = &*map.as_ptr().add(layout::REQUEST_CONTROL + layout::HEAD).cast::<AtomicU32>();
+        map.as_ptr()
+            .add(layout::REQUEST_DATA)
+            .cast::<[u8; 4]>()
+            .write_volatile(len.to_le_bytes());
+        let head_word = &*map
+            .as_ptr()
+            .add(layout::REQUEST_CONTROL + layout::HEAD)
+            .cast::<AtomicU32>();
         head_word.store(head, Ordering::SeqCst);
     }
     (fd, map)
@@ -156,11 +214,17 @@ fn a_frame_length_past_the_ring_end_is_a_protocol_error_not_a_panic() {
     let out = run_vault(Some(&fd), &["--parent-pid", &me()]);
     assert_eq!(out.status.code(), Some(70), "{}", stderr(&out));
     let err = stderr(&out);
-    assert!(err.contains("corrupted by the peer") && err.contains("past the published end"), "{err}");
+    assert!(
+        err.contains("corrupted by the peer") && err.contains("past the published end"),
+        "{err}"
+    );
     assert!(!err.contains("panicked"), "{err}");
     drop(map);
     // A length over the frame limit, and a head beyond the ring's capacity.
-    for (len, head, words) in [(u32::MAX, 64, "over the limit"), (8, u32::MAX - 7, "beyond the ring's capacity")] {
+    for (len, head, words) in [
+        (u32::MAX, 64, "over the limit"),
+        (8, u32::MAX - 7, "beyond the ring's capacity"),
+    ] {
         let (fd, _map) = hostile_frame(len, head);
         let out = run_vault(Some(&fd), &["--parent-pid", &me()]);
         assert_eq!(out.status.code(), Some(70), "{}", stderr(&out));
@@ -176,16 +240,28 @@ fn a_garbage_request_gets_a_typed_error_and_the_vault_keeps_serving() {
     drop(fd);
     let mut buf = common::secret::SecretBuf::new(common::ring::MAX_FRAME as usize).unwrap();
     let deadline = Some(Instant::now() + Duration::from_secs(30));
-    for garbage in [&b"\x09\x01\0\0\x05\0\0\0"[..], b"\x01\x77\0\0\x06\0\0\0", b"\x01", b"\x01\x02\0\0\x07\0\0\0short"] {
+    for garbage in [
+        &b"\x09\x01\0\0\x05\0\0\0"[..],
+        b"\x01\x77\0\0\x06\0\0\0",
+        b"\x01",
+        b"\x01\x02\0\0\x07\0\0\0short",
+    ] {
         chan.tx.send(&[garbage], deadline, &mut || Ok(())).unwrap();
-        chan.rx.recv_into(&mut buf, deadline, &mut || Ok(())).unwrap();
-        let resp = buf.expose(|f| common::protocol::decode_response(f).map(|(_, r)| format!("{r:?}")));
+        chan.rx
+            .recv_into(&mut buf, deadline, &mut || Ok(()))
+            .unwrap();
+        let resp =
+            buf.expose(|f| common::protocol::decode_response(f).map(|(_, r)| format!("{r:?}")));
         let resp = resp.unwrap();
         assert!(resp == "Error(Malformed)", "{garbage:?} -> {resp}");
     }
     let req = common::protocol::encode_request(9, &common::protocol::Request::Shutdown);
-    chan.tx.send(&req.parts(), deadline, &mut || Ok(())).unwrap();
-    chan.rx.recv_into(&mut buf, deadline, &mut || Ok(())).unwrap();
+    chan.tx
+        .send(&req.parts(), deadline, &mut || Ok(()))
+        .unwrap();
+    chan.rx
+        .recv_into(&mut buf, deadline, &mut || Ok(()))
+        .unwrap();
     let out = t.join().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let mut s = String::new();

@@ -31,7 +31,12 @@ pub enum HeapError {
     #[error("secure heap of {size} bytes is too small for a {bits}-bit key: use at least {need}")]
     TooSmall { size: usize, bits: u32, need: usize },
     #[error("CRYPTO_secure_malloc_init({size}, {min}) returned {ret}: {reason}")]
-    Init { size: usize, min: usize, ret: c_int, reason: &'static str },
+    Init {
+        size: usize,
+        min: usize,
+        ret: c_int,
+        reason: &'static str,
+    },
     #[error("cannot allocate {len} bytes in the secure heap (arena full)")]
     Alloc { len: usize },
 }
@@ -111,7 +116,14 @@ impl SecureBuf {
         if !contains(ptr.as_ptr().cast()) {
             // Without an arena OpenSSL would have used malloc: never accept that.
             // SAFETY: `ptr` came from CRYPTO_secure_zalloc with this length.
-            unsafe { CRYPTO_secure_clear_free(ptr.as_ptr().cast(), len.max(1), c"vault/heap.rs".as_ptr(), 0) };
+            unsafe {
+                CRYPTO_secure_clear_free(
+                    ptr.as_ptr().cast(),
+                    len.max(1),
+                    c"vault/heap.rs".as_ptr(),
+                    0,
+                )
+            };
             return Err(HeapError::Alloc { len });
         }
         Ok(Self { ptr, len })
@@ -144,7 +156,14 @@ impl Drop for SecureBuf {
     fn drop(&mut self) {
         // SAFETY: `ptr` came from CRYPTO_secure_zalloc with `len.max(1)`
         // bytes; clear_free wipes then returns it to the arena.
-        unsafe { CRYPTO_secure_clear_free(self.ptr.as_ptr().cast(), self.len.max(1), c"vault/heap.rs".as_ptr(), 0) }
+        unsafe {
+            CRYPTO_secure_clear_free(
+                self.ptr.as_ptr().cast(),
+                self.len.max(1),
+                c"vault/heap.rs".as_ptr(),
+                0,
+            )
+        }
     }
 }
 
@@ -155,10 +174,25 @@ mod tests {
     #[test]
     fn sizes_are_validated_before_openssl_sees_them() {
         assert!(validate(65536, 16, 2048, 32768).is_ok());
-        assert!(matches!(validate(65535, 16, 2048, 32768), Err(HeapError::BadSize { .. })));
-        assert!(matches!(validate(1 << 30, 16, 2048, 32768), Err(HeapError::BadSize { .. })));
-        assert!(matches!(validate(65536, 24, 2048, 32768), Err(HeapError::BadMinSize { .. })));
-        assert!(matches!(validate(65536, 65536, 2048, 32768), Err(HeapError::BadMinSize { .. })));
-        assert!(matches!(validate(16384, 16, 2048, 32768), Err(HeapError::TooSmall { .. })));
+        assert!(matches!(
+            validate(65535, 16, 2048, 32768),
+            Err(HeapError::BadSize { .. })
+        ));
+        assert!(matches!(
+            validate(1 << 30, 16, 2048, 32768),
+            Err(HeapError::BadSize { .. })
+        ));
+        assert!(matches!(
+            validate(65536, 24, 2048, 32768),
+            Err(HeapError::BadMinSize { .. })
+        ));
+        assert!(matches!(
+            validate(65536, 65536, 2048, 32768),
+            Err(HeapError::BadMinSize { .. })
+        ));
+        assert!(matches!(
+            validate(16384, 16, 2048, 32768),
+            Err(HeapError::TooSmall { .. })
+        ));
     }
 }

@@ -100,7 +100,10 @@ pub enum KeyError {
     #[error("RSA key generation failed: {0}")]
     Generate(String),
     #[error("the private number {name} is outside the secure heap ({why}); refusing to serve")]
-    NotSecure { name: &'static str, why: &'static str },
+    NotSecure {
+        name: &'static str,
+        why: &'static str,
+    },
     #[error("secure heap usage did not grow during key generation ({before} -> {after} bytes); refusing to serve")]
     HeapDidNotGrow { before: usize, after: usize },
     #[error("RSA_FLAG_CACHE_PRIVATE is still set on the key")]
@@ -113,7 +116,9 @@ pub enum KeyError {
     CiphertextLength { got: usize, want: usize, bits: u32 },
     #[error("decryption failed")]
     Decrypt,
-    #[error("secure heap usage {used} fell below the baseline {baseline} measured after key generation")]
+    #[error(
+        "secure heap usage {used} fell below the baseline {baseline} measured after key generation"
+    )]
     BelowBaseline { used: usize, baseline: usize },
 }
 
@@ -139,15 +144,25 @@ impl Key {
     pub fn generate(bits: KeyBits, arena_size: usize, min_size: usize) -> Result<Self, KeyError> {
         let used_before = heap::used();
         // SAFETY: RSA_new/BN_new return owned objects or NULL (checked).
-        let rsa = ptr::NonNull::new(unsafe { ffi::RSA_new() }).ok_or_else(|| KeyError::Generate(openssl_errors()))?;
+        let rsa = ptr::NonNull::new(unsafe { ffi::RSA_new() })
+            .ok_or_else(|| KeyError::Generate(openssl_errors()))?;
         // Own the RSA object at once so every error path frees it.
-        let mut key = Key { rsa, bits, size: 0, used_before, baseline: 0, arena_size, min_size };
+        let mut key = Key {
+            rsa,
+            bits,
+            size: 0,
+            used_before,
+            baseline: 0,
+            arena_size,
+            min_size,
+        };
         // SAFETY: as above.
         let e = unsafe { ffi::BN_new() };
         if e.is_null() {
             return Err(KeyError::Generate(openssl_errors()));
         }
-        let bits_c = c_int::try_from(bits.bits()).map_err(|_| KeyError::Generate("bit count".into()))?;
+        let bits_c =
+            c_int::try_from(bits.bits()).map_err(|_| KeyError::Generate("bit count".into()))?;
         // SAFETY: `e` and `key.rsa` are live objects we own; a NULL callback
         // is allowed. RSA_generate_key_ex does not take ownership of `e`.
         let ok = unsafe {
@@ -168,7 +183,10 @@ impl Key {
         key.baseline = heap::used();
         key.verify_placement()?;
         if key.baseline <= key.used_before {
-            return Err(KeyError::HeapDidNotGrow { before: key.used_before, after: key.baseline });
+            return Err(KeyError::HeapDidNotGrow {
+                before: key.used_before,
+                after: key.baseline,
+            });
         }
         Ok(key)
     }
@@ -219,10 +237,16 @@ impl Key {
         let (flags, in_arena) = self.placement();
         for (i, name) in common::protocol::PRIVATE_NUMBERS.iter().enumerate() {
             if flags & (1 << i) == 0 {
-                return Err(KeyError::NotSecure { name, why: "BN_FLG_SECURE not set" });
+                return Err(KeyError::NotSecure {
+                    name,
+                    why: "BN_FLG_SECURE not set",
+                });
             }
             if in_arena & (1 << i) == 0 {
-                return Err(KeyError::NotSecure { name, why: "its limbs are not inside the arena" });
+                return Err(KeyError::NotSecure {
+                    name,
+                    why: "its limbs are not inside the arena",
+                });
             }
         }
         // SAFETY: the key is live.
@@ -238,7 +262,10 @@ impl Key {
     pub fn verify_allocation(&self) -> Result<(), KeyError> {
         let used = heap::used();
         if used < self.baseline {
-            return Err(KeyError::BelowBaseline { used, baseline: self.baseline });
+            return Err(KeyError::BelowBaseline {
+                used,
+                baseline: self.baseline,
+            });
         }
         self.verify_placement()
     }
@@ -295,7 +322,11 @@ impl Key {
     /// returns it with the plaintext length.
     pub fn decrypt(&self, ciphertext: &[u8]) -> Result<(SecureBuf, usize), KeyError> {
         if ciphertext.len() != self.size {
-            return Err(KeyError::CiphertextLength { got: ciphertext.len(), want: self.size, bits: self.bits.bits() });
+            return Err(KeyError::CiphertextLength {
+                got: ciphertext.len(),
+                want: self.size,
+                bits: self.bits.bits(),
+            });
         }
         self.verify_allocation()?;
         let k = c_int::try_from(self.size).map_err(|_| KeyError::Decrypt)?;
@@ -304,7 +335,13 @@ impl Key {
         // SAFETY: `ciphertext` is k readable bytes; `em` is k writable bytes
         // in the arena; the key is live. RSA_NO_PADDING writes exactly k.
         let r = unsafe {
-            ffi::RSA_private_decrypt(k, ciphertext.as_ptr(), em.as_mut_ptr(), self.rsa.as_ptr(), ffi::RSA_NO_PADDING)
+            ffi::RSA_private_decrypt(
+                k,
+                ciphertext.as_ptr(),
+                em.as_mut_ptr(),
+                self.rsa.as_ptr(),
+                ffi::RSA_NO_PADDING,
+            )
         };
         let result = if r != k {
             Err(KeyError::Decrypt)
@@ -378,19 +415,28 @@ mod tests {
         heap::init(65536, 16).unwrap();
         let key = Key::generate(KeyBits::B2048, 65536, 16).expect("key in the arena");
         let s = key.status(0, 0);
-        assert_eq!((s.secure_flags, s.in_arena), (ALL_PRIVATE_NUMBERS, ALL_PRIVATE_NUMBERS));
+        assert_eq!(
+            (s.secure_flags, s.in_arena),
+            (ALL_PRIVATE_NUMBERS, ALL_PRIVATE_NUMBERS)
+        );
         assert!(s.baseline > s.used_before_keygen, "{s:?}");
         assert!(s.verified());
         key.verify_allocation().unwrap();
         // A second init is refused (OpenSSL returns 0), and reported as such.
-        assert!(matches!(heap::init(65536, 16), Err(HeapError::Init { ret: 0, .. })));
+        assert!(matches!(
+            heap::init(65536, 16),
+            Err(HeapError::Init { ret: 0, .. })
+        ));
         // Decryption round trip with an independent OAEP-SHA256 encryption.
         let pubkey = openssl::rsa::Rsa::public_key_from_der(&key.public_der().unwrap()).unwrap();
         let pkey = openssl::pkey::PKey::from_rsa(pubkey).unwrap();
         let mut enc = openssl::encrypt::Encrypter::new(&pkey).unwrap();
-        enc.set_rsa_padding(openssl::rsa::Padding::PKCS1_OAEP).unwrap();
-        enc.set_rsa_oaep_md(openssl::hash::MessageDigest::sha256()).unwrap();
-        enc.set_rsa_mgf1_md(openssl::hash::MessageDigest::sha256()).unwrap();
+        enc.set_rsa_padding(openssl::rsa::Padding::PKCS1_OAEP)
+            .unwrap();
+        enc.set_rsa_oaep_md(openssl::hash::MessageDigest::sha256())
+            .unwrap();
+        enc.set_rsa_mgf1_md(openssl::hash::MessageDigest::sha256())
+            .unwrap();
         let mut ct = vec![0u8; enc.encrypt_len(b"x").unwrap()];
         let n = enc.encrypt(b"attack at dawn", &mut ct).unwrap();
         ct.truncate(n);
@@ -398,18 +444,25 @@ mod tests {
         assert_eq!(out.prefix(len), b"attack at dawn");
         assert_eq!(out.wipe_and_verify(), 0);
         // SHA-1 OAEP (the legacy default) must not decrypt: the hash is pinned.
-        enc.set_rsa_oaep_md(openssl::hash::MessageDigest::sha1()).unwrap();
-        enc.set_rsa_mgf1_md(openssl::hash::MessageDigest::sha1()).unwrap();
+        enc.set_rsa_oaep_md(openssl::hash::MessageDigest::sha1())
+            .unwrap();
+        enc.set_rsa_mgf1_md(openssl::hash::MessageDigest::sha1())
+            .unwrap();
         let n = enc.encrypt(b"attack at dawn", &mut ct).unwrap();
         assert!(matches!(key.decrypt(&ct[..n]), Err(KeyError::Decrypt)));
         // A tampered ciphertext is refused, a short one is a length error.
         let n = {
-            enc.set_rsa_oaep_md(openssl::hash::MessageDigest::sha256()).unwrap();
-            enc.set_rsa_mgf1_md(openssl::hash::MessageDigest::sha256()).unwrap();
+            enc.set_rsa_oaep_md(openssl::hash::MessageDigest::sha256())
+                .unwrap();
+            enc.set_rsa_mgf1_md(openssl::hash::MessageDigest::sha256())
+                .unwrap();
             enc.encrypt(b"attack at dawn", &mut ct).unwrap()
         };
         ct[n / 2] ^= 1;
         assert!(matches!(key.decrypt(&ct[..n]), Err(KeyError::Decrypt)));
-        assert!(matches!(key.decrypt(&ct[..10]), Err(KeyError::CiphertextLength { got: 10, .. })));
+        assert!(matches!(
+            key.decrypt(&ct[..10]),
+            Err(KeyError::CiphertextLength { got: 10, .. })
+        ));
     }
 }

@@ -52,25 +52,47 @@ fn parse_args() -> Result<Config, String> {
         let arg = arg.to_str().ok_or("arguments must be UTF-8")?.to_owned();
         let mut value = |name: &str| -> Result<u64, String> {
             let v = args.next().ok_or_else(|| format!("{name} needs a value"))?;
-            v.to_str().and_then(|s| s.parse().ok()).ok_or_else(|| format!("{name}: not a number: {v:?}"))
+            v.to_str()
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| format!("{name}: not a number: {v:?}"))
         };
         match arg.as_str() {
-            "--parent-pid" => parent = Some(i32::try_from(value("--parent-pid")?).map_err(|_| "--parent-pid out of range")?),
+            "--parent-pid" => {
+                parent = Some(
+                    i32::try_from(value("--parent-pid")?)
+                        .map_err(|_| "--parent-pid out of range")?,
+                )
+            }
             "--key-bits" => {
                 let b = value("--key-bits")?;
                 bits = u32::try_from(b)
                     .ok()
                     .and_then(KeyBits::from_bits)
-                    .ok_or_else(|| format!("--key-bits {b} is not offered; use {}", KeyBits::VALID))?;
+                    .ok_or_else(|| {
+                        format!("--key-bits {b} is not offered; use {}", KeyBits::VALID)
+                    })?;
             }
-            "--heap-size" => heap_size = Some(usize::try_from(value("--heap-size")?).map_err(|_| "--heap-size out of range")?),
-            "--heap-min" => heap_min = usize::try_from(value("--heap-min")?).map_err(|_| "--heap-min out of range")?,
+            "--heap-size" => {
+                heap_size = Some(
+                    usize::try_from(value("--heap-size")?)
+                        .map_err(|_| "--heap-size out of range")?,
+                )
+            }
+            "--heap-min" => {
+                heap_min =
+                    usize::try_from(value("--heap-min")?).map_err(|_| "--heap-min out of range")?
+            }
             "--help" | "-h" => return Err(USAGE.to_owned()),
             other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
         }
     }
     let parent = parent.ok_or_else(|| format!("--parent-pid is required\n{USAGE}"))?;
-    Ok(Config { parent, bits, heap_size: heap_size.unwrap_or(bits.default_arena()), heap_min })
+    Ok(Config {
+        parent,
+        bits,
+        heap_size: heap_size.unwrap_or(bits.default_arena()),
+        heap_min,
+    })
 }
 
 fn report(step: &str, e: &dyn Error) {
@@ -105,36 +127,93 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    step!("binding to the broker", startup::bind_to_parent(cfg.parent), EXIT_STARTUP);
-    let ring_fd = step!("closing inherited fds", startup::close_other_fds(), EXIT_STARTUP);
-    step!("clearing the environment", startup::clear_environment(), EXIT_STARTUP);
-    step!("installing signal handlers", startup::install_signal_handlers(), EXIT_STARTUP);
-    step!("dropping capabilities", startup::drop_capabilities(), EXIT_STARTUP);
-    step!("setting no-new-privs", common::harden::no_new_privs(), EXIT_STARTUP);
-    let chan = step!("opening the ring", Channel::open(ring_fd, Role::Vault), EXIT_STARTUP);
+    step!(
+        "binding to the broker",
+        startup::bind_to_parent(cfg.parent),
+        EXIT_STARTUP
+    );
+    let ring_fd = step!(
+        "closing inherited fds",
+        startup::close_other_fds(),
+        EXIT_STARTUP
+    );
+    step!(
+        "clearing the environment",
+        startup::clear_environment(),
+        EXIT_STARTUP
+    );
+    step!(
+        "installing signal handlers",
+        startup::install_signal_handlers(),
+        EXIT_STARTUP
+    );
+    step!(
+        "dropping capabilities",
+        startup::drop_capabilities(),
+        EXIT_STARTUP
+    );
+    step!(
+        "setting no-new-privs",
+        common::harden::no_new_privs(),
+        EXIT_STARTUP
+    );
+    let chan = step!(
+        "opening the ring",
+        Channel::open(ring_fd, Role::Vault),
+        EXIT_STARTUP
+    );
 
     // Step 2: the secure heap, with sizes checked before OpenSSL sees them.
     step!(
         "checking the secure heap size",
-        heap::validate(cfg.heap_size, cfg.heap_min, cfg.bits.bits(), cfg.bits.min_arena()),
+        heap::validate(
+            cfg.heap_size,
+            cfg.heap_min,
+            cfg.bits.bits(),
+            cfg.bits.min_arena()
+        ),
         EXIT_CONFIG
     );
-    step!("initialising the secure heap", heap::init(cfg.heap_size, cfg.heap_min), EXIT_STARTUP);
+    step!(
+        "initialising the secure heap",
+        heap::init(cfg.heap_size, cfg.heap_min),
+        EXIT_STARTUP
+    );
 
     // Step 3: OpenSSL reads its configuration and seeds its DRBG now, while
     // files and the first getrandom are still allowed; then the filter.
     openssl::init();
     let mut seed = [0u8; 32];
-    step!("seeding the random generator", openssl::rand::rand_bytes(&mut seed), EXIT_STARTUP);
+    step!(
+        "seeding the random generator",
+        openssl::rand::rand_bytes(&mut seed),
+        EXIT_STARTUP
+    );
     zeroize::Zeroize::zeroize(&mut seed);
-    let request = step!("allocating the request buffer", SecretBuf::new(MAX_FRAME as usize), EXIT_STARTUP);
-    step!("installing the seccomp filter", sandbox::install(), EXIT_STARTUP);
+    let request = step!(
+        "allocating the request buffer",
+        SecretBuf::new(MAX_FRAME as usize),
+        EXIT_STARTUP
+    );
+    step!(
+        "installing the seccomp filter",
+        sandbox::install(),
+        EXIT_STARTUP
+    );
 
     // Step 4: the key, generated inside the sandbox.
-    let key = step!("generating the key", key::Key::generate(cfg.bits, cfg.heap_size, cfg.heap_min), EXIT_STARTUP);
+    let key = step!(
+        "generating the key",
+        key::Key::generate(cfg.bits, cfg.heap_size, cfg.heap_min),
+        EXIT_STARTUP
+    );
 
     // Step 5: serve.
-    let mut server = step!("preparing to serve", serve::Server::new(chan, key, request), EXIT_STARTUP);
+    let mut server = step!(
+        "preparing to serve",
+        serve::Server::new(chan, key, request),
+        EXIT_STARTUP
+    );
     let outcome = server.run();
     server.finish();
     match outcome {

@@ -5,14 +5,16 @@
 //! (TSYNC), so no thread can exist unfiltered. Default action: kill the
 //! process.
 
-use seccompiler::{BpfProgram, sock_filter};
+use seccompiler::{sock_filter, BpfProgram};
 
 static POLICY: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/vault.bpf"));
 
 /// Errors of installing the filter.
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
-    #[error("the embedded policy is corrupt ({len} bytes is not a whole number of BPF instructions)")]
+    #[error(
+        "the embedded policy is corrupt ({len} bytes is not a whole number of BPF instructions)"
+    )]
     Corrupt { len: usize },
     #[error("cannot install the seccomp filter")]
     Install(#[source] seccompiler::Error),

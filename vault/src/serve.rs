@@ -62,7 +62,14 @@ impl Server {
     pub fn new(mut chan: Channel, key: Key, request: SecretBuf) -> Result<Self, ServeError> {
         chan.rx.set_slice(IDLE_SLICE);
         let public_der = key.public_der().map_err(ServeError::PublicKey)?;
-        Ok(Self { chan, key, request, public_der, decrypts: 0, wipes_verified: 0 })
+        Ok(Self {
+            chan,
+            key,
+            request,
+            public_der,
+            decrypts: 0,
+            wipes_verified: 0,
+        })
     }
 
     /// Serves until a shutdown request, a stop signal, or a ring failure.
@@ -76,7 +83,9 @@ impl Server {
             // after the first sleep slice at the latest.
             match self.chan.rx.recv_into(&mut self.request, None, &mut stop) {
                 Ok(_) => {}
-                Err(RingError::Interrupted) => return Ok(Exit::Signal(STOP_SIGNAL.load(Ordering::SeqCst))),
+                Err(RingError::Interrupted) => {
+                    return Ok(Exit::Signal(STOP_SIGNAL.load(Ordering::SeqCst)))
+                }
                 Err(e) => return Err(ServeError::Receive(e)),
             }
             let outcome = self.handle();
@@ -91,7 +100,10 @@ impl Server {
     fn send(&mut self, id: u32, resp: &Response<'_>) -> Result<(), ServeError> {
         let enc = protocol::encode_response(id, resp);
         let deadline = Some(Instant::now() + SEND_TIMEOUT);
-        self.chan.tx.send(&enc.parts(), deadline, &mut || Ok(())).map_err(|source| ServeError::Send { id, source })
+        self.chan
+            .tx
+            .send(&enc.parts(), deadline, &mut || Ok(()))
+            .map_err(|source| ServeError::Send { id, source })
     }
 
     fn handle(&mut self) -> Result<Option<Exit>, ServeError> {
@@ -103,7 +115,9 @@ impl Server {
                 header_id = u32::from_le_bytes([frame[4], frame[5], frame[6], frame[7]]);
             }
             match protocol::decode_request(frame) {
-                Ok((id, Request::Decrypt { ciphertext })) => Ok((id, Action::Decrypt(self.key.decrypt(ciphertext)))),
+                Ok((id, Request::Decrypt { ciphertext })) => {
+                    Ok((id, Action::Decrypt(self.key.decrypt(ciphertext))))
+                }
                 Ok((id, Request::PublicKey)) => Ok((id, Action::PublicKey)),
                 Ok((id, Request::HeapStatus)) => Ok((id, Action::Status)),
                 Ok((id, Request::Shutdown)) => Ok((id, Action::Shutdown)),
@@ -134,7 +148,12 @@ impl Server {
                 return Ok(Some(Exit::Shutdown));
             }
             Action::Decrypt(Ok((mut plain, len))) => {
-                let sent = self.send(id, &Response::Plaintext { bytes: plain.prefix(len) });
+                let sent = self.send(
+                    id,
+                    &Response::Plaintext {
+                        bytes: plain.prefix(len),
+                    },
+                );
                 // Wipe at once, whether or not the send worked.
                 if plain.wipe_and_verify() == 0 {
                     self.wipes_verified += 1;
@@ -147,7 +166,9 @@ impl Server {
                 let code = match e {
                     KeyError::CiphertextLength { .. } => ErrorCode::Malformed,
                     KeyError::Decrypt => ErrorCode::DecryptFailed,
-                    KeyError::BelowBaseline { .. } | KeyError::NotSecure { .. } | KeyError::CacheFlag => {
+                    KeyError::BelowBaseline { .. }
+                    | KeyError::NotSecure { .. }
+                    | KeyError::CacheFlag => {
                         eprintln!("vault: secure heap check failed, refusing to decrypt: {e}");
                         ErrorCode::HeapCheckFailed
                     }
@@ -162,7 +183,12 @@ impl Server {
     /// Wipes what the vault holds and frees the key (RSA_free clears the
     /// secure BIGNUMs before they return to the arena).
     pub fn finish(self) {
-        let Server { chan, key, mut request, .. } = self;
+        let Server {
+            chan,
+            key,
+            mut request,
+            ..
+        } = self;
         request.clear();
         drop(key);
         drop(chan);

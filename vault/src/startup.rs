@@ -20,7 +20,9 @@ pub enum StartupError {
     ParentChanged { expected: i32, actual: i32 },
     #[error("cannot close inherited file descriptors")]
     CloseFds(#[source] io::Error),
-    #[error("fd {fd} is not open: the vault must be started by the broker, which passes the ring there")]
+    #[error(
+        "fd {fd} is not open: the vault must be started by the broker, which passes the ring there"
+    )]
     MissingFd { fd: RawFd },
     #[error("cannot clear the environment")]
     ClearEnv,
@@ -38,7 +40,8 @@ pub enum StartupError {
 /// still our parent: if it died before the prctl, the signal would never come.
 pub fn bind_to_parent(expected: i32) -> Result<(), StartupError> {
     // SAFETY: integer arguments only.
-    cvt(unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM, 0, 0, 0) }).map_err(StartupError::DeathSignal)?;
+    cvt(unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM, 0, 0, 0) })
+        .map_err(StartupError::DeathSignal)?;
     // SAFETY: no preconditions.
     let actual = unsafe { libc::getppid() };
     if actual != expected {
@@ -52,7 +55,8 @@ pub fn close_other_fds() -> Result<BorrowedFd<'static>, StartupError> {
     let first = libc::c_uint::try_from(RING_FD + 1).unwrap_or(4);
     // SAFETY: close_range only closes fds; nothing in this process holds one
     // above the ring at this point (we have opened nothing yet).
-    cvt(unsafe { libc::syscall(libc::SYS_close_range, first, libc::c_uint::MAX, 0) }).map_err(StartupError::CloseFds)?;
+    cvt(unsafe { libc::syscall(libc::SYS_close_range, first, libc::c_uint::MAX, 0) })
+        .map_err(StartupError::CloseFds)?;
     for fd in [0, 1, 2, RING_FD] {
         // SAFETY: F_GETFD only queries the fd table.
         if unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1 {
@@ -78,7 +82,12 @@ pub fn clear_environment() -> Result<(), StartupError> {
 /// Drops every capability from every set, the bounding set first (dropping
 /// from it needs CAP_SETPCAP, which the other sets still hold).
 pub fn drop_capabilities() -> Result<(), StartupError> {
-    let err = |set: &'static str| move |e: caps::errors::CapsError| StartupError::Caps { set, reason: e.to_string() };
+    let err = |set: &'static str| {
+        move |e: caps::errors::CapsError| StartupError::Caps {
+            set,
+            reason: e.to_string(),
+        }
+    };
     for cap in caps::all() {
         if caps::has_cap(None, CapSet::Bounding, cap).map_err(err("bounding"))? {
             caps::drop(None, CapSet::Bounding, cap).map_err(err("bounding"))?;
@@ -119,7 +128,12 @@ pub fn install_signal_handlers() -> Result<(), StartupError> {
     unsafe {
         let mut none: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut none);
-        cvt(libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut())).map_err(StartupError::Signals)?;
+        cvt(libc::sigprocmask(
+            libc::SIG_SETMASK,
+            &none,
+            std::ptr::null_mut(),
+        ))
+        .map_err(StartupError::Signals)?;
     }
     for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
         // SAFETY: a zeroed sigaction is valid; the handler only stores to an
