@@ -244,29 +244,47 @@ impl Connection {
         }
     }
 
-    /// Orderly shutdown: ask, wait, then SIGTERM, then SIGKILL.
+    /// Orderly shutdown: ask the vault to wipe and exit; if it does not
+    /// answer or exit within `grace`, SIGTERM; if it still runs after another
+    /// `grace`, SIGKILL. The rings are wiped whatever happened.
     fn stop(&mut self, grace: Duration) -> VaultExit {
         if let Some(exit) = self.closed {
             return exit;
         }
-        let mut buf = SecretBuf::new(64).ok();
-        let asked = match buf.as_mut() {
-            Some(buf) => self
-                .exchange(&Request::Shutdown, "shutdown", grace, buf)
-                .is_ok(),
-            None => false,
+        let exit = match self.ask_shutdown(grace) {
+            true => self.vault.wait_exit(grace),
+            false => None,
         };
-        let exit = match (
-            asked,
-            self.vault
-                .wait_exit(if asked { grace } else { Duration::ZERO }),
-        ) {
-            (_, Some(exit)) => exit,
-            _ => self.vault.terminate(grace),
-        };
+        let exit = exit.unwrap_or_else(|| self.vault.terminate(grace));
         self.chan.wipe_all();
         self.closed = Some(exit);
         exit
+    }
+
+    /// Sends the shutdown request and waits for its acknowledgement, without
+    /// the kill-on-failure of [`Connection::exchange`]: the escalation is the
+    /// caller's.
+    fn ask_shutdown(&mut self, grace: Duration) -> bool {
+        let Ok(mut buf) = SecretBuf::new(64) else {
+            return false;
+        };
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1);
+        let enc = protocol::encode_request(id, &Request::Shutdown);
+        let deadline = Some(Instant::now() + grace);
+        let Connection { chan, vault, .. } = self;
+        let mut alive = || match vault.poll_exit() {
+            Some(_) => Err(RingError::PeerGone),
+            None => Ok(()),
+        };
+        let answered = chan
+            .tx
+            .send(&enc.parts(), deadline, &mut alive)
+            .and_then(|()| chan.rx.recv_into(&mut buf, deadline, &mut alive));
+        answered.is_ok()
+            && buf.expose(|f| {
+                matches!(protocol::decode_response(f), Ok((got, Response::ShutdownAck)) if got == id)
+            })
     }
 }
 

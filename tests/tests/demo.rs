@@ -260,6 +260,14 @@ fn while_the_demo_runs_the_vault_is_sandboxed_and_the_ring_sealed() {
     let mut fds: Vec<u32> = fds.iter().map(|f| f.parse().unwrap()).collect();
     fds.sort_unstable();
     assert_eq!(fds, [0, 1, 2, 3]);
+    // The broker program hardened itself too: no core files.
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", run.child.id())).unwrap();
+    let core = limits
+        .lines()
+        .find(|l| l.starts_with("Max core file size"))
+        .unwrap()
+        .to_owned();
+    assert_eq!(core.split_whitespace().nth(4), Some("0"), "{core}");
     run.signal(libc::SIGTERM);
     let status = run.child.wait().unwrap();
     let out = run.rest();
