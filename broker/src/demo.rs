@@ -45,11 +45,23 @@ impl Options {
             public_key_out: None,
             vault: None,
         };
-        let mut args = args;
-        while let Some(arg) = args.next() {
+        // `--name=value` is split into `--name value`.
+        let mut split = Vec::new();
+        for arg in args {
             let arg = arg
                 .into_string()
                 .map_err(|a| format!("argument {a:?} is not UTF-8"))?;
+            match arg.split_once('=') {
+                Some((name, value)) if name.starts_with("--") => {
+                    split.push(OsString::from(name));
+                    split.push(OsString::from(value));
+                }
+                _ => split.push(OsString::from(arg)),
+            }
+        }
+        let mut args = split.into_iter();
+        while let Some(arg) = args.next() {
+            let arg = arg.into_string().unwrap_or_default();
             let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
             let number = |name: &str, v: OsString| -> Result<u64, String> {
                 v.to_str()
