@@ -1,5 +1,7 @@
 # A thin wrapper: each target is one or two cargo commands a person could type.
 CARGO ?= cargo
+SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
 
 .PHONY: build demo test lint unit suites clean
 
@@ -13,7 +15,8 @@ demo: build
 # (which need the debug binaries built first).
 test: lint
 	$(CARGO) build --locked --workspace --bins
-	$(CARGO) test --locked --workspace
+	$(CARGO) test --locked --workspace 2>&1 | tee target/test.log
+	@awk '/^test result:/ {p += $$4; f += $$6} END {print "tests: " p " passed, " f " failed"}' target/test.log
 
 lint:
 	$(CARGO) fmt --all -- --check
