@@ -13,6 +13,8 @@ use openssl::hash::MessageDigest;
 use openssl::pkey::{PKey, Public};
 use openssl::rsa::{Padding, Rsa};
 
+use common::sandbox::Mode as SandboxMode;
+
 use crate::vault_process::{self, SpawnError, VaultArgs, VaultExit, VaultProcess};
 
 /// Bytes of OAEP overhead with SHA-256 (2 * 32 + 2).
@@ -39,6 +41,11 @@ pub struct Config {
     pub start_timeout: Duration,
     /// How long a shutdown waits before SIGTERM, and SIGTERM before SIGKILL.
     pub shutdown_grace: Duration,
+    /// The vault's sandbox: [`SandboxMode::Enforce`] unless doing policy work.
+    pub sandbox_mode: SandboxMode,
+    /// Extra arguments for the vault (the regression suite's `--selftest`).
+    #[doc(hidden)]
+    pub vault_args: Vec<String>,
 }
 
 impl Default for Config {
@@ -51,6 +58,8 @@ impl Default for Config {
             request_timeout: Duration::from_secs(5),
             start_timeout: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(2),
+            sandbox_mode: SandboxMode::Enforce,
+            vault_args: Vec::new(),
         }
     }
 }
@@ -334,6 +343,8 @@ impl Broker {
             key_bits: config.key_bits,
             heap_size: config.heap_size,
             heap_min: config.heap_min,
+            sandbox_mode: config.sandbox_mode,
+            extra: config.vault_args.clone(),
         };
         let vault = VaultProcess::spawn(&path, fd.as_fd(), &args)?;
         // The vault has its own copy of the fd; ours is no longer needed.

@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use broker::terminal::{self, PasswordError, PasswordSource};
-use broker::{Broker, Config, HeapStatus};
+use broker::{Broker, Config, HeapStatus, SandboxMode};
 use common::protocol::PRIVATE_NUMBERS;
 
 use crate::signals::Signals;
@@ -31,6 +31,8 @@ pub struct Options {
     password_stdin: bool,
     public_key_out: Option<PathBuf>,
     vault: Option<PathBuf>,
+    sandbox_mode: SandboxMode,
+    vault_args: Vec<String>,
 }
 
 impl Options {
@@ -44,6 +46,8 @@ impl Options {
             password_stdin: false,
             public_key_out: None,
             vault: None,
+            sandbox_mode: SandboxMode::Enforce,
+            vault_args: Vec::new(),
         };
         // `--name=value` is split into `--name value`.
         let mut split = Vec::new();
@@ -103,6 +107,20 @@ impl Options {
                     o.public_key_out = Some(PathBuf::from(value("--public-key-out")?))
                 }
                 "--vault" => o.vault = Some(PathBuf::from(value("--vault")?)),
+                "--sandbox-learning" => {
+                    let v = value("--sandbox-learning")?
+                        .into_string()
+                        .unwrap_or_default();
+                    o.sandbox_mode = match SandboxMode::parse(&v) {
+                        Some(m) if m.is_learning() => m,
+                        _ => return Err(format!("--sandbox-learning {v:?}: use trap or log")),
+                    };
+                }
+                // For the regression suite: passed through to the vault
+                // (e.g. `--vault-arg --selftest --vault-arg panic`).
+                "--vault-arg" => o
+                    .vault_args
+                    .push(value("--vault-arg")?.into_string().unwrap_or_default()),
                 other => return Err(format!("unknown option {other:?}")),
             }
         }
@@ -195,6 +213,22 @@ fn show_sandbox(b: &Broker) {
     );
 }
 
+fn warn_learning(mode: SandboxMode) {
+    let what = match mode {
+        SandboxMode::Trap => "named on stderr and answered ENOSYS",
+        _ => "logged by the kernel (dmesg, audit type 1326) and ALLOWED",
+    };
+    let bar = "!".repeat(78);
+    println!("{bar}");
+    println!(
+        "!! SANDBOX LEARNING MODE ({}): the seccomp filters of the vault and the broker",
+        mode.as_str()
+    );
+    println!("!! do NOT kill forbidden system calls; they are {what}.");
+    println!("!! This is for policy work only. Never use it with real secrets.");
+    println!("{bar}\n");
+}
+
 /// Runs the demo; the exit code is 0 after a graceful shutdown.
 pub fn run(opts: &Options, mut signals: Signals) -> ExitCode {
     println!("privsep-vault demo: a sandboxed vault holds an RSA key in OpenSSL's secure heap;");
@@ -202,11 +236,16 @@ pub fn run(opts: &Options, mut signals: Signals) -> ExitCode {
         "the broker keeps only ciphertext and lends plaintext to a closure, wiping every copy.\n"
     );
 
+    if opts.sandbox_mode.is_learning() {
+        warn_learning(opts.sandbox_mode);
+    }
     println!("[1/4] starting the sandboxed vault (RSA-{})", opts.key_bits);
     let config = Config {
         vault_path: opts.vault.clone(),
         key_bits: opts.key_bits,
         heap_size: opts.heap_size,
+        sandbox_mode: opts.sandbox_mode,
+        vault_args: opts.vault_args.clone(),
         ..Config::default()
     };
     let started = Instant::now();
@@ -254,6 +293,24 @@ pub fn run(opts: &Options, mut signals: Signals) -> ExitCode {
                 let _ = broker.shutdown();
                 return ExitCode::FAILURE;
             }
+        }
+    }
+
+    // The vault runs and every file this run writes is written: from here on
+    // the broker itself needs no exec, no files, no sockets, no ptrace.
+    match broker::sandbox::install(opts.sandbox_mode) {
+        Ok(()) => println!(
+            "  broker sandbox: sandbox-policies/broker.json installed ({})",
+            if opts.sandbox_mode.is_learning() {
+                "LEARNING MODE, not enforcing"
+            } else {
+                "enforcing"
+            }
+        ),
+        Err(e) => {
+            eprintln!("broker: cannot sandbox the broker: {}", error_chain(&e));
+            let _ = broker.shutdown();
+            return ExitCode::FAILURE;
         }
     }
 

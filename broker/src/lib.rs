@@ -12,10 +12,12 @@
 //! it; the `broker` program is hardened (non-dumpable, no core files).
 
 pub mod client;
+pub mod sandbox;
 pub mod terminal;
 pub mod vault_process;
 
 pub use client::{Broker, Config, Error, WipeEvidence};
 pub use common::protocol::HeapStatus;
+pub use common::sandbox::Mode as SandboxMode;
 pub use common::secret::SecretBuf;
 pub use vault_process::VaultExit;

@@ -22,6 +22,9 @@ options:
   --password-stdin      read the password from standard input, up to a newline
   --public-key-out FILE write the vault's public key there (PEM)
   --vault PATH          the vault binary (default: next to this program)
+  --sandbox-learning M  policy work only: run both seccomp filters in learning
+                        mode M, trap (name refused calls, answer ENOSYS) or log
+                        (the kernel logs them and lets them through)
   -h, --help            this text
   -V, --version         the version";
 

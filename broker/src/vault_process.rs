@@ -112,6 +112,8 @@ pub struct VaultArgs {
     pub key_bits: u32,
     pub heap_size: Option<usize>,
     pub heap_min: Option<usize>,
+    pub sandbox_mode: common::sandbox::Mode,
+    pub extra: Vec<String>,
 }
 
 /// A running (or ended) vault process.
@@ -138,6 +140,8 @@ impl VaultProcess {
         if let Some(min) = args.heap_min {
             cmd.arg("--heap-min").arg(min.to_string());
         }
+        cmd.arg("--sandbox-mode").arg(args.sandbox_mode.as_str());
+        cmd.args(&args.extra);
         cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());

@@ -7,6 +7,8 @@
 //! - [`protocol`]: the versioned binary wire format.
 //! - [`secret`]: page-backed, locked, never-dumped buffers for plaintext.
 //! - [`harden`]: process hardening used by both sides.
+//! - [`sandbox`]: installing a seccomp filter compiled at build time, and
+//!   the learning mode's SIGSYS handler.
 //! - [`sys`]: the thin syscall wrappers; most `unsafe` of this crate is here.
 //!
 //! Everything read from shared memory comes from an untrusted peer: it is read
@@ -15,6 +17,7 @@
 pub mod harden;
 pub mod protocol;
 pub mod ring;
+pub mod sandbox;
 pub mod seal;
 pub mod secret;
 pub mod sys;

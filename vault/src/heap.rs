@@ -94,6 +94,9 @@ pub fn used() -> usize {
 }
 
 /// Whether `ptr` lies inside the arena (an address-range check, no access).
+// OpenSSL only compares the address with the arena's bounds; it never reads
+// through it, so any pointer value is fine here.
+#[allow(clippy::not_unsafe_ptr_arg_deref)]
 pub fn contains(ptr: *const c_void) -> bool {
     // SAFETY: CRYPTO_secure_allocated compares addresses only.
     unsafe { CRYPTO_secure_allocated(ptr) == 1 }

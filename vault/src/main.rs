@@ -10,19 +10,15 @@
 //! 4. generate the RSA key inside the sandbox and verify where it lives;
 //! 5. serve requests until shutdown.
 
-mod heap;
-mod key;
-mod sandbox;
-mod serve;
-mod startup;
-
 use std::error::Error;
 use std::process::ExitCode;
 
 use common::ring::{Channel, Role, MAX_FRAME};
 use common::secret::SecretBuf;
 
-use key::KeyBits;
+use common::sandbox::Mode;
+use vault::key::{self, KeyBits};
+use vault::{heap, sandbox, serve, startup};
 
 /// Exit status for a configuration the vault refuses (EX_CONFIG).
 const EXIT_CONFIG: u8 = 78;
@@ -37,9 +33,23 @@ struct Config {
     bits: KeyBits,
     heap_size: usize,
     heap_min: usize,
+    mode: Mode,
+    selftest: Option<Selftest>,
+}
+
+/// Deliberate failures, made inside the sandbox after key generation, for
+/// the regression suite: they show how the vault ends under its filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Selftest {
+    /// Panic: must end by SIGABRT (the panic hook aborts), never SIGSYS.
+    Panic,
+    /// Make a system call the policy does not allow (getppid): killed by
+    /// SIGSYS when enforcing, named and answered ENOSYS in trap mode.
+    ForbiddenSyscall,
 }
 
 const USAGE: &str = "usage: vault --parent-pid PID [--key-bits 2048|3072|4096] [--heap-size BYTES] [--heap-min BYTES]
+             [--sandbox-mode enforce|trap|log] [--selftest panic|forbidden-syscall]
 The vault is started by the broker, which passes the sealed ring at fd 3; it is not meant to be run by hand.";
 
 fn parse_args() -> Result<Config, String> {
@@ -47,6 +57,8 @@ fn parse_args() -> Result<Config, String> {
     let mut bits = KeyBits::B2048;
     let mut heap_size = None;
     let mut heap_min = 16usize;
+    let mut mode = Mode::Enforce;
+    let mut selftest = None;
     let mut args = std::env::args_os().skip(1);
     while let Some(arg) = args.next() {
         let arg = arg.to_str().ok_or("arguments must be UTF-8")?.to_owned();
@@ -82,6 +94,25 @@ fn parse_args() -> Result<Config, String> {
                 heap_min =
                     usize::try_from(value("--heap-min")?).map_err(|_| "--heap-min out of range")?
             }
+            "--sandbox-mode" => {
+                let v = args
+                    .next()
+                    .and_then(|v| v.into_string().ok())
+                    .unwrap_or_default();
+                mode = Mode::parse(&v)
+                    .ok_or_else(|| format!("--sandbox-mode {v:?}: use enforce, trap or log"))?;
+            }
+            "--selftest" => {
+                let v = args
+                    .next()
+                    .and_then(|v| v.into_string().ok())
+                    .unwrap_or_default();
+                selftest = Some(match v.as_str() {
+                    "panic" => Selftest::Panic,
+                    "forbidden-syscall" => Selftest::ForbiddenSyscall,
+                    _ => return Err(format!("--selftest {v:?}: use panic or forbidden-syscall")),
+                });
+            }
             "--help" | "-h" => return Err(USAGE.to_owned()),
             other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
         }
@@ -92,6 +123,8 @@ fn parse_args() -> Result<Config, String> {
         bits,
         heap_size: heap_size.unwrap_or(bits.default_arena()),
         heap_min,
+        mode,
+        selftest,
     })
 }
 
@@ -117,9 +150,20 @@ macro_rules! step {
     };
 }
 
+/// A panic in the key holder never unwinds through half-done state: the
+/// message is printed, then the process aborts (SIGABRT), in every profile.
+fn abort_on_panic() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default(info);
+        std::process::abort();
+    }));
+}
+
 fn main() -> ExitCode {
     // Step 1: before anything else, since execve made us dumpable again.
     step!("hardening", common::harden::harden_process(), EXIT_STARTUP);
+    abort_on_panic();
     let cfg = match parse_args() {
         Ok(c) => c,
         Err(msg) => {
@@ -195,9 +239,19 @@ fn main() -> ExitCode {
         SecretBuf::new(MAX_FRAME as usize),
         EXIT_STARTUP
     );
+    if cfg.mode.is_learning() {
+        eprintln!(
+            "vault: SANDBOX LEARNING MODE ({}): forbidden system calls are {}, not killed. Never use this for real secrets.",
+            cfg.mode.as_str(),
+            match cfg.mode {
+                Mode::Trap => "named here and answered ENOSYS",
+                _ => "logged by the kernel (dmesg, audit type 1326) and allowed",
+            }
+        );
+    }
     step!(
         "installing the seccomp filter",
-        sandbox::install(),
+        sandbox::install(cfg.mode),
         EXIT_STARTUP
     );
 
@@ -207,6 +261,17 @@ fn main() -> ExitCode {
         key::Key::generate(cfg.bits, cfg.heap_size, cfg.heap_min),
         EXIT_STARTUP
     );
+
+    match cfg.selftest {
+        Some(Selftest::Panic) => panic!("selftest: a deliberate panic inside the sandbox"),
+        Some(Selftest::ForbiddenSyscall) => {
+            // SAFETY: getppid has no arguments and no memory effects; the
+            // point is that the policy does not allow it.
+            let r = unsafe { libc::syscall(libc::SYS_getppid) };
+            eprintln!("vault: selftest: the forbidden getppid returned {r}");
+        }
+        None => {}
+    }
 
     // Step 5: serve.
     let mut server = step!(

@@ -1,0 +1,290 @@
+//! Installing a seccomp filter compiled at build time from a policy in
+//! `sandbox-policies/`, in one of three modes.
+//!
+//! - [`Mode::Enforce`]: the policy as written; a call it does not allow kills
+//!   the process (SIGSYS), which the broker reports as a sandbox kill.
+//! - [`Mode::Trap`] (learning): a refused call raises SIGSYS in the process;
+//!   the handler installed here names the call on stderr and makes it return
+//!   `ENOSYS`, and the process goes on.
+//! - [`Mode::Log`] (learning): the kernel logs the refused call (audit
+//!   record type 1326, `dmesg`) and lets it through.
+//!
+//! The learning modes are for policy work only: never the default, and
+//! announced loudly by whoever turns them on.
+//!
+//! The filter is installed with TSYNC on every thread of the process, so no
+//! thread can exist unfiltered.
+
+use std::ffi::{c_int, c_void};
+
+use seccompiler::{sock_filter, BpfProgram};
+
+include!(concat!(env!("OUT_DIR"), "/syscall_names.rs"));
+
+/// How a filter treats a call its policy does not allow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Kill the process (the policy as written).
+    Enforce,
+    /// Learning: name the call from a SIGSYS handler, answer ENOSYS.
+    Trap,
+    /// Learning: the kernel logs the call and allows it.
+    Log,
+}
+
+impl Mode {
+    /// Parses `enforce`, `trap` or `log`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "enforce" => Some(Self::Enforce),
+            "trap" => Some(Self::Trap),
+            "log" => Some(Self::Log),
+            _ => None,
+        }
+    }
+
+    /// The mode's name, as [`Mode::parse`] takes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Enforce => "enforce",
+            Self::Trap => "trap",
+            Self::Log => "log",
+        }
+    }
+
+    /// Whether this is a learning mode (the sandbox does not kill).
+    pub fn is_learning(self) -> bool {
+        self != Self::Enforce
+    }
+}
+
+/// The three compiled variants of one policy, as embedded by [`embedded_policy!`].
+#[derive(Debug, Clone, Copy)]
+pub struct Compiled {
+    pub enforce: &'static [u8],
+    pub trap: &'static [u8],
+    pub log: &'static [u8],
+}
+
+/// Embeds the variants that `policy::compile::embed` wrote to `OUT_DIR` for
+/// filter `$name`.
+#[macro_export]
+macro_rules! embedded_policy {
+    ($name:literal) => {
+        $crate::sandbox::Compiled {
+            enforce: include_bytes!(concat!(env!("OUT_DIR"), "/", $name, "-enforce.bpf")),
+            trap: include_bytes!(concat!(env!("OUT_DIR"), "/", $name, "-trap.bpf")),
+            log: include_bytes!(concat!(env!("OUT_DIR"), "/", $name, "-log.bpf")),
+        }
+    };
+}
+
+/// Errors of installing a filter.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error(
+        "the embedded filter is corrupt ({len} bytes is not a whole number of BPF instructions)"
+    )]
+    Corrupt { len: usize },
+    #[error("cannot install the SIGSYS handler of the learning mode")]
+    Handler(#[source] std::io::Error),
+    #[error("cannot install the seccomp filter")]
+    Install(#[source] seccompiler::Error),
+}
+
+/// Decodes an embedded program (8 little-endian bytes per instruction).
+pub fn program(bytes: &[u8]) -> Result<BpfProgram, SandboxError> {
+    if bytes.is_empty() || bytes.len() % 8 != 0 {
+        return Err(SandboxError::Corrupt { len: bytes.len() });
+    }
+    Ok(bytes
+        .chunks_exact(8)
+        .map(|c| sock_filter {
+            code: u16::from_le_bytes([c[0], c[1]]),
+            jt: c[2],
+            jf: c[3],
+            k: u32::from_le_bytes([c[4], c[5], c[6], c[7]]),
+        })
+        .collect())
+}
+
+/// Installs `policy` in `mode` on every thread of the process.
+pub fn install(policy: &Compiled, mode: Mode) -> Result<(), SandboxError> {
+    let bytes = match mode {
+        Mode::Enforce => policy.enforce,
+        Mode::Trap => policy.trap,
+        Mode::Log => policy.log,
+    };
+    let prog = program(bytes)?;
+    if mode == Mode::Trap {
+        install_sigsys_handler()?;
+    }
+    seccompiler::apply_filter_all_threads(&prog).map_err(SandboxError::Install)
+}
+
+/// Installs a filter that allows every call, through the same path as the
+/// real ones: the positive control of the regression suite.
+pub fn install_allow_all() -> Result<(), SandboxError> {
+    let filter = seccompiler::SeccompFilter::new(
+        Default::default(),
+        seccompiler::SeccompAction::Allow,
+        seccompiler::SeccompAction::KillProcess,
+        std::env::consts::ARCH
+            .try_into()
+            .map_err(|e| SandboxError::Install(seccompiler::Error::Backend(e)))?,
+    )
+    .map_err(|e| SandboxError::Install(seccompiler::Error::Backend(e)))?;
+    let prog: BpfProgram = filter
+        .try_into()
+        .map_err(|e| SandboxError::Install(seccompiler::Error::Backend(e)))?;
+    seccompiler::apply_filter_all_threads(&prog).map_err(SandboxError::Install)
+}
+
+/// The name of system call `nr`, if the build's kernel headers list it.
+pub fn syscall_name(nr: u32) -> Option<&'static str> {
+    SYSCALL_NAMES
+        .iter()
+        .find(|(n, _)| *n == nr)
+        .map(|(_, name)| *name)
+}
+
+/// The number of system call `name`, if the build's kernel headers list it.
+pub fn syscall_number(name: &str) -> Option<u32> {
+    SYSCALL_NAMES
+        .iter()
+        .find(|(_, n)| *n == name)
+        .map(|(nr, _)| *nr)
+}
+
+/// `si_code` of a SIGSYS raised by a seccomp `trap` action.
+const SYS_SECCOMP: c_int = 1;
+
+fn install_sigsys_handler() -> Result<(), SandboxError> {
+    // SAFETY: a zeroed sigaction is valid; the handler only does
+    // async-signal-safe work (stack formatting, write(2), a register store).
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = on_sigsys as extern "C" fn(c_int, *mut libc::siginfo_t, *mut c_void)
+            as libc::sighandler_t;
+        sa.sa_flags = libc::SA_SIGINFO;
+        libc::sigemptyset(&mut sa.sa_mask);
+        if libc::sigaction(libc::SIGSYS, &sa, std::ptr::null_mut()) == -1 {
+            return Err(SandboxError::Handler(std::io::Error::last_os_error()));
+        }
+    }
+    Ok(())
+}
+
+/// Appends `s` to `buf` at `*len`, truncating at the end of `buf`.
+fn push(buf: &mut [u8], len: &mut usize, s: &[u8]) {
+    for &b in s {
+        if *len < buf.len() {
+            buf[*len] = b;
+            *len += 1;
+        }
+    }
+}
+
+/// Formats `n` in decimal into `out`, returning the digits used.
+fn decimal(mut n: u32, out: &mut [u8; 10]) -> &[u8] {
+    let mut i = out.len();
+    loop {
+        i -= 1;
+        out[i] = b'0' + u8::try_from(n % 10).unwrap_or(0);
+        n /= 10;
+        if n == 0 || i == 0 {
+            break;
+        }
+    }
+    &out[i..]
+}
+
+/// The learning mode's SIGSYS handler. Async-signal-safe: no allocation,
+/// no locks; formats into a stack buffer, writes it with one write(2), and
+/// sets the trapped call's return value to -ENOSYS.
+extern "C" fn on_sigsys(_sig: c_int, info: *mut libc::siginfo_t, ctx: *mut c_void) {
+    // SAFETY: the kernel passes a valid siginfo for an SA_SIGINFO handler.
+    let code = unsafe { (*info).si_code };
+    // The SIGSYS fields follow the common header: `void *_call_addr` at
+    // offset 16, `int _syscall` at 24 (include/uapi/asm-generic/siginfo.h).
+    // SAFETY: siginfo_t is 128 bytes, so bytes 24..28 are inside it; read
+    // unaligned-safe, so no alignment assumption is needed.
+    let nr = unsafe { info.cast::<u8>().add(24).cast::<c_int>().read_unaligned() };
+    let mut buf = [0u8; 192];
+    let mut len = 0;
+    if code == SYS_SECCOMP {
+        push(
+            &mut buf,
+            &mut len,
+            b"sandbox (learning mode): the policy would refuse ",
+        );
+        let nr = u32::try_from(nr).unwrap_or(u32::MAX);
+        push(
+            &mut buf,
+            &mut len,
+            syscall_name(nr).unwrap_or("an unknown call").as_bytes(),
+        );
+        push(&mut buf, &mut len, b" (#");
+        let mut digits = [0u8; 10];
+        push(&mut buf, &mut len, decimal(nr, &mut digits));
+        push(&mut buf, &mut len, b"); answered ENOSYS\n");
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: for an SA_SIGINFO handler `ctx` is the interrupted
+        // context; RAX holds the system call's return value on x86_64.
+        unsafe {
+            let uc = ctx.cast::<libc::ucontext_t>();
+            let rax = usize::try_from(libc::REG_RAX).unwrap_or(0);
+            (*uc).uc_mcontext.gregs[rax] = -libc::greg_t::from(libc::ENOSYS);
+        }
+    } else {
+        push(
+            &mut buf,
+            &mut len,
+            b"sandbox (learning mode): SIGSYS not raised by the filter; ignored\n",
+        );
+    }
+    let _ = ctx;
+    // SAFETY: write(2) is async-signal-safe; the buffer is live and `len` long.
+    unsafe { libc::write(2, buf.as_ptr().cast(), len) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modes_parse_and_only_enforce_kills() {
+        for m in [Mode::Enforce, Mode::Trap, Mode::Log] {
+            assert_eq!(Mode::parse(m.as_str()), Some(m));
+        }
+        assert_eq!(Mode::parse("kill"), None);
+        assert!(
+            !Mode::Enforce.is_learning() && Mode::Trap.is_learning() && Mode::Log.is_learning()
+        );
+    }
+
+    #[test]
+    fn the_name_table_is_there() {
+        if std::env::consts::ARCH == "x86_64" {
+            assert_eq!(syscall_name(202), Some("futex"));
+            assert_eq!(syscall_number("getppid"), Some(110));
+        }
+    }
+
+    #[test]
+    fn decimal_formatting() {
+        let mut d = [0u8; 10];
+        assert_eq!(decimal(0, &mut d), b"0");
+        assert_eq!(decimal(447, &mut d), b"447");
+        assert_eq!(decimal(u32::MAX, &mut d), b"4294967295");
+    }
+
+    #[test]
+    fn a_corrupt_program_is_refused() {
+        assert!(matches!(
+            program(&[1, 2, 3]),
+            Err(SandboxError::Corrupt { .. })
+        ));
+        assert!(matches!(program(&[]), Err(SandboxError::Corrupt { .. })));
+    }
+}

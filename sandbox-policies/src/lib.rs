@@ -1,0 +1,19 @@
+//! The seccomp policies as reviewed data, and the tools that keep them honest.
+//!
+//! - [`model`]: a policy file read with every comment kept (seccompiler
+//!   discards them), strictly: unknown fields are errors.
+//! - [`lint`]: the rules a policy must follow before it may be embedded.
+//! - [`render`]: the human-readable review (`REVIEW.md`), with flag names.
+//! - [`compile`]: build-time compilation into BPF, in the enforcing and the
+//!   learning modes, used by the vault's and the broker's `build.rs`.
+//! - [`syscalls`]: the system call table (from the kernel's UAPI header).
+
+pub mod compile;
+pub mod decode;
+pub mod lint;
+pub mod model;
+pub mod render;
+pub mod syscalls;
+
+/// The policy files this project embeds, relative to this crate's directory.
+pub const POLICY_FILES: [&str; 2] = ["vault.json", "broker.json"];

@@ -1,0 +1,315 @@
+//! A policy file, read strictly and with its comments.
+//!
+//! The format is seccompiler's JSON: a map from filter name to
+//! `{"mismatch_action", "match_action", "filter": [rules]}`; a rule is
+//! `{"syscall", "args"?, "comment"?}`; a condition is `{"index", "type",
+//! "op", "val", "comment"?}`.
+
+use std::fmt;
+
+use serde_json::{Map, Value};
+
+/// Errors reading a policy file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseError {
+    /// Where in the file (filter name, rule number).
+    pub at: String,
+    /// What is wrong.
+    pub what: String,
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.at, self.what)
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+/// A seccomp action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Allow,
+    Errno(u32),
+    KillThread,
+    KillProcess,
+    Log,
+    Trap,
+    Trace(u32),
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Allow => f.write_str("allow"),
+            Self::Errno(e) => write!(f, "errno {e}"),
+            Self::KillThread => f.write_str("kill_thread"),
+            Self::KillProcess => f.write_str("kill_process"),
+            Self::Log => f.write_str("log"),
+            Self::Trap => f.write_str("trap"),
+            Self::Trace(t) => write!(f, "trace {t}"),
+        }
+    }
+}
+
+/// Width of an argument comparison.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Width {
+    /// The low 32 bits only.
+    Dword,
+    /// All 64 bits.
+    Qword,
+}
+
+/// Comparison operator of a condition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    /// `(arg & mask) == val`.
+    MaskedEq(u64),
+}
+
+/// One argument condition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Condition {
+    pub index: u8,
+    pub width: Width,
+    pub op: Op,
+    pub val: u64,
+    pub comment: Option<String>,
+}
+
+impl Condition {
+    /// Whether the argument value `arg` satisfies this condition.
+    pub fn holds(&self, arg: u64) -> bool {
+        let arg = match self.width {
+            Width::Dword => arg & 0xffff_ffff,
+            Width::Qword => arg,
+        };
+        match self.op {
+            Op::Eq => arg == self.val,
+            Op::Ne => arg != self.val,
+            Op::Lt => arg < self.val,
+            Op::Le => arg <= self.val,
+            Op::Gt => arg > self.val,
+            Op::Ge => arg >= self.val,
+            Op::MaskedEq(m) => arg & m == self.val,
+        }
+    }
+}
+
+/// One rule: a system call, allowed when all its conditions hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    pub syscall: String,
+    pub args: Vec<Condition>,
+    pub comment: Option<String>,
+}
+
+/// One named filter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Filter {
+    pub name: String,
+    pub mismatch_action: Action,
+    pub match_action: Action,
+    pub rules: Vec<Rule>,
+}
+
+fn err(at: impl Into<String>, what: impl Into<String>) -> ParseError {
+    ParseError {
+        at: at.into(),
+        what: what.into(),
+    }
+}
+
+fn only_fields(obj: &Map<String, Value>, allowed: &[&str], at: &str) -> Result<(), ParseError> {
+    match obj.keys().find(|k| !allowed.contains(&k.as_str())) {
+        Some(k) => Err(err(at, format!("unknown field {k:?}"))),
+        None => Ok(()),
+    }
+}
+
+fn parse_action(v: &Value, at: &str) -> Result<Action, ParseError> {
+    match v {
+        Value::String(s) => match s.as_str() {
+            "allow" => Ok(Action::Allow),
+            "kill_thread" => Ok(Action::KillThread),
+            "kill_process" => Ok(Action::KillProcess),
+            "log" => Ok(Action::Log),
+            "trap" => Ok(Action::Trap),
+            other => Err(err(at, format!("unknown action {other:?}"))),
+        },
+        Value::Object(o) if o.len() == 1 => {
+            let (k, n) = o.iter().next().ok_or_else(|| err(at, "empty action"))?;
+            let n = n
+                .as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+                .ok_or_else(|| err(at, "action argument must be a u32"))?;
+            match k.as_str() {
+                "errno" => Ok(Action::Errno(n)),
+                "trace" => Ok(Action::Trace(n)),
+                other => Err(err(at, format!("unknown action {other:?}"))),
+            }
+        }
+        _ => Err(err(
+            at,
+            "an action is a string or {\"errno\": N} / {\"trace\": N}",
+        )),
+    }
+}
+
+fn comment(obj: &Map<String, Value>, at: &str) -> Result<Option<String>, ParseError> {
+    match obj.get("comment") {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(err(at, "comment must be a string")),
+    }
+}
+
+fn parse_condition(v: &Value, at: &str) -> Result<Condition, ParseError> {
+    let o = v
+        .as_object()
+        .ok_or_else(|| err(at, "a condition is an object"))?;
+    only_fields(o, &["index", "type", "op", "val", "comment"], at)?;
+    let index = o
+        .get("index")
+        .and_then(Value::as_u64)
+        .and_then(|i| u8::try_from(i).ok())
+        .filter(|i| *i <= 5)
+        .ok_or_else(|| err(at, "index must be 0..=5"))?;
+    let width = match o.get("type").and_then(Value::as_str) {
+        Some("dword") => Width::Dword,
+        Some("qword") => Width::Qword,
+        _ => return Err(err(at, "type must be \"dword\" or \"qword\"")),
+    };
+    let op = match o.get("op") {
+        Some(Value::String(s)) => match s.as_str() {
+            "eq" => Op::Eq,
+            "ne" => Op::Ne,
+            "lt" => Op::Lt,
+            "le" => Op::Le,
+            "gt" => Op::Gt,
+            "ge" => Op::Ge,
+            other => return Err(err(at, format!("unknown op {other:?}"))),
+        },
+        Some(Value::Object(m)) if m.len() == 1 => {
+            match m.get("masked_eq").and_then(Value::as_u64) {
+                Some(mask) => Op::MaskedEq(mask),
+                None => return Err(err(at, "op object must be {\"masked_eq\": MASK}")),
+            }
+        }
+        _ => return Err(err(at, "op is missing or malformed")),
+    };
+    let val = o
+        .get("val")
+        .and_then(Value::as_u64)
+        .ok_or_else(|| err(at, "val must be an unsigned integer"))?;
+    Ok(Condition {
+        index,
+        width,
+        op,
+        val,
+        comment: comment(o, at)?,
+    })
+}
+
+/// Reads a policy file: every filter it defines, rules in file order.
+pub fn parse(json: &str) -> Result<Vec<Filter>, ParseError> {
+    let root: Value = serde_json::from_str(json).map_err(|e| err("file", e.to_string()))?;
+    let root = root
+        .as_object()
+        .ok_or_else(|| err("file", "the top level is an object of named filters"))?;
+    let mut filters = Vec::new();
+    for (name, f) in root {
+        let at = format!("filter {name:?}");
+        let f = f
+            .as_object()
+            .ok_or_else(|| err(&at, "a filter is an object"))?;
+        only_fields(f, &["mismatch_action", "match_action", "filter"], &at)?;
+        let mismatch_action = parse_action(
+            f.get("mismatch_action")
+                .ok_or_else(|| err(&at, "mismatch_action missing"))?,
+            &at,
+        )?;
+        let match_action = parse_action(
+            f.get("match_action")
+                .ok_or_else(|| err(&at, "match_action missing"))?,
+            &at,
+        )?;
+        let list = f
+            .get("filter")
+            .and_then(Value::as_array)
+            .ok_or_else(|| err(&at, "filter must be a list of rules"))?;
+        let mut rules = Vec::new();
+        for (i, r) in list.iter().enumerate() {
+            let at = format!("filter {name:?} rule {}", i + 1);
+            let r = r
+                .as_object()
+                .ok_or_else(|| err(&at, "a rule is an object"))?;
+            only_fields(r, &["syscall", "args", "comment"], &at)?;
+            let syscall = r
+                .get("syscall")
+                .and_then(Value::as_str)
+                .ok_or_else(|| err(&at, "syscall missing"))?
+                .to_owned();
+            let args = match r.get("args") {
+                None => Vec::new(),
+                Some(Value::Array(a)) => a
+                    .iter()
+                    .map(|c| parse_condition(c, &at))
+                    .collect::<Result<_, _>>()?,
+                Some(_) => return Err(err(&at, "args must be a list")),
+            };
+            rules.push(Rule {
+                syscall,
+                args,
+                comment: comment(r, &at)?,
+            });
+        }
+        filters.push(Filter {
+            name: name.clone(),
+            mismatch_action,
+            match_action,
+            rules,
+        });
+    }
+    Ok(filters)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_rules_conditions_and_comments() {
+        let f = parse(
+            r#"{"x": {"mismatch_action": "kill_process", "match_action": "allow", "filter": [
+                {"syscall": "write", "comment": "why", "args": [{"index": 0, "type": "dword", "op": "eq", "val": 2, "comment": "fd"}]},
+                {"syscall": "mmap", "comment": "m", "args": [{"index": 2, "type": "dword", "op": {"masked_eq": 4}, "val": 0}]}
+            ]}}"#,
+        )
+        .unwrap();
+        assert_eq!(f[0].rules.len(), 2);
+        assert_eq!(f[0].rules[0].args[0].comment.as_deref(), Some("fd"));
+        assert_eq!(f[0].rules[1].args[0].op, Op::MaskedEq(4));
+        assert!(f[0].rules[1].args[0].holds(3) && !f[0].rules[1].args[0].holds(7));
+    }
+
+    #[test]
+    fn unknown_fields_and_bad_values_are_refused() {
+        let bad = [
+            r#"{"x": {"mismatch_action": "kill_process", "match_action": "allow", "filter": [], "extra": 1}}"#,
+            r#"{"x": {"mismatch_action": "explode", "match_action": "allow", "filter": []}}"#,
+            r#"{"x": {"mismatch_action": "kill_process", "match_action": "allow", "filter": [{"syscall": "read", "why": "x"}]}}"#,
+            r#"{"x": {"mismatch_action": "kill_process", "match_action": "allow", "filter": [{"syscall": "read", "args": [{"index": 6, "type": "dword", "op": "eq", "val": 0}]}]}}"#,
+        ];
+        for b in bad {
+            assert!(parse(b).is_err(), "{b}");
+        }
+    }
+}
