@@ -3,7 +3,7 @@ CARGO ?= cargo
 SHELL := /bin/bash
 .SHELLFLAGS := -eo pipefail -c
 
-.PHONY: build demo test lint unit suites clean
+.PHONY: build demo test lint policy-lint policy-review seccomp-test clean
 
 build:
 	$(CARGO) build --locked --workspace --bins --release
@@ -13,7 +13,7 @@ demo: build
 
 # Everything: lint, unit tests, and the suites that run the real binaries
 # (which need the debug binaries built first).
-test: lint
+test: lint policy-lint
 	$(CARGO) build --locked --workspace --bins
 	$(CARGO) test --locked --workspace 2>&1 | tee target/test.log
 	@awk '/^test result:/ {p += $$4; f += $$6} END {print "tests: " p " passed, " f " failed"}' target/test.log
@@ -21,6 +21,20 @@ test: lint
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
+
+# The review toolchain for sandbox-policies/: the lint (also run by every
+# build that embeds a policy), and the rendering committed as REVIEW.md
+# (a test fails when it is stale).
+policy-lint:
+	$(CARGO) run --locked -q -p sandbox-policies --bin policy -- lint
+
+policy-review:
+	$(CARGO) run --locked -q -p sandbox-policies --bin policy -- review > sandbox-policies/REVIEW.md
+
+# The seccomp regression suite alone (it is part of `make test`).
+seccomp-test:
+	$(CARGO) build --locked --workspace --bins
+	$(CARGO) test --locked -p suites --test seccomp
 
 clean:
 	$(CARGO) clean

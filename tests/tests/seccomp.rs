@@ -1,0 +1,564 @@
+//! The seccomp regression suite (`make seccomp-test`).
+//!
+//! - Forbidden calls kill: the probe installs exactly the vault's (or the
+//!   broker's) filter through the same code path, makes one dangerous call,
+//!   and must die by SIGSYS; under an allow-all filter installed the same way
+//!   it survives the same call (positive control).
+//! - Per-rule differential: for every rule with argument conditions, the
+//!   allowed values pass and each changed value is killed.
+//! - The real vault and broker live under their policies: thousands of
+//!   decryptions, a deliberate panic (SIGABRT, not SIGSYS), a forbidden call
+//!   (SIGSYS, reported in words), learning mode, graceful shutdown.
+//!
+//! Filters are installed only in child processes, never in the test runner.
+
+use std::io::Write;
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use broker::{Broker, Error, SandboxMode, VaultExit};
+use policy::model::{Filter, Rule};
+use suites::{config, secret};
+
+/// What a probe run ended with.
+#[derive(Debug, PartialEq, Eq)]
+enum End {
+    Survived,
+    Signal(i32),
+    Exit(i32),
+}
+
+fn probe(filter: &str, call: &str, args: &[&str]) -> (End, String) {
+    let out: Output = Command::new(suites::binary("seccomp-probe"))
+        .arg(filter)
+        .arg(call)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run the probe");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let end = match (out.status.code(), out.status.signal()) {
+        (Some(0), _) => End::Survived,
+        (Some(c), _) => End::Exit(c),
+        (None, Some(s)) => End::Signal(s),
+        (None, None) => End::Exit(-1),
+    };
+    (end, stderr)
+}
+
+/// Dangerous calls, with arguments that are harmless if the call is allowed
+/// (the positive control really makes them). `both`: forbidden by both
+/// policies; otherwise only by the vault's.
+const FORBIDDEN: &[(&str, &[&str], bool)] = &[
+    ("open", &["path", "0"], true),
+    ("openat", &["-100", "path", "0"], true),
+    ("creat", &["path", "0"], true),
+    ("execve", &["path", "0", "0"], true),
+    ("execveat", &["-100", "path", "0", "0", "0"], true),
+    ("socket", &["1", "1", "0"], true),
+    ("socketpair", &["1", "1", "0", "buf"], true),
+    ("connect", &["-1", "0", "0"], true),
+    ("bind", &["-1", "0", "0"], true),
+    ("listen", &["-1", "0"], true),
+    ("accept", &["-1", "0", "0"], true),
+    ("sendto", &["-1", "0", "0", "0", "0", "0"], true),
+    ("ptrace", &["2", "1", "0", "0"], true),
+    ("process_vm_readv", &["self", "0", "0", "0", "0", "0"], true),
+    (
+        "process_vm_writev",
+        &["self", "0", "0", "0", "0", "0"],
+        true,
+    ),
+    ("fork", &[], true),
+    ("vfork", &[], true),
+    ("clone", &["17", "0", "0", "0", "0"], true),
+    ("clone3", &["0", "0"], true),
+    ("kill", &["1", "0"], true),
+    ("tkill", &["tid", "0"], true),
+    ("memfd_create", &["path", "0"], true),
+    ("memfd_secret", &["0"], true),
+    ("ftruncate", &["-1", "0"], true),
+    ("fcntl", &["0", "0", "100"], true),
+    ("prctl", &["3", "0", "0", "0", "0"], true),
+    ("seccomp", &["2", "0", "buf"], true),
+    ("bpf", &["0", "0", "0"], true),
+    ("perf_event_open", &["0", "0", "-1", "-1", "0"], true),
+    ("keyctl", &["9999", "0", "0", "0", "0"], true),
+    ("add_key", &["0", "0", "0", "0", "0"], true),
+    ("request_key", &["0", "0", "0", "0"], true),
+    ("userfaultfd", &["0"], true),
+    ("io_uring_setup", &["0", "0"], true),
+    ("unshare", &["0"], true),
+    ("setns", &["-1", "0"], true),
+    ("mount", &["0", "0", "0", "0", "0"], true),
+    ("umount2", &["path", "0"], true),
+    ("chroot", &["path"], true),
+    ("pivot_root", &["path", "path"], true),
+    ("setuid", &["0"], true),
+    ("setgid", &["0"], true),
+    ("personality", &["0xffffffff"], true),
+    ("mknod", &["path", "0", "0"], true),
+    ("symlink", &["path", "path"], true),
+    ("unlink", &["path"], true),
+    ("rename", &["path", "path"], true),
+    ("chmod", &["path", "0"], true),
+    ("chown", &["path", "0", "0"], true),
+    ("init_module", &["0", "0", "0"], true),
+    ("finit_module", &["-1", "0", "0"], true),
+    ("delete_module", &["path", "0"], true),
+    ("reboot", &["0", "0", "0", "0"], true),
+    ("swapon", &["path", "0"], true),
+    ("kexec_load", &["0", "0", "0", "0xffffffff"], true),
+    ("open_by_handle_at", &["-1", "0", "0"], true),
+    ("pidfd_open", &["1", "0"], true),
+    ("getppid", &[], true),
+    ("ioctl", &["-1", "0x541B", "buf"], true),
+    ("read", &["-1", "0", "0"], false),
+    ("write", &["1", "buf", "0"], false),
+    ("poll", &["0", "0", "0"], false),
+    ("wait4", &["-1", "0", "1", "0"], false),
+];
+
+#[test]
+fn forbidden_calls_kill_and_survive_an_allow_all_filter() {
+    assert!(FORBIDDEN.iter().filter(|(_, _, both)| *both).count() >= 40);
+    let mut failures = Vec::new();
+    for (call, args, both) in FORBIDDEN {
+        let (control, msg) = probe("allow-all", call, args);
+        if control != End::Survived {
+            failures.push(format!(
+                "positive control: {call} did not survive allow-all: {control:?} {msg}"
+            ));
+        }
+        let filters: &[&str] = if *both {
+            &["vault", "broker"]
+        } else {
+            &["vault"]
+        };
+        for filter in filters {
+            let (end, msg) = probe(filter, call, args);
+            if end != End::Signal(libc::SIGSYS) {
+                failures.push(format!(
+                    "{filter}: {call}{args:?} was not killed by SIGSYS: {end:?} {msg}"
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+fn policy(file: &str) -> Filter {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../sandbox-policies");
+    let text = std::fs::read_to_string(dir.join(file)).unwrap();
+    policy::model::parse(&text).unwrap().remove(0)
+}
+
+/// Harmless arguments for each system call that has conditional rules; the
+/// test fills in each rule's own values where the template does not satisfy
+/// them. A conditional rule for a call missing here fails the test.
+fn template(syscall: &str) -> Option<Vec<String>> {
+    let t: &[&str] = match syscall {
+        "futex" => &["buf", "0", "1", "0", "0", "0xffffffff"],
+        "getrandom" => &["buf", "16", "0"],
+        "write" => &["2", "buf", "0"],
+        "mmap" => &["0", "4096", "3", "0x22", "-1", "0"],
+        "mprotect" => &["page", "4096", "3"],
+        "mremap" => &["page", "4096", "4096", "1"],
+        "madvise" => &["page", "4096", "4"],
+        "tgkill" => &["self", "tid", "6"],
+        "rt_sigaction" => &["6", "0", "buf", "8"],
+        "ioctl" => &["0", "0x5401", "buf"],
+        "fcntl" => &["0", "1"],
+        "wait4" => &["-1", "0", "1", "0"],
+        "kill" => &["0x7fffffff", "15"],
+        _ => return None,
+    };
+    Some(t.iter().map(|s| s.to_string()).collect())
+}
+
+fn numeric(token: &str) -> Option<u64> {
+    match token.strip_prefix("0x") {
+        Some(h) => u64::from_str_radix(h, 16).ok(),
+        // Negative numbers are the two's complement the kernel sees.
+        None => token
+            .parse::<i64>()
+            .ok()
+            .map(|v| u64::from_ne_bytes(v.to_ne_bytes())),
+    }
+}
+
+fn allows(rule: &Rule, args: &[String]) -> bool {
+    rule.args
+        .iter()
+        .all(|c| numeric(&args[usize::from(c.index)]).is_some_and(|v| c.holds(v)))
+}
+
+#[test]
+fn every_conditional_rule_passes_its_values_and_kills_changed_ones() {
+    let mut failures = Vec::new();
+    let mut cases = 0;
+    for (file, name) in [("vault.json", "vault"), ("broker.json", "broker")] {
+        let f = policy(file);
+        for (i, rule) in f
+            .rules
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| !r.args.is_empty())
+        {
+            let Some(mut args) = template(&rule.syscall) else {
+                failures.push(format!(
+                    "{file} rule {}: no differential template for {}",
+                    i + 1,
+                    rule.syscall
+                ));
+                continue;
+            };
+            for c in &rule.args {
+                let idx = usize::from(c.index);
+                if !numeric(&args[idx]).is_some_and(|v| c.holds(v)) {
+                    args[idx] = c.val.to_string();
+                }
+            }
+            assert!(
+                allows(rule, &args),
+                "{file} rule {}: cannot build allowed args",
+                i + 1
+            );
+            let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+            let (end, msg) = probe(name, &rule.syscall, &refs);
+            cases += 1;
+            // Allowed means the filter let it through: the call may still end
+            // the process its own way (tgkill SIGABRT aborts the probe).
+            if end == End::Signal(libc::SIGSYS) {
+                failures.push(format!(
+                    "{file} rule {}: allowed {}{args:?} was killed {msg}",
+                    i + 1,
+                    rule.syscall
+                ));
+            }
+            for c in &rule.args {
+                let idx = usize::from(c.index);
+                let base = numeric(&args[idx]).unwrap_or(0);
+                let mask = match c.op {
+                    policy::model::Op::MaskedEq(m) => m,
+                    _ => 0,
+                };
+                let candidates = [
+                    base ^ mask,
+                    base ^ 1,
+                    base ^ 2,
+                    base ^ 4,
+                    base + 16,
+                    base ^ 0x80,
+                    0xdead,
+                ];
+                let changed = candidates.into_iter().find(|v| {
+                    let mut a = args.clone();
+                    a[idx] = v.to_string();
+                    !c.holds(*v)
+                        && !f
+                            .rules
+                            .iter()
+                            .filter(|r| r.syscall == rule.syscall)
+                            .any(|r| allows(r, &a))
+                });
+                let Some(v) = changed else {
+                    failures.push(format!(
+                        "{file} rule {}: no value found to violate {c:?}",
+                        i + 1
+                    ));
+                    continue;
+                };
+                let mut a = args.clone();
+                a[idx] = v.to_string();
+                let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+                let (end, msg) = probe(name, &rule.syscall, &refs);
+                cases += 1;
+                if end != End::Signal(libc::SIGSYS) {
+                    failures.push(format!(
+                        "{file} rule {}: {} with arg{idx} changed to {v:#x} was not killed: {end:?} {msg}",
+                        i + 1,
+                        rule.syscall
+                    ));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(cases > 40, "only {cases} differential cases ran");
+}
+
+#[test]
+fn the_real_vault_lives_under_its_policy() {
+    let b = Broker::spawn(config()).expect("spawn");
+    let limit = b.max_secret_len();
+    let big: Vec<u8> = (0..limit).map(|i| u8::try_from(i % 251).unwrap()).collect();
+    b.store("max", secret(&big)).unwrap();
+    b.store("small", secret(b"x")).unwrap();
+    for i in 0..3000 {
+        let name = if i % 2 == 0 { "max" } else { "small" };
+        let ok = b
+            .with_secret(name, |p| {
+                if name == "max" {
+                    p == big.as_slice()
+                } else {
+                    p == b"x"
+                }
+            })
+            .unwrap();
+        assert!(ok, "read {i} came back different");
+    }
+    let pid = b.vault_pid();
+    for tid in suites::threads(pid) {
+        let st = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/status")).unwrap();
+        assert!(
+            st.lines().any(|l| l == "Seccomp:\t2"),
+            "thread {tid}:\n{st}"
+        );
+    }
+    let s = b.heap_status().unwrap();
+    assert_eq!((s.decrypts, s.wipes_verified), (3000, 3000));
+    assert_eq!(
+        b.shutdown().unwrap(),
+        VaultExit::Exited(0),
+        "graceful shutdown under the filter"
+    );
+}
+
+#[test]
+fn a_panic_in_the_vault_ends_by_sigabrt_not_sigsys() {
+    let cfg = broker::Config {
+        vault_args: vec!["--selftest".into(), "panic".into()],
+        ..config()
+    };
+    let err = Broker::spawn(cfg).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::VaultDied {
+                exit: VaultExit::Signaled(libc::SIGABRT),
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("crashed (SIGABRT)"), "{err}");
+}
+
+#[test]
+fn a_forbidden_call_in_the_vault_is_reported_as_a_sandbox_kill() {
+    let cfg = broker::Config {
+        vault_args: vec!["--selftest".into(), "forbidden-syscall".into()],
+        ..config()
+    };
+    let err = Broker::spawn(cfg).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::VaultDied {
+                exit: VaultExit::Signaled(libc::SIGSYS),
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string()
+            .contains("killed by the sandbox (SIGSYS): it made a forbidden system call"),
+        "{err}"
+    );
+}
+
+fn demo(args: &[&str]) -> (Option<i32>, String, String) {
+    let mut child = Command::new(suites::binary("broker"))
+        .arg("demo")
+        .args(["--password-stdin", "--interval-ms", "10"])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"pw\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_broker_program_says_in_words_when_the_sandbox_killed_the_vault() {
+    let (code, out, err) = demo(&[
+        "--iterations",
+        "2",
+        "--vault-arg",
+        "--selftest",
+        "--vault-arg",
+        "forbidden-syscall",
+    ]);
+    assert_eq!(code, Some(1), "{out}\n{err}");
+    assert!(
+        err.contains("vault killed by the sandbox (SIGSYS): it made a forbidden system call"),
+        "{err}"
+    );
+}
+
+#[test]
+fn learning_mode_names_the_refused_call_and_says_so_loudly() {
+    let (code, out, err) = demo(&[
+        "--iterations",
+        "2",
+        "--sandbox-learning",
+        "trap",
+        "--vault-arg",
+        "--selftest",
+        "--vault-arg",
+        "forbidden-syscall",
+    ]);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert!(out.contains("SANDBOX LEARNING MODE (trap)"), "{out}");
+    assert!(out.contains("LEARNING MODE, not enforcing"), "{out}");
+    assert!(
+        err.contains("the policy would refuse getppid (#110); answered ENOSYS"),
+        "{err}"
+    );
+    assert!(err.contains("the forbidden getppid returned -1"), "{err}");
+    assert!(out.contains("#2 "), "{out}");
+    // Log mode: the call goes through (and the kernel logs it).
+    let (code, out, err) = demo(&[
+        "--iterations",
+        "1",
+        "--sandbox-learning",
+        "log",
+        "--vault-arg",
+        "--selftest",
+        "--vault-arg",
+        "forbidden-syscall",
+    ]);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert!(out.contains("SANDBOX LEARNING MODE (log)"), "{out}");
+    assert!(
+        !err.contains("getppid returned -1"),
+        "log mode lets the call through: {err}"
+    );
+    // Never the default: without the option there is no banner.
+    let (code, out, _) = demo(&["--iterations", "1"]);
+    assert_eq!(code, Some(0));
+    assert!(!out.contains("LEARNING MODE"), "{out}");
+    assert!(Broker::spawn(config()).unwrap().config().sandbox_mode == SandboxMode::Enforce);
+}
+
+#[test]
+fn the_broker_program_runs_under_its_own_policy() {
+    let mut child = Command::new(suites::binary("broker"))
+        .args([
+            "demo",
+            "--password-stdin",
+            "--interval-ms",
+            "50",
+            "--iterations",
+            "40",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"pw\n").unwrap();
+    let pid = child.id();
+    // Wait until the filter is installed (after the vault started).
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let seccomp = suites::proc_status_field(pid, "Seccomp");
+        if seccomp.as_deref() == Some("2") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the broker never installed its filter"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    for tid in suites::threads(pid) {
+        let st =
+            std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/status")).unwrap_or_default();
+        assert!(
+            st.is_empty() || st.lines().any(|l| l == "Seccomp:\t2"),
+            "broker thread {tid} unfiltered"
+        );
+    }
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("broker sandbox: sandbox-policies/broker.json installed (enforcing)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("#40 ") && stdout.contains("vault exited cleanly"),
+        "{stdout}"
+    );
+    assert_ne!(out.status.signal(), Some(libc::SIGSYS));
+}
+
+/// What the policies are for, stated independently of their JSON: each of
+/// these must be killed by both filters, whatever the rules say. (The
+/// differential test above derives its cases from the rules; this one would
+/// notice a rule that allows the wrong thing.)
+const MUST_KILL: &[(&str, &[&str])] = &[
+    ("mmap", &["0", "4096", "5", "0x22", "-1", "0"]), // PROT_READ|PROT_EXEC
+    ("mmap", &["0", "4096", "7", "0x22", "-1", "0"]), // RWX
+    ("mmap", &["0", "4096", "1", "0x2", "0", "0"]),   // a file mapping (fd 0)
+    ("mprotect", &["page", "4096", "5"]),             // make a page executable
+    ("mprotect", &["page", "4096", "4"]),             // PROT_EXEC alone
+    ("mremap", &["page", "4096", "4096", "3", "page"]), // MREMAP_FIXED
+    ("mremap", &["page", "4096", "4096", "5"]),       // MREMAP_DONTUNMAP
+    ("madvise", &["page", "4096", "17"]),             // MADV_DODUMP undoes DONTDUMP
+    ("madvise", &["page", "4096", "11"]),             // MADV_DOFORK undoes DONTFORK
+    ("madvise", &["page", "4096", "19"]),             // MADV_KEEPONFORK undoes WIPEONFORK
+    ("futex", &["buf", "2", "0", "0", "0", "0"]),     // FUTEX_FD
+    ("futex", &["buf", "3", "0", "0", "0", "0"]),     // FUTEX_REQUEUE
+    ("futex", &["buf", "6", "0", "0", "0", "0"]),     // FUTEX_LOCK_PI
+    ("futex", &["buf", "5", "0", "0", "0", "0"]),     // FUTEX_WAKE_OP
+    ("tgkill", &["self", "tid", "9"]),                // a signal other than SIGABRT
+    ("rt_sigaction", &["31", "0", "buf", "8"]),       // SIGSYS handler (would defang trap mode)
+    ("rt_sigaction", &["15", "0", "buf", "8"]),       // SIGTERM handler
+    ("getrandom", &["buf", "16", "2"]),               // GRND_RANDOM
+    ("write", &["5", "buf", "0"]),                    // any other fd
+    ("ioctl", &["0", "0x5412", "buf"]),               // TIOCSTI: type into the terminal
+    ("ioctl", &["1", "0x5401", "buf"]),               // terminal ioctls on another fd
+    ("kill", &["1", "19"]),                           // SIGSTOP
+    ("kill", &["1", "0"]),                            // probing other processes
+    ("wait4", &["-1", "0", "0", "0"]),                // blocking wait
+    ("fcntl", &["0", "4", "0x800"]),                  // F_SETFL
+    ("prctl", &["4", "1", "0", "0", "0"]),            // PR_SET_DUMPABLE 1
+];
+
+#[test]
+fn security_invariants_hold_for_both_policies() {
+    let mut failures = Vec::new();
+    for (call, args) in MUST_KILL {
+        for filter in ["vault", "broker"] {
+            let (end, msg) = probe(filter, call, args);
+            if end != End::Signal(libc::SIGSYS) {
+                failures.push(format!(
+                    "{filter}: {call}{args:?} was not killed: {end:?} {msg}"
+                ));
+            }
+        }
+        // Positive control: the same call under allow-all is not a SIGSYS.
+        let (control, msg) = probe("allow-all", call, args);
+        if control == End::Signal(libc::SIGSYS) {
+            failures.push(format!("allow-all: {call}{args:?} died by SIGSYS: {msg}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
