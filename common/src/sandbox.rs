@@ -64,6 +64,9 @@ pub struct Compiled {
     pub enforce: &'static [u8],
     pub trap: &'static [u8],
     pub log: &'static [u8],
+    /// The `NAME-errno` overlay (empty if the policy has none): installed
+    /// first, it answers some calls with an errno (clone3 with ENOSYS).
+    pub overlay: &'static [u8],
 }
 
 /// Embeds the variants that `policy::compile::embed` wrote to `OUT_DIR` for
@@ -75,6 +78,7 @@ macro_rules! embedded_policy {
             enforce: include_bytes!(concat!(env!("OUT_DIR"), "/", $name, "-enforce.bpf")),
             trap: include_bytes!(concat!(env!("OUT_DIR"), "/", $name, "-trap.bpf")),
             log: include_bytes!(concat!(env!("OUT_DIR"), "/", $name, "-log.bpf")),
+            overlay: include_bytes!(concat!(env!("OUT_DIR"), "/", $name, "-overlay.bpf")),
         }
     };
 }
@@ -116,8 +120,18 @@ pub fn install(policy: &Compiled, mode: Mode) -> Result<(), SandboxError> {
         Mode::Log => policy.log,
     };
     let prog = program(bytes)?;
+    let overlay = if policy.overlay.is_empty() {
+        None
+    } else {
+        Some(program(policy.overlay)?)
+    };
     if mode == Mode::Trap {
         install_sigsys_handler()?;
+    }
+    // The overlay first: it allows everything but its errno calls, so the
+    // moment between the two installs is no wider than before either.
+    if let Some(overlay) = overlay {
+        seccompiler::apply_filter_all_threads(&overlay).map_err(SandboxError::Install)?;
     }
     seccompiler::apply_filter_all_threads(&prog).map_err(SandboxError::Install)
 }

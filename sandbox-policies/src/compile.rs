@@ -4,7 +4,9 @@
 //! it with seccompiler in three modes and writes the programs to `OUT_DIR`:
 //! `NAME-enforce.bpf` (the policy as written: kill the process), and the two
 //! learning modes `NAME-trap.bpf` (SIGSYS to a handler that names the call)
-//! and `NAME-log.bpf` (the kernel logs the call and lets it through). A BPF
+//! and `NAME-log.bpf` (the kernel logs the call and lets it through), plus
+//! `NAME-overlay.bpf` for the overlay filter `NAME-errno` if the file has one
+//! (empty otherwise; see [`crate::lint::OVERLAY_SUFFIX`]). A BPF
 //! instruction is stored as 8 little-endian bytes: code u16, jt u8, jf u8,
 //! k u32.
 
@@ -57,11 +59,10 @@ pub fn embed(policy: &Path, name: &str, out_dir: &Path, arch: &str) {
     let json = fs::read_to_string(policy)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", policy.display()));
     let filters = model::parse(&json).unwrap_or_else(|e| panic!("{}: {e}", policy.display()));
-    let filter = filters
-        .iter()
-        .find(|f| f.name == name)
-        .unwrap_or_else(|| panic!("{} has no filter named {name:?}", policy.display()));
-    let findings = lint::lint(filter);
+    if !filters.iter().any(|f| f.name == name) {
+        panic!("{} has no filter named {name:?}", policy.display());
+    }
+    let findings = lint::lint_set(&filters);
     if !findings.is_empty() {
         let list: Vec<String> = findings.iter().map(|f| format!("  - {f}")).collect();
         panic!(
@@ -76,6 +77,21 @@ pub fn embed(policy: &Path, name: &str, out_dir: &Path, arch: &str) {
         let out = out_dir.join(format!("{name}-{mode}.bpf"));
         fs::write(&out, bytes).unwrap_or_else(|e| panic!("cannot write {}: {e}", out.display()));
     }
+    // The overlay (if any) is compiled as written: allow by default, an
+    // errno for its calls. Without one, an empty file.
+    let overlay_name = format!("{name}{}", lint::OVERLAY_SUFFIX);
+    let overlay = if filters.iter().any(|f| f.name == overlay_name) {
+        compile(&json, &overlay_name, "allow", arch).unwrap_or_else(|e| {
+            panic!(
+                "{} does not compile ({overlay_name}): {e}",
+                policy.display()
+            )
+        })
+    } else {
+        Vec::new()
+    };
+    let out = out_dir.join(format!("{name}-overlay.bpf"));
+    fs::write(&out, overlay).unwrap_or_else(|e| panic!("cannot write {}: {e}", out.display()));
 }
 
 /// For `build.rs`: writes the syscall table as Rust source (`SYSCALL_NAMES`)

@@ -110,8 +110,123 @@ fn blank(c: &Option<String>) -> bool {
     c.as_deref().map_or(true, |s| s.trim().is_empty())
 }
 
-/// Checks one filter; an empty result means it passes.
+/// Suffix of an overlay filter: `NAME-errno` answers some calls of filter
+/// `NAME` with an errno instead of letting them through (seccomp applies the
+/// most restrictive result of all installed filters, and errno wins over
+/// allow). The way to say "clone3 gets ENOSYS" with seccompiler, whose
+/// filters have one match action each.
+pub const OVERLAY_SUFFIX: &str = "-errno";
+
+/// Checks every filter of one policy file: primaries with [`lint`] (aware of
+/// their overlay), overlays with their own rules.
+pub fn lint_set(filters: &[Filter]) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for f in filters {
+        match f.name.strip_suffix(OVERLAY_SUFFIX) {
+            Some(primary) => {
+                out.extend(lint_overlay(f, filters.iter().find(|p| p.name == primary)))
+            }
+            None => {
+                let overlay = filters
+                    .iter()
+                    .find(|o| o.name == format!("{}{OVERLAY_SUFFIX}", f.name));
+                out.extend(lint_with_overlay(f, overlay));
+            }
+        }
+    }
+    out
+}
+
+/// Whether `overlay` answers every use of `syscall` with an errno.
+fn answered_by(overlay: Option<&Filter>, syscall: &str) -> bool {
+    overlay.is_some_and(|o| {
+        o.rules
+            .iter()
+            .any(|r| r.syscall == syscall && r.args.is_empty())
+    })
+}
+
+fn lint_overlay(overlay: &Filter, primary: Option<&Filter>) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let mut push = |rule: Option<usize>, syscall: Option<&str>, message: String| {
+        out.push(Finding {
+            filter: overlay.name.clone(),
+            rule,
+            syscall: syscall.map(str::to_owned),
+            message,
+        });
+    };
+    let Some(primary) = primary else {
+        push(
+            None,
+            None,
+            "an overlay needs the filter it overlays (the name without -errno)".into(),
+        );
+        return out;
+    };
+    if overlay.mismatch_action != Action::Allow {
+        push(
+            None,
+            None,
+            format!(
+                "an overlay's default action must be allow (the primary filter decides), not {}",
+                overlay.mismatch_action
+            ),
+        );
+    }
+    if !matches!(overlay.match_action, Action::Errno(_)) {
+        push(
+            None,
+            None,
+            format!(
+                "an overlay's match action must be an errno, not {}",
+                overlay.match_action
+            ),
+        );
+    }
+    for (i, rule) in overlay.rules.iter().enumerate() {
+        let (n, s) = (Some(i + 1), Some(rule.syscall.as_str()));
+        if blank(&rule.comment) {
+            push(
+                n,
+                s,
+                "no justification: add a \"comment\" saying why the call gets an errno".into(),
+            );
+        }
+        if !rule.args.is_empty() {
+            push(
+                n,
+                s,
+                "overlay rules take no conditions: the whole call gets the errno".into(),
+            );
+        }
+        if syscalls::available() && syscalls::number(&rule.syscall).is_none() {
+            push(n, s, "unknown system call name".into());
+        }
+        if !primary
+            .rules
+            .iter()
+            .any(|r| r.syscall == rule.syscall && r.args.is_empty())
+        {
+            push(
+                n,
+                s,
+                format!(
+                    "filter {:?} must allow it unconditionally, or its kill wins over the errno",
+                    primary.name
+                ),
+            );
+        }
+    }
+    out
+}
+
+/// Checks one filter on its own; an empty result means it passes.
 pub fn lint(filter: &Filter) -> Vec<Finding> {
+    lint_with_overlay(filter, None)
+}
+
+fn lint_with_overlay(filter: &Filter, overlay: Option<&Filter>) -> Vec<Finding> {
     let mut out = Vec::new();
     let mut push = |rule: Option<usize>, syscall: Option<&str>, message: String| {
         out.push(Finding {
@@ -176,7 +291,10 @@ pub fn lint(filter: &Filter) -> Vec<Finding> {
                 "this system call may never be allowed in this project's sandboxes".into(),
             );
         }
-        if rule.args.is_empty() && NEEDS_CONDITIONS.contains(&rule.syscall.as_str()) {
+        if rule.args.is_empty()
+            && NEEDS_CONDITIONS.contains(&rule.syscall.as_str())
+            && !answered_by(overlay, &rule.syscall)
+        {
             push(
                 n,
                 s,
@@ -308,6 +426,32 @@ mod tests {
     }
 
     #[test]
+    fn an_overlay_must_answer_with_an_errno_what_its_primary_allows() {
+        let good = parse(
+            r#"{"p": {"mismatch_action": "kill_process", "match_action": "allow", "filter": [{"syscall": "clone3", "comment": "answered by the overlay"}]},
+               "p-errno": {"mismatch_action": "allow", "match_action": {"errno": 38}, "filter": [{"syscall": "clone3", "comment": "ENOSYS"}]}}"#,
+        )
+        .unwrap();
+        assert!(lint_set(&good).is_empty(), "{:?}", lint_set(&good));
+        // Without the overlay, the unconditional clone3 is refused.
+        assert!(!lint(&good[0]).is_empty());
+        let bad = parse(
+            r#"{"p": {"mismatch_action": "kill_process", "match_action": "allow", "filter": [{"syscall": "read", "comment": "r"}]},
+               "p-errno": {"mismatch_action": "kill_process", "match_action": "allow", "filter": [{"syscall": "clone3"}]}}"#,
+        )
+        .unwrap();
+        let m: Vec<String> = lint_set(&bad).iter().map(|f| f.to_string()).collect();
+        for want in [
+            "default action must be allow",
+            "must be an errno",
+            "no justification",
+            "must allow it unconditionally",
+        ] {
+            assert!(m.iter().any(|x| x.contains(want)), "{want:?} not in {m:?}");
+        }
+    }
+
+    #[test]
     fn unknown_names_are_refused_where_the_table_exists() {
         if !syscalls::available() {
             return;
@@ -323,9 +467,9 @@ mod tests {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
         for file in crate::POLICY_FILES {
             let text = std::fs::read_to_string(dir.join(file)).unwrap();
-            for f in parse(&text).unwrap() {
-                assert!(lint(&f).is_empty(), "{file}: {:?}", messages(&f));
-            }
+            let filters = parse(&text).unwrap();
+            let findings = lint_set(&filters);
+            assert!(findings.is_empty(), "{file}: {findings:?}");
         }
     }
 }

@@ -50,14 +50,26 @@ fn cell(s: &str) -> String {
 pub fn render_file(file: &str, filters: &[Filter], out: &mut String) {
     for f in filters {
         let _ = writeln!(out, "## `{}` (from `sandbox-policies/{file}`)\n", f.name);
-        let _ = writeln!(
-            out,
-            "Default action: **{}**: any system call not listed below ends the process. \
-             Listed calls (when their conditions hold): **{}**. {} rules.\n",
-            f.mismatch_action,
-            f.match_action,
-            f.rules.len()
-        );
+        if f.mismatch_action == crate::model::Action::KillProcess {
+            let _ = writeln!(
+                out,
+                "Default action: **{}**: any system call not listed below ends the process. \
+                 Listed calls (when their conditions hold): **{}**. {} rules.\n",
+                f.mismatch_action,
+                f.match_action,
+                f.rules.len()
+            );
+        } else {
+            let _ = writeln!(
+                out,
+                "Overlay, installed with its primary filter: the calls listed below get **{}** \
+                 (the most restrictive result of all filters wins, and an errno wins over allow); \
+                 for every other call this overlay says **{}** and the primary filter decides. {} rules.\n",
+                f.match_action,
+                f.mismatch_action,
+                f.rules.len()
+            );
+        }
         let _ = writeln!(out, "| # | system call | nr | only when | action | why |");
         let _ = writeln!(out, "|---|---|---|---|---|---|");
         for (i, r) in f.rules.iter().enumerate() {

@@ -26,22 +26,26 @@ fn lint() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        let findings = policy::lint::lint_set(&filters);
+        for finding in &findings {
+            eprintln!("{file}: {finding}");
+        }
+        bad += findings.len();
         for f in &filters {
-            let findings = policy::lint::lint(f);
-            for finding in &findings {
-                eprintln!("{file}: {finding}");
-            }
-            bad += findings.len();
             let arch = std::env::consts::ARCH;
-            if let Err(e) = policy::compile::compile(&text, &f.name, "kill_process", arch) {
+            let action = if f.name.ends_with(policy::lint::OVERLAY_SUFFIX) {
+                "allow"
+            } else {
+                "kill_process"
+            };
+            if let Err(e) = policy::compile::compile(&text, &f.name, action, arch) {
                 eprintln!("{file}: filter {:?} does not compile: {e}", f.name);
                 bad += 1;
-            }
-            if findings.is_empty() {
+            } else if findings.iter().all(|x| x.filter != f.name) {
+                let n = f.rules.len();
                 println!(
-                    "{file}: filter {:?}: {} rules, lint clean, compiles",
-                    f.name,
-                    f.rules.len()
+                    "{file}: filter {:?}: {n} rules, lint clean, compiles",
+                    f.name
                 );
             }
         }
