@@ -196,13 +196,27 @@ fn show_sandbox(b: &Broker) {
     let seccomp = field("Seccomp");
     let nnp = field("NoNewPrivs");
     let capeff = field("CapEff");
+    let capprm = field("CapPrm");
     let capbnd = field("CapBnd");
+    let zero = |v: &str| v.trim_start_matches('0').is_empty();
+    // Only a privileged vault can empty its bounding set (CAP_SETPCAP); for
+    // an unprivileged one it stays full and grants nothing (no_new_privs, no
+    // execve).
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let bounding = if zero(&capbnd) {
+        format!("CapBnd {capbnd} {}", tick(true))
+    } else if root {
+        format!("CapBnd {capbnd} {}", tick(false))
+    } else {
+        "CapBnd full (unprivileged: cannot be dropped; grants nothing under NoNewPrivs without execve)".to_owned()
+    };
     println!(
-        "  vault sandbox (from /proc/{pid}/status): Seccomp {seccomp} {}  NoNewPrivs {nnp} {}  CapEff {capeff} {}  CapBnd {capbnd} {}",
+        "  vault sandbox (from /proc/{pid}/status): Seccomp {seccomp} {}  NoNewPrivs {nnp} {}  CapEff {capeff} {}  CapPrm {capprm} {}  {bounding}",
         tick(seccomp == "2"),
         tick(nnp == "1"),
-        tick(capeff.trim_start_matches('0').is_empty()),
-        tick(capbnd.trim_start_matches('0').is_empty()),
+        tick(zero(&capeff)),
+        tick(zero(&capprm)),
     );
     let seals = b.ring_seals();
     println!(

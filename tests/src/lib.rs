@@ -69,3 +69,26 @@ pub fn threads(pid: u32) -> Vec<u32> {
         })
         .unwrap_or_default()
 }
+
+/// The unprivileged uid and gid the suites drop to (`nobody`).
+pub const NOBODY: u32 = 65534;
+
+/// Copies the `broker` and `vault` binaries into a fresh directory that an
+/// unprivileged user can enter and execute from (the checkout itself may
+/// live under a directory closed to others), and returns the directory.
+pub fn binaries_for_nobody() -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let dir = std::env::temp_dir().join(format!("privsep-vault-bins-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).expect("chmod dir");
+    for name in ["broker", "vault"] {
+        let to = dir.join(name);
+        std::fs::copy(binary(name), &to).expect("copy binary");
+        std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o755))
+            .expect("chmod binary");
+    }
+    dir
+}

@@ -50,6 +50,7 @@ fn scripted_demo_runs_the_whole_lifecycle() {
         "CRYPTO_secure_malloc_init(65536, 16) = 1",
         "d ✓  p ✓  q ✓  dp ✓  dq ✓  qinv ✓",
         "Seccomp 2 ✓  NoNewPrivs 1 ✓",
+        "CapBnd 0000000000000000 ✓",
         "F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW",
         "SHA-256 fingerprint",
         "11 bytes read into a locked buffer",
@@ -446,4 +447,50 @@ fn ctrl_c_at_the_prompt_cancels_cleanly_and_restores_the_terminal() {
         after.c_lflag, before.c_lflag,
         "terminal local modes not restored"
     );
+}
+
+#[test]
+fn the_demo_runs_for_an_unprivileged_user() {
+    use std::os::unix::process::CommandExt;
+    let dir = suites::binaries_for_nobody();
+    let mut child = Command::new(dir.join("broker"))
+        .args([
+            "demo",
+            "--password-stdin",
+            "--iterations",
+            "3",
+            "--interval-ms",
+            "10",
+        ])
+        .uid(suites::NOBODY)
+        .gid(suites::NOBODY)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"unprivileged pw\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains(
+            "Seccomp 2 ✓  NoNewPrivs 1 ✓  CapEff 0000000000000000 ✓  CapPrm 0000000000000000 ✓"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("#3 ") && stdout.contains("vault exited cleanly"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains('✗'), "{stdout}");
+    let _ = std::fs::remove_dir_all(dir);
 }

@@ -81,35 +81,49 @@ pub fn clear_environment() -> Result<(), StartupError> {
 
 /// Drops every capability from every set, the bounding set first (dropping
 /// from it needs CAP_SETPCAP, which the other sets still hold).
-pub fn drop_capabilities() -> Result<(), StartupError> {
+///
+/// Started by an unprivileged user, the vault holds no capability in any
+/// set but the bounding set, and cannot drop from that one without
+/// CAP_SETPCAP. It stays full then, which grants nothing: capabilities in the
+/// bounding set are only gained through execve of a privileged file, and
+/// no_new_privs (set next) and the seccomp filter (no execve) rule that out.
+/// Returns whether the bounding set was emptied.
+pub fn drop_capabilities() -> Result<bool, StartupError> {
     let err = |set: &'static str| {
         move |e: caps::errors::CapsError| StartupError::Caps {
             set,
             reason: e.to_string(),
         }
     };
-    for cap in caps::all() {
-        if caps::has_cap(None, CapSet::Bounding, cap).map_err(err("bounding"))? {
-            caps::drop(None, CapSet::Bounding, cap).map_err(err("bounding"))?;
+    let can_drop_bounding = caps::has_cap(None, CapSet::Effective, caps::Capability::CAP_SETPCAP)
+        .map_err(err("effective"))?;
+    if can_drop_bounding {
+        for cap in caps::all() {
+            if caps::has_cap(None, CapSet::Bounding, cap).map_err(err("bounding"))? {
+                caps::drop(None, CapSet::Bounding, cap).map_err(err("bounding"))?;
+            }
         }
     }
     caps::clear(None, CapSet::Ambient).map_err(err("ambient"))?;
     caps::clear(None, CapSet::Inheritable).map_err(err("inheritable"))?;
     caps::clear(None, CapSet::Effective).map_err(err("effective"))?;
     caps::clear(None, CapSet::Permitted).map_err(err("permitted"))?;
-    for (name, set) in [
-        ("bounding", CapSet::Bounding),
+    let mut sets = vec![
         ("permitted", CapSet::Permitted),
         ("effective", CapSet::Effective),
         ("inheritable", CapSet::Inheritable),
         ("ambient", CapSet::Ambient),
-    ] {
+    ];
+    if can_drop_bounding {
+        sets.push(("bounding", CapSet::Bounding));
+    }
+    for (name, set) in sets {
         let left = caps::read(None, set).map_err(err(name))?;
         if !left.is_empty() {
             return Err(StartupError::CapsRemain(format!("{name}: {left:?}")));
         }
     }
-    Ok(())
+    Ok(can_drop_bounding)
 }
 
 /// Set by the signal handler: the signal that asked the vault to stop.
