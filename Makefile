@@ -3,7 +3,7 @@ CARGO ?= cargo
 SHELL := /bin/bash
 .SHELLFLAGS := -eo pipefail -c
 
-.PHONY: build demo test lint policy-lint policy-review seccomp-test clean
+.PHONY: build demo test lint policy-lint policy-review seccomp-test residue-test clean
 
 build:
 	$(CARGO) build --locked --workspace --bins --release
@@ -35,6 +35,12 @@ policy-review:
 seccomp-test:
 	$(CARGO) build --locked --workspace --bins
 	$(CARGO) test --locked -p suites --test seccomp
+
+# Memory residue, key locality, dumps and access by other processes (part
+# of `make test`; run as root: the scanner reads /proc/PID/mem).
+residue-test:
+	$(CARGO) build --locked --workspace --bins
+	$(CARGO) test --locked -p suites --test residue --test key_locality --test dumps
 
 clean:
 	$(CARGO) clean

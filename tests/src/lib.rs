@@ -2,6 +2,9 @@
 //! binaries. The binaries are found next to the test executable's directory
 //! (`target/<profile>/`); `make test` builds them first.
 
+pub mod driver;
+pub mod scan;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -77,6 +80,11 @@ pub const NOBODY: u32 = 65534;
 /// unprivileged user can enter and execute from (the checkout itself may
 /// live under a directory closed to others), and returns the directory.
 pub fn binaries_for_nobody() -> PathBuf {
+    copy_for_nobody(&["broker", "vault"])
+}
+
+/// As [`binaries_for_nobody`], for the named binaries.
+pub fn copy_for_nobody(names: &[&str]) -> PathBuf {
     use std::os::unix::fs::PermissionsExt;
     static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -84,7 +92,7 @@ pub fn binaries_for_nobody() -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("temp dir");
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).expect("chmod dir");
-    for name in ["broker", "vault"] {
+    for name in names {
         let to = dir.join(name);
         std::fs::copy(binary(name), &to).expect("copy binary");
         std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o755))

@@ -1,0 +1,113 @@
+//! The residue suite's application: a process that uses the broker library
+//! the way an application would, one step per command on stdin, so that the
+//! suite can read its memory (and the vault's) between steps, while idle.
+//!
+//! Commands (one per line; each answered with one line on stdout):
+//! `store` (answered `send-secret`, then the next line of stdin is read into
+//! a locked buffer with `terminal::read_password` and stored: `stored`),
+//! `read` (`read LEN`), `delete` (`deleted`), `plant HEX` (keeps the bytes in
+//! an ordinary heap `Vec`, the positive control: `planted`), `pubkey`
+//! (`pubkey HEX` of the DER key), `status` (`status DECRYPTS WIPES`),
+//! `shutdown` (`shutdown EXIT`), `exit`.
+//! Options: `--key-bits N`.
+
+use std::io::Write;
+
+use broker::terminal::{self, PasswordSource};
+use broker::{Broker, Config};
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| s.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
+        .collect()
+}
+
+/// One command line, read byte by byte from fd 0 (no buffering that could
+/// swallow the secret line that follows `store`).
+fn command() -> Option<String> {
+    let mut line = Vec::new();
+    let mut b = [0u8; 1];
+    loop {
+        // SAFETY: reading one byte into a live local buffer.
+        let n = unsafe { libc::read(0, b.as_mut_ptr().cast(), 1) };
+        if n <= 0 {
+            return None;
+        }
+        if b[0] == b'\n' {
+            return String::from_utf8(line).ok();
+        }
+        line.push(b[0]);
+    }
+}
+
+fn say(s: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{s}");
+    let _ = out.flush();
+}
+
+fn main() {
+    common::harden::harden_process().expect("harden");
+    let mut config = Config::default();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    for pair in args.chunks(2) {
+        match (pair[0].as_str(), pair.get(1)) {
+            ("--key-bits", Some(v)) => config.key_bits = v.parse().expect("--key-bits"),
+            (other, _) => panic!("unknown option {other}"),
+        }
+    }
+    let broker = Broker::spawn(config).expect("spawn the vault");
+    say(&format!("ready {}", broker.vault_pid()));
+    let mut planted: Vec<Vec<u8>> = Vec::new();
+    while let Some(cmd) = command() {
+        let (verb, arg) = cmd.split_once(' ').unwrap_or((cmd.as_str(), ""));
+        match verb {
+            "store" => {
+                say("send-secret");
+                let pw = terminal::read_password(
+                    PasswordSource::Stdin,
+                    "",
+                    broker.max_secret_len(),
+                    None,
+                )
+                .expect("read the secret");
+                broker.store("canary", pw).expect("store");
+                say("stored");
+            }
+            "read" => {
+                let n = broker
+                    .with_secret("canary", |p| p.len())
+                    .expect("with_secret");
+                say(&format!("read {n}"));
+            }
+            "delete" => {
+                broker.delete("canary").expect("delete");
+                say("deleted");
+            }
+            "plant" => {
+                planted.push(unhex(arg).expect("hex"));
+                std::hint::black_box(&planted);
+                say("planted");
+            }
+            "pubkey" => say(&format!("pubkey {}", hex(broker.public_key_der()))),
+            "status" => {
+                let s = broker.heap_status().expect("status");
+                say(&format!(
+                    "status {} {} {}",
+                    s.decrypts, s.wipes_verified, s.arena_size
+                ));
+            }
+            "shutdown" => {
+                let exit = broker.shutdown().expect("shutdown");
+                say(&format!("shutdown {exit}"));
+            }
+            "exit" => break,
+            other => say(&format!("unknown {other}")),
+        }
+    }
+}
