@@ -3,6 +3,7 @@
 //! (`target/<profile>/`); `make test` builds them first.
 
 pub mod driver;
+pub mod keys;
 pub mod scan;
 
 use std::path::PathBuf;
