@@ -7,8 +7,8 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use common::protocol::{self, ErrorCode, HeapStatus, ProtocolError, Request, Response};
-use common::ring::{Channel, RingError, MAX_FRAME};
-use common::secret::{SecretBuf, SecretError, WipeOnDrop};
+use common::ring::{Backing, Channel, RingError, MAX_FRAME};
+use common::secret::{Memory, SecretBuf, SecretError, WipeOnDrop};
 use openssl::hash::MessageDigest;
 use openssl::pkey::{PKey, Public};
 use openssl::rsa::{Padding, Rsa};
@@ -46,6 +46,10 @@ pub struct Config {
     /// Extra arguments for the vault (the regression suite's `--selftest`).
     #[doc(hidden)]
     pub vault_args: Vec<String>,
+    /// What the ring is made of: a sealed memfd (default) or `memfd_secret`
+    /// memory, which root cannot read; with the latter, the broker's
+    /// plaintext buffers are secret memory too.
+    pub ring: Backing,
 }
 
 impl Default for Config {
@@ -60,6 +64,7 @@ impl Default for Config {
             shutdown_grace: Duration::from_secs(2),
             sandbox_mode: SandboxMode::Enforce,
             vault_args: Vec::new(),
+            ring: Backing::SealedMemfd,
         }
     }
 }
@@ -319,6 +324,14 @@ impl std::fmt::Debug for Broker {
     }
 }
 
+/// The memory of the broker's plaintext buffers for a ring backing.
+fn memory_for(ring: Backing) -> Memory {
+    match ring {
+        Backing::SealedMemfd => Memory::Locked,
+        Backing::Secret => Memory::Secret,
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic in a `with_secret` closure never happens under these locks, but
     // if one did, the data (ciphertexts, ring state) is still consistent.
@@ -337,8 +350,9 @@ impl Broker {
             Some(p) => p.clone(),
             None => vault_process::default_vault_path()?,
         };
-        let (fd, chan) = Channel::create().map_err(Error::Ring)?;
-        let ring_seals = common::seal::seals(fd.as_fd()).map_err(|e| Error::Ring(e.into()))?;
+        let (fds, chan) = Channel::create_with(config.ring).map_err(Error::Ring)?;
+        let ring_seals =
+            common::seal::seals(fds.control.as_fd()).map_err(|e| Error::Ring(e.into()))?;
         let args = VaultArgs {
             key_bits: config.key_bits,
             heap_size: config.heap_size,
@@ -346,9 +360,14 @@ impl Broker {
             sandbox_mode: config.sandbox_mode,
             extra: config.vault_args.clone(),
         };
-        let vault = VaultProcess::spawn(&path, fd.as_fd(), &args)?;
-        // The vault has its own copy of the fd; ours is no longer needed.
-        drop(fd);
+        let vault = VaultProcess::spawn(
+            &path,
+            fds.control.as_fd(),
+            fds.data.as_ref().map(AsFd::as_fd),
+            &args,
+        )?;
+        // The vault has its own copies of the fds; ours are no longer needed.
+        drop(fds);
         let vault_pid = vault.pid();
         let mut conn = Connection {
             chan,
@@ -356,7 +375,7 @@ impl Broker {
             next_id: 1,
             closed: None,
         };
-        let mut buf = SecretBuf::new(MAX_FRAME as usize)?;
+        let mut buf = SecretBuf::new_in(MAX_FRAME as usize, memory_for(config.ring))?;
         let id = conn.exchange(
             &Request::PublicKey,
             "start-up",
@@ -412,8 +431,15 @@ impl Broker {
         self.vault_pid
     }
 
+    /// What the ring is made of.
+    pub fn ring_backing(&self) -> Backing {
+        self.config.ring
+    }
+
     /// The seals the ring's memfd carries (`F_GET_SEALS`, read before the fd
-    /// was handed to the vault).
+    /// was handed to the vault): the whole region's, or the control part's
+    /// for a secret memory ring (whose data part cannot be sealed; its size
+    /// is set once instead).
     pub fn ring_seals(&self) -> i32 {
         self.ring_seals
     }
@@ -450,7 +476,10 @@ impl Broker {
     fn take_buffer(&self) -> Result<SecretBuf, Error> {
         match lock(&self.buffers).pop() {
             Some(b) => Ok(b),
-            None => Ok(SecretBuf::new(MAX_FRAME as usize)?),
+            None => Ok(SecretBuf::new_in(
+                MAX_FRAME as usize,
+                memory_for(self.config.ring),
+            )?),
         }
     }
 

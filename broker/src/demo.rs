@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use broker::terminal::{self, PasswordError, PasswordSource};
-use broker::{Broker, Config, HeapStatus, SandboxMode};
+use broker::{Broker, Config, HeapStatus, RingBacking, SandboxMode};
 use common::protocol::PRIVATE_NUMBERS;
 
 use crate::signals::Signals;
@@ -33,6 +33,7 @@ pub struct Options {
     vault: Option<PathBuf>,
     sandbox_mode: SandboxMode,
     vault_args: Vec<String>,
+    ring: RingBacking,
 }
 
 impl Options {
@@ -48,6 +49,7 @@ impl Options {
             vault: None,
             sandbox_mode: SandboxMode::Enforce,
             vault_args: Vec::new(),
+            ring: RingBacking::SealedMemfd,
         };
         // `--name=value` is split into `--name value`.
         let mut split = Vec::new();
@@ -107,6 +109,11 @@ impl Options {
                     o.public_key_out = Some(PathBuf::from(value("--public-key-out")?))
                 }
                 "--vault" => o.vault = Some(PathBuf::from(value("--vault")?)),
+                "--ring" => {
+                    let v = value("--ring")?.into_string().unwrap_or_default();
+                    o.ring = RingBacking::parse(&v)
+                        .ok_or_else(|| format!("--ring {v:?}: use sealed or secret"))?;
+                }
                 "--sandbox-learning" => {
                     let v = value("--sandbox-learning")?
                         .into_string()
@@ -218,13 +225,31 @@ fn show_sandbox(b: &Broker) {
         tick(zero(&capeff)),
         tick(zero(&capprm)),
     );
-    let seals = b.ring_seals();
-    println!(
-        "  ring: sealed memfd, {} KiB, seals {} {}",
-        common::ring::REGION_LEN / 1024,
-        common::seal::seal_names(seals),
-        tick(seals & common::seal::REQUIRED_SEALS == common::seal::REQUIRED_SEALS)
-    );
+    let kib = common::ring::REGION_LEN / 1024;
+    match b.ring_backing() {
+        RingBacking::SealedMemfd => {
+            let seals = b.ring_seals();
+            println!(
+                "  ring: sealed memfd, {kib} KiB, seals {} {}",
+                common::seal::seal_names(seals),
+                tick(seals & common::seal::REQUIRED_SEALS == common::seal::REQUIRED_SEALS)
+            );
+        }
+        RingBacking::Secret => {
+            let seals = b.ring_seals();
+            println!(
+                "  ring: data in memfd_secret ({} KiB): out of the kernel's direct map, unreadable even by root; size set once ✓",
+                common::ring::DATA_REGION_LEN / 1024
+            );
+            println!(
+                "        indices and futex words in a sealed memfd ({} KiB), seals {} {}",
+                common::ring::CONTROL_REGION_LEN / 1024,
+                common::seal::seal_names(seals),
+                tick(seals & common::seal::REQUIRED_SEALS == common::seal::REQUIRED_SEALS)
+            );
+            println!("  the broker's plaintext buffers are memfd_secret memory too");
+        }
+    }
 }
 
 fn warn_learning(mode: SandboxMode) {
@@ -260,6 +285,7 @@ pub fn run(opts: &Options, mut signals: Signals) -> ExitCode {
         heap_size: opts.heap_size,
         sandbox_mode: opts.sandbox_mode,
         vault_args: opts.vault_args.clone(),
+        ring: opts.ring,
         ..Config::default()
     };
     let started = Instant::now();

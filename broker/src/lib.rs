@@ -18,6 +18,7 @@ pub mod vault_process;
 
 pub use client::{Broker, Config, Error, WipeEvidence};
 pub use common::protocol::HeapStatus;
+pub use common::ring::Backing as RingBacking;
 pub use common::sandbox::Mode as SandboxMode;
 pub use common::secret::SecretBuf;
 pub use vault_process::VaultExit;

@@ -21,6 +21,9 @@ options:
   --heap-size BYTES     secure heap arena, a power of two (default: by key size)
   --password-stdin      read the password from standard input, up to a newline
   --public-key-out FILE write the vault's public key there (PEM)
+  --ring sealed|secret  the ring: a sealed memfd (default), or memfd_secret
+                        memory that even root cannot read (the broker's
+                        plaintext buffers then use it too)
   --vault PATH          the vault binary (default: next to this program)
   --sandbox-learning M  policy work only: run both seccomp filters in learning
                         mode M, trap (name refused calls, answer ENOSYS) or log

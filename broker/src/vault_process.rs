@@ -125,7 +125,12 @@ pub struct VaultProcess {
 
 impl VaultProcess {
     /// Starts the vault with `ring` at fd 3.
-    pub fn spawn(path: &Path, ring: BorrowedFd<'_>, args: &VaultArgs) -> Result<Self, SpawnError> {
+    pub fn spawn(
+        path: &Path,
+        ring: BorrowedFd<'_>,
+        data: Option<BorrowedFd<'_>>,
+        args: &VaultArgs,
+    ) -> Result<Self, SpawnError> {
         if !path.is_file() {
             return Err(SpawnError::NotFound {
                 path: path.to_owned(),
@@ -141,6 +146,9 @@ impl VaultProcess {
             cmd.arg("--heap-min").arg(min.to_string());
         }
         cmd.arg("--sandbox-mode").arg(args.sandbox_mode.as_str());
+        if data.is_some() {
+            cmd.arg("--secret-ring");
+        }
         cmd.args(&args.extra);
         cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -148,18 +156,35 @@ impl VaultProcess {
         cmd.env_clear();
         cmd.process_group(0);
         let raw = ring.as_raw_fd();
+        let raw_data = data.map(|d| d.as_raw_fd());
         // SAFETY: the closure runs in the forked child before exec and calls
-        // only dup2 and fcntl, which are async-signal-safe; it captures a
-        // plain integer.
+        // only fcntl and dup2, which are async-signal-safe; it captures plain
+        // integers.
         unsafe {
             cmd.pre_exec(move || {
-                if raw == 3 {
-                    // dup2 onto itself would keep FD_CLOEXEC: clear it instead.
-                    if libc::fcntl(3, libc::F_SETFD, 0) == -1 {
+                // Move both out of the way first (to fds >= 10), so that
+                // placing one at 3 or 4 cannot clobber the other; dup2 clears
+                // FD_CLOEXEC on its target.
+                let high = |fd: i32| {
+                    let h = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 10);
+                    if h == -1 {
+                        Err(io::Error::last_os_error())
+                    } else {
+                        Ok(h)
+                    }
+                };
+                let ring = high(raw)?;
+                let data = match raw_data {
+                    Some(d) => Some(high(d)?),
+                    None => None,
+                };
+                if libc::dup2(ring, 3) == -1 {
+                    return Err(io::Error::last_os_error());
+                }
+                if let Some(d) = data {
+                    if libc::dup2(d, 4) == -1 {
                         return Err(io::Error::last_os_error());
                     }
-                } else if libc::dup2(raw, 3) == -1 {
-                    return Err(io::Error::last_os_error());
                 }
                 Ok(())
             });

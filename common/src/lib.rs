@@ -6,6 +6,7 @@
 //!   memfd received from the peer before it is mapped.
 //! - [`protocol`]: the versioned binary wire format.
 //! - [`secret`]: page-backed, locked, never-dumped buffers for plaintext.
+//! - [`secretmem`]: `memfd_secret(2)`, memory even root cannot read.
 //! - [`harden`]: process hardening used by both sides.
 //! - [`sandbox`]: installing a seccomp filter compiled at build time, and
 //!   the learning mode's SIGSYS handler.
@@ -20,4 +21,5 @@ pub mod ring;
 pub mod sandbox;
 pub mod seal;
 pub mod secret;
+pub mod secretmem;
 pub mod sys;

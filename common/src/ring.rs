@@ -3,12 +3,21 @@
 //! # Layout of the shared region
 //!
 //! ```text
-//! 0                      header: magic, layout version, capacity, max frame
-//! HEADER_LEN             request ring control  (broker -> vault)
-//! + CONTROL_LEN          request ring data     (RING_CAPACITY bytes)
-//! ...                    response ring control (vault -> broker)
-//! ...                    response ring data    (RING_CAPACITY bytes)
+//! control part (CONTROL_REGION_LEN bytes)
+//!   0                    header: magic, layout version, capacity, max frame
+//!   4096                 request ring control  (broker -> vault)
+//!   8192                 response ring control (vault -> broker)
+//! data part (DATA_REGION_LEN bytes)
+//!   0                    request ring data     (RING_CAPACITY bytes)
+//!   RING_CAPACITY        response ring data    (RING_CAPACITY bytes)
 //! ```
+//!
+//! By default both parts are one sealed memfd (control part first). With
+//! [`Backing::Secret`] the data part is `memfd_secret` memory, which root
+//! cannot read, and the control part a small sealed memfd of its own: the
+//! kernel's futex needs to reach the words it sleeps on, and it cannot reach
+//! secret memory (futex on it fails with EFAULT). The control part holds no
+//! secret: indices and flags only.
 //!
 //! A ring's control block holds four 32-bit atomics, each on its own cache
 //! line: `head` (written by the producer), `tail` (written by the consumer)
@@ -68,18 +77,22 @@ const FRAME_ALIGN: u32 = 8;
 const MAGIC: [u8; 8] = *b"PVRING\0\x01";
 const LAYOUT_VERSION: u32 = 1;
 const REQUEST_RING: usize = HEADER_LEN;
-const RESPONSE_RING: usize = HEADER_LEN + CONTROL_LEN + RING_CAPACITY as usize;
-/// Byte offsets inside the shared region, for tools and test harnesses that
+const RESPONSE_RING: usize = HEADER_LEN + CONTROL_LEN;
+/// Size of the control part: header and the two control blocks.
+pub const CONTROL_REGION_LEN: usize = HEADER_LEN + 2 * CONTROL_LEN;
+/// Size of the data part: the two rings' bytes.
+pub const DATA_REGION_LEN: usize = 2 * RING_CAPACITY as usize;
+/// Byte offsets inside the single sealed memfd of the default backing, for tools and test harnesses that
 /// play a (possibly hostile) peer at the byte level.
 pub mod layout {
     /// Offset of the request ring's control block (broker to vault).
     pub const REQUEST_CONTROL: usize = super::REQUEST_RING;
     /// Offset of the request ring's data area.
-    pub const REQUEST_DATA: usize = super::REQUEST_RING + super::CONTROL_LEN;
+    pub const REQUEST_DATA: usize = super::CONTROL_REGION_LEN;
     /// Offset of the response ring's control block (vault to broker).
     pub const RESPONSE_CONTROL: usize = super::RESPONSE_RING;
     /// Offset of the response ring's data area.
-    pub const RESPONSE_DATA: usize = super::RESPONSE_RING + super::CONTROL_LEN;
+    pub const RESPONSE_DATA: usize = super::CONTROL_REGION_LEN + super::RING_CAPACITY as usize;
     /// Offset of `head` inside a control block.
     pub const HEAD: usize = 0;
     /// Offset of `tail` inside a control block.
@@ -87,8 +100,8 @@ pub mod layout {
         std::mem::size_of::<crossbeam_utils::CachePadded<std::sync::atomic::AtomicU32>>();
 }
 
-/// Total size of the shared region (the memfd's sealed size).
-pub const REGION_LEN: usize = HEADER_LEN + 2 * (CONTROL_LEN + RING_CAPACITY as usize);
+/// Total size of the shared region (the sealed memfd's size by default).
+pub const REGION_LEN: usize = CONTROL_REGION_LEN + DATA_REGION_LEN;
 
 const _: () = assert!(RING_CAPACITY.is_power_of_two());
 const _: () = assert!(MAX_FRAME + LEN_PREFIX + FRAME_ALIGN <= RING_CAPACITY);
@@ -99,6 +112,8 @@ const _: () = assert!(std::mem::size_of::<Control>() <= CONTROL_LEN);
 pub enum RingError {
     #[error(transparent)]
     Seal(#[from] SealError),
+    #[error(transparent)]
+    SecretMem(#[from] crate::secretmem::SecretMemError),
     #[error("cannot map the ring")]
     Map(#[source] io::Error),
     #[error("cannot lock the ring in memory (raise RLIMIT_MEMLOCK, see `ulimit -l`)")]
@@ -139,6 +154,36 @@ struct Control {
     writer_sleeping: CachePadded<AtomicU32>,
 }
 
+/// What the shared region is made of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backing {
+    /// A memfd sealed against resizing (the default).
+    SealedMemfd,
+    /// `memfd_secret(2)` memory: out of the kernel's direct map, unreadable
+    /// even by root through /proc/PID/mem. It cannot be sealed; its size is
+    /// set once, which the receiver checks instead.
+    Secret,
+}
+
+impl Backing {
+    /// `sealed` or `secret`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::SealedMemfd => "sealed",
+            Self::Secret => "secret",
+        }
+    }
+
+    /// Parses `sealed` or `secret`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "sealed" => Some(Self::SealedMemfd),
+            "secret" => Some(Self::Secret),
+            _ => None,
+        }
+    }
+}
+
 /// Which end of the channel this process is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -150,23 +195,40 @@ pub enum Role {
 
 #[derive(Debug)]
 struct Region {
-    map: Mapping,
+    ctl: Mapping,
+    data: Mapping,
 }
 
 impl Region {
     #[allow(clippy::cast_ptr_alignment)] // page-aligned offset of a page-aligned mapping
     fn control(&self, ring: usize) -> &Control {
         // SAFETY: `ring` is REQUEST_RING or RESPONSE_RING, page-aligned offsets
-        // inside the mapping with CONTROL_LEN >= size_of::<Control>() bytes.
+        // inside the control mapping with CONTROL_LEN >= size_of::<Control>()
+        // bytes.
         // Control holds only atomics, which may be shared with another
         // process and mutated through `&`; the mapping outlives `&self`.
-        unsafe { &*self.map.as_ptr().add(ring).cast::<Control>() }
+        unsafe { &*self.ctl.as_ptr().add(ring).cast::<Control>() }
     }
 
     fn data(&self, ring: usize) -> *mut u8 {
-        // SAFETY: ring + CONTROL_LEN + RING_CAPACITY <= REGION_LEN.
-        unsafe { self.map.as_ptr().add(ring + CONTROL_LEN) }
+        let offset = if ring == REQUEST_RING {
+            0
+        } else {
+            RING_CAPACITY as usize
+        };
+        // SAFETY: offset + RING_CAPACITY <= DATA_REGION_LEN, the data mapping's length.
+        unsafe { self.data.as_ptr().add(offset) }
     }
+}
+
+/// The fds of a region, as created for a new vault.
+#[derive(Debug)]
+pub struct RingFds {
+    /// The sealed memfd: the whole region, or its control part when `data`
+    /// is set.
+    pub control: OwnedFd,
+    /// The data part in secret memory ([`Backing::Secret`]).
+    pub data: Option<OwnedFd>,
 }
 
 /// One side's two ends: a producer on one ring and a consumer on the other.
@@ -176,6 +238,8 @@ pub struct Channel {
     pub tx: Producer,
     /// The receiving end.
     pub rx: Consumer,
+    /// What the region is made of.
+    pub backing: Backing,
 }
 
 fn usize_of(x: u32) -> usize {
@@ -189,46 +253,92 @@ fn frame_size(payload: u32) -> u32 {
 
 impl Channel {
     /// Creates a fresh sealed region for a new vault and opens the broker's
-    /// side of it. Returns the fd to hand to the vault.
-    pub fn create() -> Result<(OwnedFd, Channel), RingError> {
-        let len = u64::try_from(REGION_LEN).map_err(|_| RingError::Header { field: "length" })?;
-        let fd = seal::create_sealed("privsep-vault-ring", len)?;
-        let map = Mapping::shared(fd.as_fd(), REGION_LEN).map_err(RingError::Map)?;
-        let p = map.as_ptr();
+    /// side of it. Returns the fds to hand to the vault.
+    pub fn create() -> Result<(RingFds, Channel), RingError> {
+        Self::create_with(Backing::SealedMemfd)
+    }
+
+    /// As [`Channel::create`], with the region made of `backing`.
+    pub fn create_with(backing: Backing) -> Result<(RingFds, Channel), RingError> {
+        let bytes = |n: usize| u64::try_from(n).map_err(|_| RingError::Header { field: "length" });
+        let fds = match backing {
+            Backing::SealedMemfd => RingFds {
+                control: seal::create_sealed("privsep-vault-ring", bytes(REGION_LEN)?)?,
+                data: None,
+            },
+            Backing::Secret => RingFds {
+                control: seal::create_sealed("privsep-vault-ring", bytes(CONTROL_REGION_LEN)?)?,
+                data: Some(crate::secretmem::create(bytes(DATA_REGION_LEN)?)?),
+            },
+        };
+        let map = Mapping::shared(fds.control.as_fd(), HEADER_LEN).map_err(RingError::Map)?;
         let mut header = [0u8; 20];
         header[..8].copy_from_slice(&MAGIC);
         header[8..12].copy_from_slice(&LAYOUT_VERSION.to_le_bytes());
         header[12..16].copy_from_slice(&RING_CAPACITY.to_le_bytes());
         header[16..20].copy_from_slice(&MAX_FRAME.to_le_bytes());
-        // SAFETY: the mapping is REGION_LEN >= 20 bytes; no peer has the fd yet.
-        unsafe { std::ptr::copy_nonoverlapping(header.as_ptr(), p, header.len()) };
+        // SAFETY: the mapping is HEADER_LEN >= 20 bytes; no peer has the fd yet.
+        unsafe { std::ptr::copy_nonoverlapping(header.as_ptr(), map.as_ptr(), header.len()) };
         drop(map);
-        let chan = Self::open(fd.as_fd(), Role::Broker)?;
-        Ok((fd, chan))
+        let chan = Self::open(
+            fds.control.as_fd(),
+            fds.data.as_ref().map(AsFd::as_fd),
+            Role::Broker,
+        )?;
+        Ok((fds, chan))
     }
 
-    /// Opens one side of a region received from (or made for) the peer: checks
-    /// the seals and size before mapping, then the header, then that both
-    /// rings are unused.
-    pub fn open(fd: BorrowedFd<'_>, role: Role) -> Result<Channel, RingError> {
-        let len = u64::try_from(REGION_LEN).map_err(|_| RingError::Header { field: "length" })?;
-        seal::check_sealed(fd, len)?;
-        let map = Mapping::shared(fd, REGION_LEN).map_err(RingError::Map)?;
-        map.lock().map_err(RingError::Lock)?;
-        map.advise(libc::MADV_DONTDUMP)
-            .map_err(|source| RingError::Advise {
-                advice: "MADV_DONTDUMP",
+    /// Opens one side of a region received from (or made for) the peer.
+    ///
+    /// Before mapping: `control` must be a memfd carrying the seals, of
+    /// exactly [`REGION_LEN`] bytes (one-memfd backing, `data` is `None`) or
+    /// [`CONTROL_REGION_LEN`] bytes (then `data` must be secret memory of
+    /// exactly [`DATA_REGION_LEN`] bytes, a size that cannot change). Then
+    /// the header, then that both rings are unused.
+    pub fn open(
+        control: BorrowedFd<'_>,
+        data: Option<BorrowedFd<'_>>,
+        role: Role,
+    ) -> Result<Channel, RingError> {
+        let bytes = |n: usize| u64::try_from(n).map_err(|_| RingError::Header { field: "length" });
+        let (backing, ctl, data) = match data {
+            None => {
+                seal::check_sealed(control, bytes(REGION_LEN)?)?;
+                let ctl = Mapping::shared(control, CONTROL_REGION_LEN).map_err(RingError::Map)?;
+                let data = Mapping::shared_at(control, DATA_REGION_LEN, CONTROL_REGION_LEN)
+                    .map_err(RingError::Map)?;
+                (Backing::SealedMemfd, ctl, data)
+            }
+            Some(secret) => {
+                seal::check_sealed(control, bytes(CONTROL_REGION_LEN)?)?;
+                crate::secretmem::check(secret, bytes(DATA_REGION_LEN)?)?;
+                let ctl = Mapping::shared(control, CONTROL_REGION_LEN).map_err(RingError::Map)?;
+                let data = Mapping::shared(secret, DATA_REGION_LEN).map_err(RingError::Map)?;
+                (Backing::Secret, ctl, data)
+            }
+        };
+        let advise = |m: &Mapping, advice: libc::c_int, name: &'static str| {
+            m.advise(advice).map_err(|source| RingError::Advise {
+                advice: name,
                 source,
-            })?;
-        map.advise(libc::MADV_DONTFORK)
-            .map_err(|source| RingError::Advise {
-                advice: "MADV_DONTFORK",
-                source,
-            })?;
+            })
+        };
+        // Secret memory is locked and left out of dumps by the kernel itself
+        // (its mapping is VM_LOCKED | VM_DONTDUMP; mlock even fails on it).
+        let mut protect = vec![&ctl];
+        if backing == Backing::SealedMemfd {
+            protect.push(&data);
+        }
+        for m in protect {
+            m.lock().map_err(RingError::Lock)?;
+            advise(m, libc::MADV_DONTDUMP, "MADV_DONTDUMP")?;
+        }
+        advise(&ctl, libc::MADV_DONTFORK, "MADV_DONTFORK")?;
+        advise(&data, libc::MADV_DONTFORK, "MADV_DONTFORK")?;
         let mut header = [0u8; 20];
-        // SAFETY: reading 20 bytes from the start of a REGION_LEN mapping into
+        // SAFETY: reading 20 bytes from the start of the control mapping into
         // a private array; the copy does not create a reference to shared bytes.
-        unsafe { std::ptr::copy_nonoverlapping(map.as_ptr(), header.as_mut_ptr(), header.len()) };
+        unsafe { std::ptr::copy_nonoverlapping(ctl.as_ptr(), header.as_mut_ptr(), header.len()) };
         let word =
             |i: usize| u32::from_le_bytes([header[i], header[i + 1], header[i + 2], header[i + 3]]);
         if header[..8] != MAGIC {
@@ -245,7 +355,7 @@ impl Channel {
         if word(16) != MAX_FRAME {
             return Err(RingError::Header { field: "max frame" });
         }
-        let region = Arc::new(Region { map });
+        let region = Arc::new(Region { ctl, data });
         let (tx_ring, rx_ring) = match role {
             Role::Broker => (REQUEST_RING, RESPONSE_RING),
             Role::Vault => (RESPONSE_RING, REQUEST_RING),
@@ -291,6 +401,7 @@ impl Channel {
                 poisoned: false,
                 slice: DEFAULT_SLICE,
             },
+            backing,
         })
     }
 
@@ -654,9 +765,9 @@ mod tests {
     use std::os::fd::AsFd;
 
     fn pair() -> (Channel, Channel, OwnedFd) {
-        let (fd, broker) = Channel::create().unwrap();
-        let vault = Channel::open(fd.as_fd(), Role::Vault).unwrap();
-        (broker, vault, fd)
+        let (fds, broker) = Channel::create().unwrap();
+        let vault = Channel::open(fds.control.as_fd(), None, Role::Vault).unwrap();
+        (broker, vault, fds.control)
     }
 
     fn ok() -> impl FnMut() -> Result<(), RingError> {
@@ -707,6 +818,20 @@ mod tests {
             assert!(buf.expose(|x| x == payload.as_slice()), "frame {i}");
             assert_eq!(b.nonzero_bytes(), 0);
         }
+    }
+
+    #[test]
+    fn a_secret_memory_ring_works_the_same() {
+        let (fds, mut b) = Channel::create_with(Backing::Secret).unwrap();
+        let data = fds.data.as_ref().map(AsFd::as_fd);
+        let mut v = Channel::open(fds.control.as_fd(), data, Role::Vault).unwrap();
+        assert_eq!((b.backing, v.backing), (Backing::Secret, Backing::Secret));
+        let mut buf = SecretBuf::new(64).unwrap();
+        b.tx.send(&[b"through secret memory"], soon(), &mut ok())
+            .unwrap();
+        v.rx.recv_into(&mut buf, soon(), &mut ok()).unwrap();
+        assert_eq!(buf.expose(|x| x.to_vec()), b"through secret memory");
+        assert_eq!(b.nonzero_bytes(), 0);
     }
 
     #[test]
@@ -886,23 +1011,25 @@ mod tests {
 
     #[test]
     fn a_used_ring_is_refused_at_open() {
-        let (fd, mut b) = Channel::create().unwrap();
+        let (fds, mut b) = Channel::create().unwrap();
+        let fd = fds.control;
         b.tx.send(&[b"early"], soon(), &mut ok()).unwrap();
         // A request already waiting is fine: the broker does not wait for the vault.
-        let mut v = Channel::open(fd.as_fd(), Role::Vault).unwrap();
+        let mut v = Channel::open(fd.as_fd(), None, Role::Vault).unwrap();
         let mut buf = SecretBuf::new(64).unwrap();
         v.rx.recv_into(&mut buf, soon(), &mut ok()).unwrap();
         // But a ring whose requests were already consumed, or that already
         // holds answers, was used by someone else.
         assert!(matches!(
-            Channel::open(fd.as_fd(), Role::Vault),
+            Channel::open(fd.as_fd(), None, Role::Vault),
             Err(RingError::NotFresh { .. })
         ));
-        let (fd, _b) = Channel::create().unwrap();
-        let mut v = Channel::open(fd.as_fd(), Role::Vault).unwrap();
+        let (fds, _b) = Channel::create().unwrap();
+        let fd = fds.control;
+        let mut v = Channel::open(fd.as_fd(), None, Role::Vault).unwrap();
         v.tx.send(&[b"answer"], soon(), &mut ok()).unwrap();
         assert!(matches!(
-            Channel::open(fd.as_fd(), Role::Vault),
+            Channel::open(fd.as_fd(), None, Role::Vault),
             Err(RingError::NotFresh { .. })
         ));
     }

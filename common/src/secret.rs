@@ -42,9 +42,23 @@ pub enum SecretError {
     /// A write would pass the buffer's capacity.
     #[error("secret longer than the limit of {limit} bytes")]
     TooLong { limit: usize },
+    /// Secret memory could not be set up.
+    #[error("cannot set up secret memory for a secret buffer")]
+    SecretMem(#[source] crate::secretmem::SecretMemError),
     /// The requested capacity cannot be represented.
     #[error("secret buffer capacity {capacity} is too large")]
     Capacity { capacity: usize },
+}
+
+/// What a [`SecretBuf`]'s pages are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Memory {
+    /// Private anonymous pages: mlocked, MADV_DONTDUMP, MADV_WIPEONFORK.
+    Locked,
+    /// `memfd_secret` pages: out of the kernel's direct map (root cannot read
+    /// them through /proc/PID/mem), locked and left out of dumps by the
+    /// kernel, not inherited by a forked child (MADV_DONTFORK).
+    Secret,
 }
 
 /// A locked, never-dumped, wiped-on-drop buffer for plaintext.
@@ -52,6 +66,7 @@ pub struct SecretBuf {
     map: Mapping,
     len: usize,
     capacity: usize,
+    memory: Memory,
 }
 
 impl SecretBuf {
@@ -80,7 +95,47 @@ impl SecretBuf {
             map,
             len: 0,
             capacity,
+            memory: Memory::Locked,
         })
+    }
+
+    /// Allocates a buffer of `capacity` bytes in `memory`.
+    pub fn new_in(capacity: usize, memory: Memory) -> Result<Self, SecretError> {
+        match memory {
+            Memory::Locked => Self::new(capacity),
+            Memory::Secret => Self::new_secret(capacity),
+        }
+    }
+
+    /// Allocates a buffer in `memfd_secret` memory.
+    pub fn new_secret(capacity: usize) -> Result<Self, SecretError> {
+        let map_len = sys::round_to_pages(capacity).ok_or(SecretError::Capacity { capacity })?;
+        let len = u64::try_from(map_len).map_err(|_| SecretError::Capacity { capacity })?;
+        let fd = crate::secretmem::create(len).map_err(SecretError::SecretMem)?;
+        let map = Mapping::shared(std::os::fd::AsFd::as_fd(&fd), map_len).map_err(|source| {
+            SecretError::Map {
+                len: map_len,
+                source,
+            }
+        })?;
+        // The mapping keeps the memory; the fd is not needed any more.
+        drop(fd);
+        map.advise(libc::MADV_DONTFORK)
+            .map_err(|source| SecretError::Advise {
+                advice: "MADV_DONTFORK",
+                source,
+            })?;
+        Ok(Self {
+            map,
+            len: 0,
+            capacity,
+            memory: Memory::Secret,
+        })
+    }
+
+    /// What the buffer's pages are.
+    pub fn memory(&self) -> Memory {
+        self.memory
     }
 
     /// Number of secret bytes held.
@@ -275,6 +330,18 @@ mod tests {
         s.pop();
         assert_eq!(s.nonzero_bytes(), 1);
         s.truncate(0);
+        assert_eq!(s.nonzero_bytes(), 0);
+    }
+
+    #[test]
+    fn a_secret_memory_buffer_works_and_wipes() {
+        let mut s = SecretBuf::new_secret(100).unwrap();
+        assert_eq!(s.memory(), Memory::Secret);
+        for b in b"in secret memory" {
+            s.push(*b).unwrap();
+        }
+        assert_eq!(s.expose(|b| b.to_vec()), b"in secret memory");
+        s.clear();
         assert_eq!(s.nonzero_bytes(), 0);
     }
 

@@ -71,6 +71,14 @@ impl Mapping {
 
     /// Maps `len` bytes of `fd` shared, read-write, never executable.
     pub fn shared(fd: BorrowedFd<'_>, len: usize) -> io::Result<Self> {
+        Self::shared_at(fd, len, 0)
+    }
+
+    /// Maps `len` bytes of `fd` from `offset` (page-aligned) shared,
+    /// read-write, never executable.
+    pub fn shared_at(fd: BorrowedFd<'_>, len: usize, offset: usize) -> io::Result<Self> {
+        let offset = libc::off_t::try_from(offset)
+            .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
         // SAFETY: mapping a file creates a new address range; the memory it
         // aliases in the peer is only reached through raw pointers.
         let ptr = unsafe {
@@ -80,7 +88,7 @@ impl Mapping {
                 libc::PROT_READ | libc::PROT_WRITE,
                 libc::MAP_SHARED,
                 fd.as_raw_fd(),
-                0,
+                offset,
             )
         };
         Self::from_mmap(ptr, len)

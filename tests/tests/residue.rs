@@ -11,16 +11,28 @@ use suites::scan;
 
 const RING: &str = "privsep-vault-ring";
 
+/// Which ring the run uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ring {
+    Sealed,
+    Secret,
+}
+
+const SECRETMEM: &str = "/secretmem";
+
 /// Reads all of `pid`'s memory and checks: no secret needle anywhere, every
-/// control needle somewhere, the ring mapping read.
-fn assert_clean(pid: u32, who: &str, step: &str, secrets: &[&[u8]], controls: &[&[u8]]) {
+/// control needle somewhere, the ring's mapping read (sealed ring) or its
+/// data refused to root with EIO (secret ring; nothing else may fail).
+fn assert_clean(
+    pid: u32,
+    who: &str,
+    step: &str,
+    ring: Ring,
+    secrets: &[&[u8]],
+    controls: &[&[u8]],
+) {
     let mem =
         scan::read(pid).unwrap_or_else(|e| panic!("{who} at {step}: cannot read memory: {e}"));
-    assert!(
-        mem.failed.is_empty(),
-        "{who} at {step}: unreadable regions {:?}",
-        mem.failed
-    );
     let ring_read = mem
         .regions
         .iter()
@@ -28,8 +40,41 @@ fn assert_clean(pid: u32, who: &str, step: &str, secrets: &[&[u8]], controls: &[
         .any(|(r, b)| r.path.contains(RING) && !b.is_empty());
     assert!(
         ring_read,
-        "{who} at {step}: the ring's mapping was not read"
+        "{who} at {step}: the ring's (control) mapping was not read"
     );
+    match ring {
+        Ring::Sealed => {
+            assert!(
+                mem.failed.is_empty(),
+                "{who} at {step}: unreadable regions {:?}",
+                mem.failed
+            );
+            let data = mem
+                .regions
+                .iter()
+                .zip(&mem.bytes)
+                .any(|(r, b)| r.path.contains(RING) && b.len() >= 512 * 1024);
+            assert!(data, "{who} at {step}: the ring's data was not read");
+        }
+        Ring::Secret => {
+            for (r, e) in &mem.failed {
+                assert!(
+                    r.path.starts_with(SECRETMEM) && e.contains("os error 5"),
+                    "{who} at {step}: {r:?} failed: {e}"
+                );
+            }
+            let refused = mem
+                .failed
+                .iter()
+                .filter(|(r, _)| r.len() == 512 * 1024)
+                .count();
+            assert!(
+                refused >= 1,
+                "{who} at {step}: the secret ring's data was readable by root: {:?}",
+                mem.failed
+            );
+        }
+    }
     for s in secrets {
         let hits = mem.find(s);
         assert!(
@@ -55,9 +100,12 @@ fn stop(pid: u32, sig: i32) {
     assert_eq!(unsafe { libc::kill(i32::try_from(pid).unwrap(), sig) }, 0);
 }
 
-#[test]
-fn no_copy_of_the_password_survives_any_step_in_either_process() {
-    let mut d = Driver::start(None, &[], None);
+fn lifecycle(ring: Ring) {
+    let args: &[&str] = match ring {
+        Ring::Sealed => &[],
+        Ring::Secret => &["--ring", "secret"],
+    };
+    let mut d = Driver::start(None, args, None);
     let secret = canary("CANARY-SECRET-");
     let control = canary("CANARY-CONTROL-");
     let public_key = d.public_key();
@@ -68,8 +116,15 @@ fn no_copy_of_the_password_survives_any_step_in_either_process() {
     let tail = secret[secret.len() - 16..].to_vec();
     let needles: [&[u8]; 2] = [&secret, &tail];
     let check = |d: &Driver, step: &str| {
-        assert_clean(d.pid(), "broker application", step, &needles, &[&control]);
-        assert_clean(d.vault, "vault", step, &needles, &[&public_key]);
+        assert_clean(
+            d.pid(),
+            "broker application",
+            step,
+            ring,
+            &needles,
+            &[&control],
+        );
+        assert_clean(d.vault, "vault", step, ring, &needles, &[&public_key]);
     };
     check(&d, "start");
     d.store(&secret);
@@ -96,13 +151,64 @@ fn no_copy_of_the_password_survives_any_step_in_either_process() {
 }
 
 #[test]
+fn no_copy_of_the_password_survives_any_step_in_either_process() {
+    lifecycle(Ring::Sealed);
+}
+
+#[test]
+fn no_copy_survives_with_the_secret_memory_ring_either() {
+    lifecycle(Ring::Secret);
+}
+
+#[test]
+fn root_cannot_read_the_secret_ring_but_can_read_the_sealed_one() {
+    // Secret ring: root's read of the ring's data pages, and of the broker's
+    // plaintext buffers, fails with EIO in both processes.
+    let d = Driver::start(None, &["--ring", "secret"], None);
+    for pid in [d.vault, d.pid()] {
+        let mem = scan::read(pid).unwrap();
+        let secret: Vec<_> = mem
+            .regions
+            .iter()
+            .filter(|r| r.path.starts_with(SECRETMEM))
+            .collect();
+        assert!(!secret.is_empty(), "no secret memory mapped in {pid}");
+        for r in secret {
+            let failed = mem.failed.iter().find(|(f, _)| f.start == r.start);
+            assert!(
+                failed.is_some_and(|(_, e)| e.contains("os error 5")),
+                "root read secret memory {r:?} of {pid}"
+            );
+        }
+    }
+    drop(d);
+    // Sealed ring, by contrast: the same read succeeds, so the check above
+    // would notice a silent fallback to an ordinary ring.
+    let d = Driver::start(None, &[], None);
+    for pid in [d.vault, d.pid()] {
+        let mem = scan::read(pid).unwrap();
+        assert!(mem.regions.iter().all(|r| !r.path.starts_with(SECRETMEM)));
+        let ring = mem
+            .regions
+            .iter()
+            .zip(&mem.bytes)
+            .find(|(r, _)| r.path.contains(RING));
+        assert!(
+            ring.is_some_and(|(r, b)| b.len() as u64 == r.len() && r.len() >= 512 * 1024),
+            "sealed ring not read in {pid}"
+        );
+    }
+}
+
+#[test]
 fn the_scan_would_notice_a_copy_left_in_either_process() {
     // Positive control for the test above, end to end: a secret kept in the
     // driver's heap is found by the same assert_clean, which then fails.
     let mut d = Driver::start(None, &[], None);
     let secret = canary("CANARY-LEFT-");
     assert_eq!(d.ask(&format!("plant {}", hex(&secret))), "planted");
-    let r =
-        std::panic::catch_unwind(|| assert_clean(d.pid(), "driver", "planted", &[&secret], &[]));
+    let r = std::panic::catch_unwind(|| {
+        assert_clean(d.pid(), "driver", "planted", Ring::Sealed, &[&secret], &[])
+    });
     assert!(r.is_err(), "a planted copy went unnoticed");
 }

@@ -91,7 +91,8 @@ fn an_unsealed_ring_is_refused() {
 fn a_sealed_ring_is_accepted_and_served() {
     // Positive control for the refusals in this file: the same harness with a
     // proper ring gets a working vault that answers and exits 0 on shutdown.
-    let (fd, mut chan) = Channel::create().unwrap();
+    let (fds, mut chan) = Channel::create().unwrap();
+    let fd = fds.control;
     let fd2 = fd.try_clone().unwrap();
     let t = std::thread::spawn(move || run_vault(Some(&fd2), &["--parent-pid", &me()]));
     drop(fd);
@@ -138,7 +139,8 @@ fn a_missing_ring_fd_is_refused() {
 
 #[test]
 fn a_vault_whose_parent_is_not_the_spawner_refuses_to_run() {
-    let (fd, _chan) = Channel::create().unwrap();
+    let (fds, _chan) = Channel::create().unwrap();
+    let fd = fds.control;
     let out = run_vault(Some(&fd), &["--parent-pid", "1"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stderr(&out).contains("refusing to run"), "{}", stderr(&out));
@@ -146,7 +148,8 @@ fn a_vault_whose_parent_is_not_the_spawner_refuses_to_run() {
 
 #[test]
 fn bad_options_are_refused_with_the_valid_values() {
-    let (fd, _chan) = Channel::create().unwrap();
+    let (fds, _chan) = Channel::create().unwrap();
+    let fd = fds.control;
     let out = run_vault(Some(&fd), &["--parent-pid", &me(), "--heap-size", "100000"]);
     assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
     assert!(
@@ -154,7 +157,8 @@ fn bad_options_are_refused_with_the_valid_values() {
         "{}",
         stderr(&out)
     );
-    let (fd, _chan) = Channel::create().unwrap();
+    let (fds, _chan) = Channel::create().unwrap();
+    let fd = fds.control;
     let out = run_vault(Some(&fd), &["--parent-pid", &me(), "--key-bits", "1024"]);
     assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
     assert!(
@@ -162,7 +166,8 @@ fn bad_options_are_refused_with_the_valid_values() {
         "{}",
         stderr(&out)
     );
-    let (fd, _chan) = Channel::create().unwrap();
+    let (fds, _chan) = Channel::create().unwrap();
+    let fd = fds.control;
     let out = run_vault(
         Some(&fd),
         &[
@@ -180,14 +185,16 @@ fn bad_options_are_refused_with_the_valid_values() {
         "{}",
         stderr(&out)
     );
-    let (fd, _chan) = Channel::create().unwrap();
+    let (fds, _chan) = Channel::create().unwrap();
+    let fd = fds.control;
     let out = run_vault(Some(&fd), &["--parent-pid", &me(), "--heap-min", "24"]);
     assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
 }
 
 /// Writes a frame header straight into the request ring, as a hostile broker.
 fn hostile_frame(len: u32, head: u32) -> (OwnedFd, Mapping) {
-    let (fd, chan) = Channel::create().unwrap();
+    let (fds, chan) = Channel::create().unwrap();
+    let fd = fds.control;
     drop(chan);
     let map = Mapping::shared(fd.as_fd(), REGION_LEN).unwrap();
     // SAFETY: offsets inside the REGION_LEN mapping; the control words are
@@ -234,7 +241,8 @@ fn a_frame_length_past_the_ring_end_is_a_protocol_error_not_a_panic() {
 
 #[test]
 fn a_garbage_request_gets_a_typed_error_and_the_vault_keeps_serving() {
-    let (fd, mut chan) = Channel::create().unwrap();
+    let (fds, mut chan) = Channel::create().unwrap();
+    let fd = fds.control;
     let fd2 = fd.try_clone().unwrap();
     let t = std::thread::spawn(move || run_vault(Some(&fd2), &["--parent-pid", &me()]));
     drop(fd);

@@ -35,6 +35,7 @@ struct Config {
     heap_min: usize,
     mode: Mode,
     selftest: Option<Selftest>,
+    secret_ring: bool,
 }
 
 /// Deliberate failures, made inside the sandbox after key generation, for
@@ -49,8 +50,9 @@ enum Selftest {
 }
 
 const USAGE: &str = "usage: vault --parent-pid PID [--key-bits 2048|3072|4096] [--heap-size BYTES] [--heap-min BYTES]
-             [--sandbox-mode enforce|trap|log] [--selftest panic|forbidden-syscall]
-The vault is started by the broker, which passes the sealed ring at fd 3; it is not meant to be run by hand.";
+             [--sandbox-mode enforce|trap|log] [--selftest panic|forbidden-syscall] [--secret-ring]
+The vault is started by the broker, which passes the sealed ring at fd 3 (and, with --secret-ring, the
+ring's data part in memfd_secret memory at fd 4); it is not meant to be run by hand.";
 
 fn parse_args() -> Result<Config, String> {
     let mut parent = None;
@@ -59,6 +61,7 @@ fn parse_args() -> Result<Config, String> {
     let mut heap_min = 16usize;
     let mut mode = Mode::Enforce;
     let mut selftest = None;
+    let mut secret_ring = false;
     let mut args = std::env::args_os().skip(1);
     while let Some(arg) = args.next() {
         let arg = arg.to_str().ok_or("arguments must be UTF-8")?.to_owned();
@@ -102,6 +105,7 @@ fn parse_args() -> Result<Config, String> {
                 mode = Mode::parse(&v)
                     .ok_or_else(|| format!("--sandbox-mode {v:?}: use enforce, trap or log"))?;
             }
+            "--secret-ring" => secret_ring = true,
             "--selftest" => {
                 let v = args
                     .next()
@@ -125,6 +129,7 @@ fn parse_args() -> Result<Config, String> {
         heap_min,
         mode,
         selftest,
+        secret_ring,
     })
 }
 
@@ -176,9 +181,9 @@ fn main() -> ExitCode {
         startup::bind_to_parent(cfg.parent),
         EXIT_STARTUP
     );
-    let ring_fd = step!(
+    let (ring_fd, ring_data_fd) = step!(
         "closing inherited fds",
-        startup::close_other_fds(),
+        startup::close_other_fds(cfg.secret_ring),
         EXIT_STARTUP
     );
     step!(
@@ -203,7 +208,7 @@ fn main() -> ExitCode {
     );
     let chan = step!(
         "opening the ring",
-        Channel::open(ring_fd, Role::Vault),
+        Channel::open(ring_fd, ring_data_fd, Role::Vault),
         EXIT_STARTUP
     );
 

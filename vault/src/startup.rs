@@ -8,8 +8,12 @@ use std::os::fd::{BorrowedFd, RawFd};
 use caps::CapSet;
 use common::sys::cvt;
 
-/// The fd number at which the broker passes the ring.
+/// The fd number at which the broker passes the ring (its control part, or
+/// the whole region).
 pub const RING_FD: RawFd = 3;
+/// The fd number at which the broker passes the ring's data part when it is
+/// secret memory (`--secret-ring`).
+pub const RING_DATA_FD: RawFd = 4;
 
 /// Errors of the start-up steps.
 #[derive(Debug, thiserror::Error)]
@@ -50,22 +54,29 @@ pub fn bind_to_parent(expected: i32) -> Result<(), StartupError> {
     Ok(())
 }
 
-/// Closes every fd above the ring and checks the ring fd is open.
-pub fn close_other_fds() -> Result<BorrowedFd<'static>, StartupError> {
-    let first = libc::c_uint::try_from(RING_FD + 1).unwrap_or(4);
+/// Closes every fd above the ring's (fd 3, and fd 4 when `secret_data`),
+/// and checks that stdio and the ring's fds are open.
+pub fn close_other_fds(
+    secret_data: bool,
+) -> Result<(BorrowedFd<'static>, Option<BorrowedFd<'static>>), StartupError> {
+    let last = if secret_data { RING_DATA_FD } else { RING_FD };
+    let first = libc::c_uint::try_from(last + 1).unwrap_or(5);
     // SAFETY: close_range only closes fds; nothing in this process holds one
-    // above the ring at this point (we have opened nothing yet).
+    // above the ring's at this point (we have opened nothing yet).
     cvt(unsafe { libc::syscall(libc::SYS_close_range, first, libc::c_uint::MAX, 0) })
         .map_err(StartupError::CloseFds)?;
-    for fd in [0, 1, 2, RING_FD] {
+    for fd in 0..=last {
         // SAFETY: F_GETFD only queries the fd table.
         if unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1 {
             return Err(StartupError::MissingFd { fd });
         }
     }
-    // SAFETY: RING_FD is open (checked above) and is never closed for the
-    // rest of the process's life, so a 'static borrow is sound.
-    Ok(unsafe { BorrowedFd::borrow_raw(RING_FD) })
+    // SAFETY: the ring fds are open (checked above) and never closed for the
+    // rest of the process's life, so 'static borrows are sound.
+    let ring = unsafe { BorrowedFd::borrow_raw(RING_FD) };
+    // SAFETY: as above, when `secret_data`.
+    let data = secret_data.then(|| unsafe { BorrowedFd::borrow_raw(RING_DATA_FD) });
+    Ok((ring, data))
 }
 
 /// Empties the environment: nothing the parent set (OPENSSL_CONF,

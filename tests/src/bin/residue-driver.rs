@@ -9,7 +9,7 @@
 //! an ordinary heap `Vec`, the positive control: `planted`), `pubkey`
 //! (`pubkey HEX` of the DER key), `status` (`status DECRYPTS WIPES`),
 //! `shutdown` (`shutdown EXIT`), `exit`.
-//! Options: `--key-bits N`.
+//! Options: `--key-bits N`, `--ring sealed|secret`.
 
 use std::io::Write;
 
@@ -58,6 +58,9 @@ fn main() {
     for pair in args.chunks(2) {
         match (pair[0].as_str(), pair.get(1)) {
             ("--key-bits", Some(v)) => config.key_bits = v.parse().expect("--key-bits"),
+            ("--ring", Some(v)) => {
+                config.ring = broker::RingBacking::parse(v).expect("--ring sealed|secret")
+            }
             (other, _) => panic!("unknown option {other}"),
         }
     }
