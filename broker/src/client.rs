@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use common::protocol::{self, ErrorCode, HeapStatus, ProtocolError, Request, Response};
+use common::protocol::{
+    self, ErrorCode, HeapStatus, ProtocolError, Request, Response, ENVELOPE_AAD, NONCE_LEN, TAG_LEN,
+};
 use common::ring::{Backing, Channel, RingError, MAX_FRAME};
 use common::secret::{Memory, SecretBuf, SecretError, WipeOnDrop};
 use openssl::hash::MessageDigest;
@@ -16,6 +18,25 @@ use openssl::rsa::{Padding, Rsa};
 use common::sandbox::Mode as SandboxMode;
 
 use crate::vault_process::{self, SpawnError, VaultArgs, VaultExit, VaultProcess};
+
+/// Largest secret stored (in an envelope beyond one RSA block).
+pub const MAX_SECRET_LEN: usize = 64 * 1024;
+/// Length of an envelope's AES-256 data key.
+const DATA_KEY_LEN: usize = 32;
+
+/// What the broker keeps of a secret: ciphertext only.
+#[derive(Clone)]
+enum Sealed {
+    /// RSA-OAEP-SHA256 of the secret itself.
+    Direct(Vec<u8>),
+    /// AES-256-GCM of the secret under a data key wrapped with RSA-OAEP-SHA256.
+    Envelope {
+        wrapped: Vec<u8>,
+        nonce: [u8; NONCE_LEN],
+        tag: [u8; TAG_LEN],
+        ciphertext: Vec<u8>,
+    },
+}
 
 /// Bytes of OAEP overhead with SHA-256 (2 * 32 + 2).
 const OAEP_SHA256_OVERHEAD: usize = 66;
@@ -115,10 +136,8 @@ pub enum Error {
     TooManySecrets { limit: usize },
     #[error("the secret is empty")]
     EmptySecret,
-    #[error(
-        "the secret is {len} bytes; a {bits}-bit key carries at most {limit} with RSA-OAEP-SHA256"
-    )]
-    SecretTooLong { len: usize, limit: usize, bits: u32 },
+    #[error("the secret is {len} bytes; the limit is {limit} bytes (64 KiB)")]
+    SecretTooLong { len: usize, limit: usize },
     #[error(transparent)]
     Buffer(#[from] SecretError),
     #[error("the broker was shut down")]
@@ -306,7 +325,7 @@ impl Connection {
 /// serialised on the one ring pair.
 pub struct Broker {
     conn: Mutex<Connection>,
-    secrets: Mutex<BTreeMap<String, Vec<u8>>>,
+    secrets: Mutex<BTreeMap<String, Sealed>>,
     buffers: Mutex<Vec<SecretBuf>>,
     public: Rsa<Public>,
     public_der: Vec<u8>,
@@ -466,11 +485,23 @@ impl Broker {
         openssl::sha::sha256(&self.public_der)
     }
 
-    /// Largest secret the key can carry.
+    /// Largest secret [`Broker::store`] takes (64 KiB).
     pub fn max_secret_len(&self) -> usize {
+        MAX_SECRET_LEN
+    }
+
+    /// Largest secret encrypted directly with RSA-OAEP-SHA256, as in the
+    /// original (190 bytes at 2048 bits): passwords. Longer ones are sealed in
+    /// an envelope.
+    pub fn direct_secret_len(&self) -> usize {
         usize::try_from(self.public.size())
             .unwrap_or(0)
             .saturating_sub(OAEP_SHA256_OVERHEAD)
+    }
+
+    /// Bytes of an RSA block (the direct ciphertext's length).
+    pub fn key_bytes(&self) -> usize {
+        usize::try_from(self.public.size()).unwrap_or(0)
     }
 
     fn take_buffer(&self) -> Result<SecretBuf, Error> {
@@ -513,18 +544,22 @@ impl Broker {
     /// Encrypts `secret` with the vault's public key and keeps only the
     /// ciphertext under `name`. The plaintext buffer is consumed and wiped at
     /// once, whether or not this succeeds. A name already in use is refused.
+    ///
+    /// Up to [`Broker::direct_secret_len`] bytes, the secret is encrypted
+    /// directly with RSA-OAEP-SHA256 (the original's scheme). Longer ones, up
+    /// to 64 KiB, go into an envelope: a fresh AES-256-GCM key per secret
+    /// encrypts it, and RSA-OAEP-SHA256 wraps that key; the data key lives in
+    /// a locked buffer and is wiped as soon as it is wrapped.
     pub fn store(&self, name: &str, secret: SecretBuf) -> Result<(), Error> {
         let secret = secret; // dropped (wiped) at the end of this call
         Self::check_name(name)?;
         if secret.is_empty() {
             return Err(Error::EmptySecret);
         }
-        let limit = self.max_secret_len();
-        if secret.len() > limit {
+        if secret.len() > MAX_SECRET_LEN {
             return Err(Error::SecretTooLong {
                 len: secret.len(),
-                limit,
-                bits: self.config.key_bits,
+                limit: MAX_SECRET_LEN,
             });
         }
         {
@@ -538,7 +573,11 @@ impl Broker {
                 return Err(Error::TooManySecrets { limit: MAX_SECRETS });
             }
         }
-        let ciphertext = secret.expose(|plain| self.encrypt(plain))?;
+        let ciphertext = if secret.len() <= self.direct_secret_len() {
+            Sealed::Direct(secret.expose(|plain| self.encrypt(plain))?)
+        } else {
+            secret.expose(|plain| self.seal_envelope(plain))?
+        };
         drop(secret);
         let mut secrets = lock(&self.secrets);
         if secrets.contains_key(name) {
@@ -548,6 +587,36 @@ impl Broker {
         }
         secrets.insert(name.to_owned(), ciphertext);
         Ok(())
+    }
+
+    fn seal_envelope(&self, plain: &[u8]) -> Result<Sealed, Error> {
+        let mut data_key = SecretBuf::new(DATA_KEY_LEN)?;
+        data_key
+            .fill(|b| openssl::rand::rand_bytes(&mut b[..DATA_KEY_LEN]).map(|()| DATA_KEY_LEN))
+            .map_err(|e| Error::Encrypt(e.to_string()))?;
+        let mut nonce = [0u8; NONCE_LEN];
+        openssl::rand::rand_bytes(&mut nonce).map_err(|e| Error::Encrypt(e.to_string()))?;
+        let mut tag = [0u8; TAG_LEN];
+        let ciphertext = data_key
+            .expose(|k| {
+                openssl::symm::encrypt_aead(
+                    openssl::symm::Cipher::aes_256_gcm(),
+                    k,
+                    Some(&nonce),
+                    ENVELOPE_AAD,
+                    plain,
+                    &mut tag,
+                )
+            })
+            .map_err(|e| Error::Encrypt(e.to_string()))?;
+        let wrapped = data_key.expose(|k| self.encrypt(k))?;
+        drop(data_key);
+        Ok(Sealed::Envelope {
+            wrapped,
+            nonce,
+            tag,
+            ciphertext,
+        })
     }
 
     fn encrypt(&self, plain: &[u8]) -> Result<Vec<u8>, Error> {
@@ -589,21 +658,32 @@ impl Broker {
         f: impl FnOnce(&[u8]) -> R,
         observe: bool,
     ) -> Result<(R, WipeEvidence), Error> {
-        let ciphertext =
-            lock(&self.secrets)
-                .get(name)
-                .cloned()
-                .ok_or_else(|| Error::UnknownName {
-                    name: name.to_owned(),
-                })?;
+        let sealed = lock(&self.secrets)
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::UnknownName {
+                name: name.to_owned(),
+            })?;
+        let request = match &sealed {
+            Sealed::Direct(ciphertext) => Request::Decrypt { ciphertext },
+            Sealed::Envelope {
+                wrapped,
+                nonce,
+                tag,
+                ciphertext,
+            } => Request::Unseal {
+                wrapped,
+                nonce,
+                tag,
+                ciphertext,
+            },
+        };
         let mut buf = self.take_buffer()?;
         let mut evidence = WipeEvidence::default();
         let id = {
             let mut conn = lock(&self.conn);
             let id = conn.exchange(
-                &Request::Decrypt {
-                    ciphertext: &ciphertext,
-                },
+                &request,
                 "a decryption",
                 self.config.request_timeout,
                 &mut buf,

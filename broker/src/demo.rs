@@ -364,7 +364,7 @@ pub fn run(opts: &Options, mut signals: Signals) -> ExitCode {
         println!("  reading the password from standard input (up to a newline)");
     }
     let _ = std::io::stdout().flush();
-    let limit = broker.max_secret_len();
+    let limit = broker.direct_secret_len();
     let password = match terminal::read_password(
         source,
         "  password (not echoed): ",
@@ -391,7 +391,7 @@ pub fn run(opts: &Options, mut signals: Signals) -> ExitCode {
     }
     println!(
         "  {len} bytes read into a locked buffer, encrypted with RSA-OAEP-SHA256 ({} bytes of ciphertext kept as {SECRET_NAME:?});",
-        broker.max_secret_len() + 66
+        broker.key_bytes()
     );
     println!("  the plaintext buffer was wiped at once");
 

@@ -27,6 +27,13 @@ const REQ_PUBLIC_KEY: u8 = 0x01;
 const REQ_DECRYPT: u8 = 0x02;
 const REQ_HEAP_STATUS: u8 = 0x03;
 const REQ_SHUTDOWN: u8 = 0x04;
+const REQ_UNSEAL: u8 = 0x05;
+/// Additional authenticated data of every envelope (AES-256-GCM).
+pub const ENVELOPE_AAD: &[u8] = b"privsep-vault envelope v1";
+/// AES-GCM nonce length of an envelope.
+pub const NONCE_LEN: usize = 12;
+/// AES-GCM tag length of an envelope.
+pub const TAG_LEN: usize = 16;
 const RESP_PUBLIC_KEY: u8 = 0x81;
 const RESP_PLAINTEXT: u8 = 0x82;
 const RESP_HEAP_STATUS: u8 = 0x83;
@@ -65,6 +72,14 @@ pub enum Request<'a> {
     HeapStatus,
     /// Wipe everything and exit.
     Shutdown,
+    /// Open an envelope: unwrap the AES-256 data key with RSA-OAEP-SHA256,
+    /// then AES-256-GCM-decrypt `ciphertext`, checking `tag`.
+    Unseal {
+        wrapped: &'a [u8],
+        nonce: &'a [u8; NONCE_LEN],
+        tag: &'a [u8; TAG_LEN],
+        ciphertext: &'a [u8],
+    },
 }
 
 impl fmt::Debug for Request<'_> {
@@ -74,6 +89,7 @@ impl fmt::Debug for Request<'_> {
             Self::Decrypt { ciphertext } => write!(f, "Decrypt({} bytes)", ciphertext.len()),
             Self::HeapStatus => f.write_str("HeapStatus"),
             Self::Shutdown => f.write_str("Shutdown"),
+            Self::Unseal { ciphertext, .. } => write!(f, "Unseal({} bytes)", ciphertext.len()),
         }
     }
 }
@@ -243,7 +259,7 @@ pub struct Encoded<'a> {
     header: [u8; HEADER_LEN],
     inline: [u8; HEAP_STATUS_LEN],
     inline_len: usize,
-    body: &'a [u8],
+    body: [&'a [u8]; 4],
 }
 
 impl<'a> Encoded<'a> {
@@ -257,18 +273,19 @@ impl<'a> Encoded<'a> {
             header,
             inline: [0; HEAP_STATUS_LEN],
             inline_len: 0,
-            body,
+            body: [body, &[], &[], &[]],
         }
     }
 
     /// The parts of the frame, in order.
-    pub fn parts(&self) -> [&[u8]; 3] {
-        [&self.header, &self.inline[..self.inline_len], self.body]
+    pub fn parts(&self) -> [&[u8]; 6] {
+        let [a, b, c, d] = self.body;
+        [&self.header, &self.inline[..self.inline_len], a, b, c, d]
     }
 
     /// Total frame length.
     pub fn len(&self) -> usize {
-        HEADER_LEN + self.inline_len + self.body.len()
+        HEADER_LEN + self.inline_len + self.body.iter().map(|b| b.len()).sum::<usize>()
     }
 
     /// Never true: a frame always has its header.
@@ -284,6 +301,20 @@ pub fn encode_request<'a>(id: u32, req: &Request<'a>) -> Encoded<'a> {
         Request::Decrypt { ciphertext } => Encoded::new(REQ_DECRYPT, 0, id, ciphertext),
         Request::HeapStatus => Encoded::new(REQ_HEAP_STATUS, 0, id, &[]),
         Request::Shutdown => Encoded::new(REQ_SHUTDOWN, 0, id, &[]),
+        Request::Unseal {
+            wrapped,
+            nonce,
+            tag,
+            ciphertext,
+        } => {
+            let mut e = Encoded::new(REQ_UNSEAL, 0, id, &[]);
+            // A wrapped key is one RSA block: at most 512 bytes.
+            let len = u16::try_from(wrapped.len()).unwrap_or(u16::MAX);
+            e.inline[..2].copy_from_slice(&len.to_le_bytes());
+            e.inline_len = 2;
+            e.body = [wrapped, &nonce[..], &tag[..], ciphertext];
+            e
+        }
     }
 }
 
@@ -342,6 +373,32 @@ fn expect_empty(kind: u8, body: &[u8]) -> Result<(), ProtocolError> {
     }
 }
 
+fn decode_unseal(body: &[u8]) -> Result<Request<'_>, ProtocolError> {
+    let short = ProtocolError::BodyLength {
+        kind: REQ_UNSEAL,
+        len: body.len(),
+        expected: 2 + NONCE_LEN + TAG_LEN,
+    };
+    let (len, rest) = body.split_first_chunk::<2>().ok_or(short.clone())?;
+    let len = usize::from(u16::from_le_bytes(*len));
+    if rest.len() < len + NONCE_LEN + TAG_LEN {
+        return Err(ProtocolError::BodyLength {
+            kind: REQ_UNSEAL,
+            len: body.len(),
+            expected: 2 + len + NONCE_LEN + TAG_LEN,
+        });
+    }
+    let (wrapped, rest) = rest.split_at(len);
+    let (nonce, rest) = rest.split_first_chunk::<NONCE_LEN>().ok_or(short.clone())?;
+    let (tag, ciphertext) = rest.split_first_chunk::<TAG_LEN>().ok_or(short)?;
+    Ok(Request::Unseal {
+        wrapped,
+        nonce,
+        tag,
+        ciphertext,
+    })
+}
+
 /// Decodes a request from the private copy of a frame.
 pub fn decode_request(frame: &[u8]) -> Result<(u32, Request<'_>), ProtocolError> {
     let (h, body) = split(frame)?;
@@ -350,6 +407,7 @@ pub fn decode_request(frame: &[u8]) -> Result<(u32, Request<'_>), ProtocolError>
         REQ_DECRYPT => Request::Decrypt { ciphertext: body },
         REQ_HEAP_STATUS => expect_empty(h.kind, body).map(|()| Request::HeapStatus)?,
         REQ_SHUTDOWN => expect_empty(h.kind, body).map(|()| Request::Shutdown)?,
+        REQ_UNSEAL => decode_unseal(body)?,
         kind => return Err(ProtocolError::UnknownKind { kind }),
     };
     Ok((h.id, req))
@@ -456,6 +514,22 @@ mod tests {
                 code: 1
             })
         );
+    }
+
+    #[test]
+    fn a_short_envelope_is_a_length_error() {
+        // Claims a 300-byte wrapped key in a 40-byte body.
+        let mut f = vec![VERSION, REQ_UNSEAL, 0, 0, 1, 0, 0, 0];
+        f.extend_from_slice(&300u16.to_le_bytes());
+        f.extend_from_slice(&[0u8; 38]);
+        assert!(matches!(
+            decode_request(&f),
+            Err(ProtocolError::BodyLength { .. })
+        ));
+        assert!(matches!(
+            decode_request(&[VERSION, REQ_UNSEAL, 0, 0, 1, 0, 0, 0, 1]),
+            Err(ProtocolError::BodyLength { .. })
+        ));
     }
 
     #[test]

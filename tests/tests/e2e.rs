@@ -104,26 +104,30 @@ fn unknown_names_and_bad_input_are_typed_errors() {
         b.store("empty", secret(b"")),
         Err(Error::EmptySecret)
     ));
-    let limit = b.max_secret_len();
+    let direct = b.direct_secret_len();
     assert_eq!(
-        limit, 190,
+        direct, 190,
         "RSA-2048 with OAEP-SHA256 carries 256 - 66 bytes"
     );
-    b.store("max", secret(&vec![0xA5; limit]))
-        .expect("a secret at the limit fits");
+    b.store("max", secret(&vec![0xA5; direct]))
+        .expect("a secret at the direct limit fits");
+    let limit = b.max_secret_len();
+    assert_eq!(limit, 64 * 1024);
     let err = b.store("over", secret(&vec![0x5A; limit + 1])).unwrap_err();
     assert!(
         matches!(
             err,
             Error::SecretTooLong {
-                len: 191,
-                limit: 190,
-                ..
+                len: 65537,
+                limit: 65536
             }
         ),
         "{err:?}"
     );
-    assert!(err.to_string().contains("at most 190"), "{err}");
+    assert!(
+        err.to_string().contains("the limit is 65536 bytes"),
+        "{err}"
+    );
     b.store("dup", secret(b"one")).unwrap();
     assert!(matches!(
         b.store("dup", secret(b"two")),
@@ -134,7 +138,7 @@ fn unknown_names_and_bad_input_are_typed_errors() {
         b"one",
         "a refused store changes nothing"
     );
-    assert_eq!(b.with_secret("max", |p| p.len()).unwrap(), limit);
+    assert_eq!(b.with_secret("max", |p| p.len()).unwrap(), direct);
     // NUL bytes and non-UTF-8 are just bytes.
     b.store("binary", secret(&[0, 0xff, 0xfe, 0, 1])).unwrap();
     assert_eq!(
@@ -180,7 +184,10 @@ fn secure_heap_verification_holds_for_every_key_size() {
         );
         assert!(s.used >= s.baseline);
         assert!(s.verified());
-        assert_eq!(b.max_secret_len(), usize::try_from(bits / 8).unwrap() - 66);
+        assert_eq!(
+            b.direct_secret_len(),
+            usize::try_from(bits / 8).unwrap() - 66
+        );
         b.store("pw", secret(b"x")).unwrap();
         assert_eq!(b.with_secret("pw", |p| p.to_vec()).unwrap(), b"x");
     }
@@ -433,4 +440,39 @@ fn both_processes_run_without_core_files() {
         .unwrap();
     assert_eq!(core.split_whitespace().nth(4), Some("0"), "{core}");
     assert_eq!(core.split_whitespace().nth(5), Some("0"), "{core}");
+}
+
+#[test]
+fn large_secrets_travel_in_envelopes_up_to_64_kib() {
+    let b = Broker::spawn(config()).expect("spawn");
+    let sizes = [191, 1000, 4096, 40_000, 64 * 1024];
+    let values: Vec<Vec<u8>> = sizes
+        .iter()
+        .map(|&n| {
+            (0..n)
+                .map(|i| u8::try_from((i * 7 + n) % 256).unwrap())
+                .collect()
+        })
+        .collect();
+    for (n, v) in sizes.iter().zip(&values) {
+        b.store(&format!("s{n}"), secret(v)).unwrap();
+    }
+    for _ in 0..5 {
+        for (n, v) in sizes.iter().zip(&values) {
+            assert!(
+                b.with_secret(&format!("s{n}"), |p| p == v.as_slice())
+                    .unwrap(),
+                "{n} bytes came back different"
+            );
+        }
+    }
+    let (len, ev) = b.with_secret_evidence("s65536", |p| p.len()).unwrap();
+    assert_eq!(len, 65536);
+    assert!(ev.all_wiped(), "{ev:?}");
+    let s = b.heap_status().unwrap();
+    assert_eq!((s.decrypts, s.wipes_verified), (26, 26));
+    assert!(
+        s.verified(),
+        "the arena is back to its baseline after 64 KiB plaintexts: {s:?}"
+    );
 }

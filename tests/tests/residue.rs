@@ -135,7 +135,7 @@ fn lifecycle(ring: Ring) {
     }
     assert_eq!(
         d.ask("status"),
-        "status 25 25 65536",
+        "status 25 25 262144",
         "25 decryptions, 25 verified wipes"
     );
     assert_eq!(d.ask("delete"), "deleted");
@@ -211,4 +211,49 @@ fn the_scan_would_notice_a_copy_left_in_either_process() {
         assert_clean(d.pid(), "driver", "planted", Ring::Sealed, &[&secret], &[])
     });
     assert!(r.is_err(), "a planted copy went unnoticed");
+}
+
+#[test]
+fn no_copy_of_a_64_kib_envelope_secret_survives() {
+    let mut d = Driver::start(None, &[], None);
+    // 64 KiB of random hex: travels in an envelope (AES-256-GCM, wrapped key).
+    let mut secret = Vec::new();
+    while secret.len() < 64 * 1024 {
+        secret.extend_from_slice(&canary("")[..32]);
+    }
+    secret.truncate(64 * 1024);
+    let control = canary("CANARY-CONTROL-");
+    let public_key = d.public_key();
+    assert_eq!(d.ask(&format!("plant {}", hex(&control))), "planted");
+    // Any 48-byte window of the secret counts as a copy.
+    let windows: Vec<&[u8]> = [0, 1000, 32_768, 65_000, secret.len() - 48]
+        .iter()
+        .map(|&o| &secret[o..o + 48])
+        .collect();
+    let check = |d: &Driver, step: &str| {
+        assert_clean(
+            d.pid(),
+            "broker application",
+            step,
+            Ring::Sealed,
+            &windows,
+            &[&control],
+        );
+        assert_clean(
+            d.vault,
+            "vault",
+            step,
+            Ring::Sealed,
+            &windows,
+            &[&public_key],
+        );
+    };
+    d.store(&secret);
+    check(&d, "after store");
+    for i in 1..=5 {
+        assert_eq!(d.ask("read"), format!("read {}", secret.len()));
+        check(&d, &format!("after read {i}"));
+    }
+    assert_eq!(d.ask("delete"), "deleted");
+    check(&d, "after delete");
 }

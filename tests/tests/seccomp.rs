@@ -311,6 +311,7 @@ fn every_conditional_rule_passes_its_values_and_kills_changed_ones() {
 #[test]
 fn the_real_vault_lives_under_its_policy() {
     let b = Broker::spawn(config()).expect("spawn");
+    // The largest secret (a 64 KiB envelope) and a direct one.
     let limit = b.max_secret_len();
     let big: Vec<u8> = (0..limit).map(|i| u8::try_from(i % 251).unwrap()).collect();
     b.store("max", secret(&big)).unwrap();

@@ -24,7 +24,7 @@ pub const MAX_ARENA: usize = 4 * 1024 * 1024;
 /// Errors of the secure heap.
 #[derive(Debug, thiserror::Error)]
 pub enum HeapError {
-    #[error("secure heap size {size} is not a power of two between {MIN_ARENA} and {MAX_ARENA} (e.g. 65536, 131072)")]
+    #[error("secure heap size {size} is not a power of two between {MIN_ARENA} and {MAX_ARENA} (e.g. 131072, 262144)")]
     BadSize { size: usize },
     #[error("secure heap minimum allocation {min} is not a power of two below the arena size {size} (e.g. 16)")]
     BadMinSize { size: usize, min: usize },

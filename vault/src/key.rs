@@ -78,19 +78,18 @@ impl KeyBits {
 
     /// Default arena size: room for the key, the DRBG and the per-request
     /// buffers, with a margin.
+    ///
+    /// The largest buffer is the plaintext of a 64 KiB envelope, which the
+    /// arena's buddy allocator serves from a free 64 KiB block next to the
+    /// key's few KiB.
     pub fn default_arena(self) -> usize {
-        match self {
-            Self::B2048 => 64 * 1024,
-            Self::B3072 | Self::B4096 => 128 * 1024,
-        }
+        256 * 1024
     }
 
-    /// Smallest arena that holds this key with its working buffers.
+    /// Smallest arena that holds this key with its working buffers,
+    /// including the plaintext of a 64 KiB envelope.
     pub fn min_arena(self) -> usize {
-        match self {
-            Self::B2048 => 32 * 1024,
-            Self::B3072 | Self::B4096 => 64 * 1024,
-        }
+        128 * 1024
     }
 }
 
@@ -120,7 +119,14 @@ pub enum KeyError {
         "secure heap usage {used} fell below the baseline {baseline} measured after key generation"
     )]
     BelowBaseline { used: usize, baseline: usize },
+    #[error("an envelope of {len} bytes is over the limit of {max}")]
+    EnvelopeTooLarge { len: usize, max: usize },
 }
+
+/// Largest sealed secret (envelope plaintext).
+pub const MAX_SEALED: usize = 64 * 1024;
+/// Length of an envelope's data key (AES-256).
+pub const DATA_KEY_LEN: usize = 32;
 
 fn openssl_errors() -> String {
     openssl::error::ErrorStack::get().to_string()
@@ -379,6 +385,124 @@ impl Key {
     }
 }
 
+impl Key {
+    /// Opens an envelope: unwraps the AES-256 data key (RSA-OAEP-SHA256, as
+    /// [`Key::decrypt`], into the secure heap), then AES-256-GCM-decrypts
+    /// `ciphertext` into another secure-heap buffer, checking `tag` over it
+    /// and [`common::protocol::ENVELOPE_AAD`]. The data key is wiped before
+    /// returning; on a bad tag the plaintext buffer is wiped and nothing is
+    /// released.
+    pub fn unseal(
+        &self,
+        wrapped: &[u8],
+        nonce: &[u8; common::protocol::NONCE_LEN],
+        tag: &[u8; common::protocol::TAG_LEN],
+        ciphertext: &[u8],
+    ) -> Result<(SecureBuf, usize), KeyError> {
+        if ciphertext.len() > MAX_SEALED {
+            return Err(KeyError::EnvelopeTooLarge {
+                len: ciphertext.len(),
+                max: MAX_SEALED,
+            });
+        }
+        let (mut data_key, key_len) = self.decrypt(wrapped)?;
+        if key_len != DATA_KEY_LEN {
+            data_key.wipe_and_verify();
+            return Err(KeyError::Decrypt);
+        }
+        let mut out = SecureBuf::new(ciphertext.len())?;
+        let opened = aes_256_gcm_open(&mut data_key, nonce, tag, ciphertext, &mut out);
+        data_key.wipe_and_verify();
+        drop(data_key);
+        match opened {
+            Ok(()) => Ok((out, ciphertext.len())),
+            Err(e) => {
+                out.wipe_and_verify();
+                // SAFETY: clears this thread's OpenSSL error queue.
+                unsafe { ffi::ERR_clear_error() };
+                Err(e)
+            }
+        }
+    }
+}
+
+/// AES-256-GCM decryption of `ciphertext` into `out` (exactly as long), with
+/// the envelope's AAD; fails unless the tag verifies.
+fn aes_256_gcm_open(
+    key: &mut SecureBuf,
+    nonce: &[u8; common::protocol::NONCE_LEN],
+    tag: &[u8; common::protocol::TAG_LEN],
+    ciphertext: &[u8],
+    out: &mut SecureBuf,
+) -> Result<(), KeyError> {
+    let aad = common::protocol::ENVELOPE_AAD;
+    let ct_len = c_int::try_from(ciphertext.len()).map_err(|_| KeyError::Decrypt)?;
+    let aad_len = c_int::try_from(aad.len()).map_err(|_| KeyError::Decrypt)?;
+    let nonce_len = c_int::try_from(nonce.len()).map_err(|_| KeyError::Decrypt)?;
+    let tag_len = c_int::try_from(tag.len()).map_err(|_| KeyError::Decrypt)?;
+    // SAFETY: a fresh context, freed below on every path.
+    let ctx = unsafe { ffi::EVP_CIPHER_CTX_new() };
+    if ctx.is_null() {
+        return Err(KeyError::Decrypt);
+    }
+    let mut written: c_int = 0;
+    let mut last: c_int = 0;
+    // SAFETY: `ctx` is live; the key is 32 bytes of a live secure buffer, the
+    // nonce 12 bytes (set as the IV length first), the AAD and ciphertext
+    // live slices of the lengths given, `out` at least `ct_len` writable
+    // bytes (GCM writes exactly the input length in update and nothing in
+    // final); the tag is 16 bytes, and OpenSSL only reads it
+    // (EVP_CTRL_GCM_SET_TAG copies it into the context).
+    let ok = unsafe {
+        ffi::EVP_DecryptInit_ex(
+            ctx,
+            ffi::EVP_aes_256_gcm(),
+            ptr::null_mut(),
+            ptr::null(),
+            ptr::null(),
+        ) == 1
+            && ffi::EVP_CIPHER_CTX_ctrl(
+                ctx,
+                ffi::EVP_CTRL_GCM_SET_IVLEN,
+                nonce_len,
+                ptr::null_mut(),
+            ) == 1
+            && ffi::EVP_DecryptInit_ex(
+                ctx,
+                ptr::null(),
+                ptr::null_mut(),
+                key.as_mut_ptr(),
+                nonce.as_ptr(),
+            ) == 1
+            && ffi::EVP_DecryptUpdate(ctx, ptr::null_mut(), &mut written, aad.as_ptr(), aad_len)
+                == 1
+            && ffi::EVP_DecryptUpdate(
+                ctx,
+                out.as_mut_ptr(),
+                &mut written,
+                ciphertext.as_ptr(),
+                ct_len,
+            ) == 1
+            && written == ct_len
+            && ffi::EVP_CIPHER_CTX_ctrl(
+                ctx,
+                ffi::EVP_CTRL_GCM_SET_TAG,
+                tag_len,
+                tag.as_ptr().cast_mut().cast(),
+            ) == 1
+            && ffi::EVP_DecryptFinal_ex(ctx, out.as_mut_ptr(), &mut last) == 1
+            && last == 0
+    };
+    // SAFETY: frees the context; OpenSSL wipes its key schedule (cipher_data
+    // is released with OPENSSL_clear_free).
+    unsafe { ffi::EVP_CIPHER_CTX_free(ctx) };
+    if ok {
+        Ok(())
+    } else {
+        Err(KeyError::Decrypt)
+    }
+}
+
 impl Drop for Key {
     fn drop(&mut self) {
         // SAFETY: we own the RSA object; RSA_free frees the secure BIGNUMs with
@@ -407,13 +531,13 @@ mod tests {
     #[test]
     fn the_placement_check_catches_a_key_outside_the_arena_and_passes_one_inside() {
         assert!(!heap::initialized());
-        match Key::generate(KeyBits::B2048, 65536, 16) {
+        match Key::generate(KeyBits::B2048, 262144, 16) {
             Err(KeyError::NotSecure { name: "d", why }) => assert!(why.contains("arena"), "{why}"),
             other => panic!("a key outside the arena was accepted: {other:?}"),
         }
-        heap::validate(65536, 16, 2048, KeyBits::B2048.min_arena()).unwrap();
-        heap::init(65536, 16).unwrap();
-        let key = Key::generate(KeyBits::B2048, 65536, 16).expect("key in the arena");
+        heap::validate(262144, 16, 2048, KeyBits::B2048.min_arena()).unwrap();
+        heap::init(262144, 16).unwrap();
+        let key = Key::generate(KeyBits::B2048, 262144, 16).expect("key in the arena");
         let s = key.status(0, 0);
         assert_eq!(
             (s.secure_flags, s.in_arena),
@@ -464,5 +588,54 @@ mod tests {
             key.decrypt(&ct[..10]),
             Err(KeyError::CiphertextLength { got: 10, .. })
         ));
+        // Envelopes: a 64 KiB secret under a fresh AES-256-GCM key wrapped
+        // with RSA-OAEP-SHA256, opened in the secure heap.
+        let secret: Vec<u8> = (0..MAX_SEALED)
+            .map(|i| u8::try_from(i % 253).unwrap())
+            .collect();
+        let data_key = [0x42u8; DATA_KEY_LEN];
+        let nonce = [7u8; 12];
+        let mut tag = [0u8; 16];
+        let sealed = openssl::symm::encrypt_aead(
+            openssl::symm::Cipher::aes_256_gcm(),
+            &data_key,
+            Some(&nonce),
+            common::protocol::ENVELOPE_AAD,
+            &secret,
+            &mut tag,
+        )
+        .unwrap();
+        let mut wrapped = vec![0u8; enc.encrypt_len(&data_key).unwrap()];
+        let n = enc.encrypt(&data_key, &mut wrapped).unwrap();
+        wrapped.truncate(n);
+        let (mut out, len) = key.unseal(&wrapped, &nonce, &tag, &sealed).unwrap();
+        assert_eq!(len, secret.len());
+        assert!(out.prefix(len) == secret.as_slice());
+        assert_eq!(out.wipe_and_verify(), 0);
+        drop(out);
+        // Tampering anywhere is detected by the tag; nothing is released.
+        let mut bad = sealed.clone();
+        bad[1000] ^= 1;
+        assert!(matches!(
+            key.unseal(&wrapped, &nonce, &tag, &bad),
+            Err(KeyError::Decrypt)
+        ));
+        let mut bad_tag = tag;
+        bad_tag[0] ^= 1;
+        assert!(matches!(
+            key.unseal(&wrapped, &nonce, &bad_tag, &sealed),
+            Err(KeyError::Decrypt)
+        ));
+        assert!(matches!(
+            key.unseal(&wrapped, &[8u8; 12], &tag, &sealed),
+            Err(KeyError::Decrypt)
+        ));
+        let too_big = vec![0u8; MAX_SEALED + 1];
+        assert!(matches!(
+            key.unseal(&wrapped, &nonce, &tag, &too_big),
+            Err(KeyError::EnvelopeTooLarge { .. })
+        ));
+        // The secure heap is back where it was: every buffer was returned.
+        key.verify_allocation().unwrap();
     }
 }

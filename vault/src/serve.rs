@@ -121,6 +121,18 @@ impl Server {
                 Ok((id, Request::PublicKey)) => Ok((id, Action::PublicKey)),
                 Ok((id, Request::HeapStatus)) => Ok((id, Action::Status)),
                 Ok((id, Request::Shutdown)) => Ok((id, Action::Shutdown)),
+                Ok((
+                    id,
+                    Request::Unseal {
+                        wrapped,
+                        nonce,
+                        tag,
+                        ciphertext,
+                    },
+                )) => Ok((
+                    id,
+                    Action::Decrypt(self.key.unseal(wrapped, nonce, tag, ciphertext)),
+                )),
                 Err(e) => Err(e),
             }
         });
@@ -165,6 +177,7 @@ impl Server {
             Action::Decrypt(Err(e)) => {
                 let code = match e {
                     KeyError::CiphertextLength { .. } => ErrorCode::Malformed,
+                    KeyError::EnvelopeTooLarge { .. } => ErrorCode::TooLarge,
                     KeyError::Decrypt => ErrorCode::DecryptFailed,
                     KeyError::BelowBaseline { .. }
                     | KeyError::NotSecure { .. }
