@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::os::fd::AsFd;
 use std::path::PathBuf;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use common::protocol::{
@@ -142,6 +142,8 @@ pub enum Error {
     Buffer(#[from] SecretError),
     #[error("the broker was shut down")]
     ShutDown,
+    #[error("the secret {name:?} was stored under a vault key that no longer exists (the vault was restarted): store it again")]
+    Lost { name: String },
 }
 
 /// The lower-level failure behind [`Error::Protocol`].
@@ -324,20 +326,37 @@ impl Connection {
 /// The broker handle. `Send + Sync`: requests from many threads are
 /// serialised on the one ring pair.
 pub struct Broker {
-    conn: Mutex<Connection>,
-    secrets: Mutex<BTreeMap<String, Sealed>>,
+    session: Mutex<Session>,
+    secrets: Mutex<BTreeMap<String, Entry>>,
     buffers: Mutex<Vec<SecretBuf>>,
+    config: Config,
+}
+
+/// One vault's life: its connection and its key.
+struct Session {
+    conn: Connection,
+    key: Arc<KeyInfo>,
+}
+
+/// The public half of a vault's key, and facts about its start.
+struct KeyInfo {
     public: Rsa<Public>,
-    public_der: Vec<u8>,
+    der: Vec<u8>,
+    fingerprint: [u8; 32],
     vault_pid: u32,
     ring_seals: i32,
-    config: Config,
+}
+
+/// A stored secret: its ciphertext and the key it was sealed under.
+struct Entry {
+    key_id: [u8; 32],
+    sealed: Sealed,
 }
 
 impl std::fmt::Debug for Broker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Broker")
-            .field("vault_pid", &self.vault_pid)
+            .field("vault_pid", &self.vault_pid())
             .field("key_bits", &self.config.key_bits)
             .finish_non_exhaustive()
     }
@@ -360,6 +379,17 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Broker {
     /// Starts a vault and waits until its key is generated and verified.
     pub fn spawn(config: Config) -> Result<Self, Error> {
+        let (session, buf) = Self::start_session(&config)?;
+        Ok(Self {
+            session: Mutex::new(session),
+            secrets: Mutex::new(BTreeMap::new()),
+            buffers: Mutex::new(vec![buf]),
+            config,
+        })
+    }
+
+    /// Starts a vault and waits for its public key.
+    fn start_session(config: &Config) -> Result<(Session, SecretBuf), Error> {
         if !matches!(config.key_bits, 2048 | 3072 | 4096) {
             return Err(Error::KeyBits {
                 bits: config.key_bits,
@@ -433,21 +463,55 @@ impl Broker {
                 return Err(Error::PublicKey(e.to_string()));
             }
         };
-        Ok(Self {
-            conn: Mutex::new(conn),
-            secrets: Mutex::new(BTreeMap::new()),
-            buffers: Mutex::new(vec![buf]),
+        let fingerprint = openssl::sha::sha256(&der);
+        let key = Arc::new(KeyInfo {
             public,
-            public_der: der,
+            der,
+            fingerprint,
             vault_pid,
             ring_seals,
-            config,
-        })
+        });
+        Ok((Session { conn, key }, buf))
+    }
+
+    /// The current vault's key.
+    fn key(&self) -> Arc<KeyInfo> {
+        lock(&self.session).key.clone()
+    }
+
+    /// Starts a fresh vault (with a fresh key) in place of the current one,
+    /// which is shut down first if it still runs. Secrets stored under the
+    /// old key cannot be opened any more: their names are returned, and
+    /// [`Broker::with_secret`] reports them as [`Error::Lost`] until they are
+    /// stored again.
+    pub fn restart(&self) -> Result<Vec<String>, Error> {
+        let mut session = lock(&self.session);
+        session.conn.stop(self.config.shutdown_grace);
+        let (fresh, buf) = Self::start_session(&self.config)?;
+        *session = fresh;
+        let current = session.key.fingerprint;
+        drop(session);
+        self.give_buffer(buf);
+        Ok(lock(&self.secrets)
+            .iter()
+            .filter(|(_, e)| e.key_id != current)
+            .map(|(n, _)| n.clone())
+            .collect())
+    }
+
+    /// Names of the secrets stored under a key that no longer exists.
+    pub fn lost_names(&self) -> Vec<String> {
+        let current = self.key().fingerprint;
+        lock(&self.secrets)
+            .iter()
+            .filter(|(_, e)| e.key_id != current)
+            .map(|(n, _)| n.clone())
+            .collect()
     }
 
     /// The vault's pid.
     pub fn vault_pid(&self) -> u32 {
-        self.vault_pid
+        self.key().vault_pid
     }
 
     /// What the ring is made of.
@@ -460,7 +524,7 @@ impl Broker {
     /// for a secret memory ring (whose data part cannot be sealed; its size
     /// is set once instead).
     pub fn ring_seals(&self) -> i32 {
-        self.ring_seals
+        self.key().ring_seals
     }
 
     /// The configuration the broker runs with.
@@ -469,20 +533,21 @@ impl Broker {
     }
 
     /// The vault's public key, DER SubjectPublicKeyInfo.
-    pub fn public_key_der(&self) -> &[u8] {
-        &self.public_der
+    pub fn public_key_der(&self) -> Vec<u8> {
+        self.key().der.clone()
     }
 
     /// The vault's public key, PEM.
     pub fn public_key_pem(&self) -> Result<Vec<u8>, Error> {
-        self.public
+        self.key()
+            .public
             .public_key_to_pem()
             .map_err(|e| Error::PublicKey(e.to_string()))
     }
 
     /// SHA-256 of the DER public key.
     pub fn fingerprint(&self) -> [u8; 32] {
-        openssl::sha::sha256(&self.public_der)
+        self.key().fingerprint
     }
 
     /// Largest secret [`Broker::store`] takes (64 KiB).
@@ -494,14 +559,12 @@ impl Broker {
     /// original (190 bytes at 2048 bits): passwords. Longer ones are sealed in
     /// an envelope.
     pub fn direct_secret_len(&self) -> usize {
-        usize::try_from(self.public.size())
-            .unwrap_or(0)
-            .saturating_sub(OAEP_SHA256_OVERHEAD)
+        self.key_bytes().saturating_sub(OAEP_SHA256_OVERHEAD)
     }
 
     /// Bytes of an RSA block (the direct ciphertext's length).
     pub fn key_bytes(&self) -> usize {
-        usize::try_from(self.public.size()).unwrap_or(0)
+        usize::try_from(self.key().public.size()).unwrap_or(0)
     }
 
     fn take_buffer(&self) -> Result<SecretBuf, Error> {
@@ -563,7 +626,12 @@ impl Broker {
             });
         }
         {
-            let secrets = lock(&self.secrets);
+            let mut secrets = lock(&self.secrets);
+            // A secret lost with an earlier vault's key may be stored again.
+            let current = self.key().fingerprint;
+            if secrets.get(name).is_some_and(|e| e.key_id != current) {
+                secrets.remove(name);
+            }
             if secrets.contains_key(name) {
                 return Err(Error::NameExists {
                     name: name.to_owned(),
@@ -573,10 +641,14 @@ impl Broker {
                 return Err(Error::TooManySecrets { limit: MAX_SECRETS });
             }
         }
-        let ciphertext = if secret.len() <= self.direct_secret_len() {
-            Sealed::Direct(secret.expose(|plain| self.encrypt(plain))?)
+        let key = self.key();
+        let direct = usize::try_from(key.public.size())
+            .unwrap_or(0)
+            .saturating_sub(OAEP_SHA256_OVERHEAD);
+        let sealed = if secret.len() <= direct {
+            Sealed::Direct(secret.expose(|plain| encrypt(&key.public, plain))?)
         } else {
-            secret.expose(|plain| self.seal_envelope(plain))?
+            secret.expose(|plain| seal_envelope(&key.public, plain))?
         };
         drop(secret);
         let mut secrets = lock(&self.secrets);
@@ -585,53 +657,14 @@ impl Broker {
                 name: name.to_owned(),
             });
         }
-        secrets.insert(name.to_owned(), ciphertext);
+        secrets.insert(
+            name.to_owned(),
+            Entry {
+                key_id: key.fingerprint,
+                sealed,
+            },
+        );
         Ok(())
-    }
-
-    fn seal_envelope(&self, plain: &[u8]) -> Result<Sealed, Error> {
-        let mut data_key = SecretBuf::new(DATA_KEY_LEN)?;
-        data_key
-            .fill(|b| openssl::rand::rand_bytes(&mut b[..DATA_KEY_LEN]).map(|()| DATA_KEY_LEN))
-            .map_err(|e| Error::Encrypt(e.to_string()))?;
-        let mut nonce = [0u8; NONCE_LEN];
-        openssl::rand::rand_bytes(&mut nonce).map_err(|e| Error::Encrypt(e.to_string()))?;
-        let mut tag = [0u8; TAG_LEN];
-        let ciphertext = data_key
-            .expose(|k| {
-                openssl::symm::encrypt_aead(
-                    openssl::symm::Cipher::aes_256_gcm(),
-                    k,
-                    Some(&nonce),
-                    ENVELOPE_AAD,
-                    plain,
-                    &mut tag,
-                )
-            })
-            .map_err(|e| Error::Encrypt(e.to_string()))?;
-        let wrapped = data_key.expose(|k| self.encrypt(k))?;
-        drop(data_key);
-        Ok(Sealed::Envelope {
-            wrapped,
-            nonce,
-            tag,
-            ciphertext,
-        })
-    }
-
-    fn encrypt(&self, plain: &[u8]) -> Result<Vec<u8>, Error> {
-        let run = || -> Result<Vec<u8>, openssl::error::ErrorStack> {
-            let pkey = PKey::from_rsa(self.public.clone())?;
-            let mut enc = openssl::encrypt::Encrypter::new(&pkey)?;
-            enc.set_rsa_padding(Padding::PKCS1_OAEP)?;
-            enc.set_rsa_oaep_md(MessageDigest::sha256())?;
-            enc.set_rsa_mgf1_md(MessageDigest::sha256())?;
-            let mut out = vec![0u8; enc.encrypt_len(plain)?];
-            let n = enc.encrypt(plain, &mut out)?;
-            out.truncate(n);
-            Ok(out)
-        };
-        run().map_err(|e| Error::Encrypt(e.to_string()))
     }
 
     /// Lends the plaintext of `name` to `f`. The ciphertext goes to the vault,
@@ -658,9 +691,9 @@ impl Broker {
         f: impl FnOnce(&[u8]) -> R,
         observe: bool,
     ) -> Result<(R, WipeEvidence), Error> {
-        let sealed = lock(&self.secrets)
+        let (key_id, sealed) = lock(&self.secrets)
             .get(name)
-            .cloned()
+            .map(|e| (e.key_id, e.sealed.clone()))
             .ok_or_else(|| Error::UnknownName {
                 name: name.to_owned(),
             })?;
@@ -681,7 +714,15 @@ impl Broker {
         let mut buf = self.take_buffer()?;
         let mut evidence = WipeEvidence::default();
         let id = {
-            let mut conn = lock(&self.conn);
+            let mut session = lock(&self.session);
+            if session.key.fingerprint != key_id {
+                drop(session);
+                self.give_buffer(buf);
+                return Err(Error::Lost {
+                    name: name.to_owned(),
+                });
+            }
+            let conn = &mut session.conn;
             let id = conn.exchange(
                 &request,
                 "a decryption",
@@ -709,7 +750,9 @@ impl Broker {
                     Err(e) => Err(e.into()),
                 })
         };
-        evidence.broker_copy_residue = buf.nonzero_bytes();
+        if observe {
+            evidence.broker_copy_residue = buf.nonzero_bytes();
+        }
         self.give_buffer(buf);
         match result {
             Ok(Ok(r)) => Ok((r, evidence)),
@@ -717,7 +760,7 @@ impl Broker {
                 during: "a decryption",
                 code,
             }),
-            Err(e) => Err(lock(&self.conn).protocol_error("a decryption", e)),
+            Err(e) => Err(lock(&self.session).conn.protocol_error("a decryption", e)),
         }
     }
 
@@ -739,7 +782,8 @@ impl Broker {
     /// Asks the vault for its secure heap and key state.
     pub fn heap_status(&self) -> Result<HeapStatus, Error> {
         let mut buf = self.take_buffer()?;
-        let mut conn = lock(&self.conn);
+        let mut session = lock(&self.session);
+        let conn = &mut session.conn;
         let id = conn.exchange(
             &Request::HeapStatus,
             "a heap status request",
@@ -756,7 +800,7 @@ impl Broker {
             Err(e) => Err(e.into()),
         });
         let r = r.map_err(|e| conn.protocol_error("a heap status request", e));
-        drop(conn);
+        drop(session);
         self.give_buffer(buf);
         r
     }
@@ -765,7 +809,8 @@ impl Broker {
     /// grace period, then SIGKILL. Returns how the vault ended. Later calls
     /// fail with [`Error::ShutDown`] (or report the earlier death).
     pub fn shutdown(&self) -> Result<VaultExit, Error> {
-        let mut conn = lock(&self.conn);
+        let mut session = lock(&self.session);
+        let conn = &mut session.conn;
         if let Some(exit) = conn.closed {
             return if exit.is_clean() {
                 Err(Error::ShutDown)
@@ -781,14 +826,62 @@ impl Broker {
 
     /// Whether the vault has ended, and how (does not block).
     pub fn vault_exit(&self) -> Option<VaultExit> {
-        let mut conn = lock(&self.conn);
+        let mut session = lock(&self.session);
+        let conn = &mut session.conn;
         conn.closed.or_else(|| conn.vault.poll_exit())
     }
+}
+
+/// Seals a long secret: AES-256-GCM under a fresh data key (in a locked
+/// buffer, wiped once wrapped), the key wrapped with RSA-OAEP-SHA256.
+fn seal_envelope(public: &Rsa<Public>, plain: &[u8]) -> Result<Sealed, Error> {
+    let mut data_key = SecretBuf::new(DATA_KEY_LEN)?;
+    data_key
+        .fill(|b| openssl::rand::rand_bytes(&mut b[..DATA_KEY_LEN]).map(|()| DATA_KEY_LEN))
+        .map_err(|e| Error::Encrypt(e.to_string()))?;
+    let mut nonce = [0u8; NONCE_LEN];
+    openssl::rand::rand_bytes(&mut nonce).map_err(|e| Error::Encrypt(e.to_string()))?;
+    let mut tag = [0u8; TAG_LEN];
+    let ciphertext = data_key
+        .expose(|k| {
+            openssl::symm::encrypt_aead(
+                openssl::symm::Cipher::aes_256_gcm(),
+                k,
+                Some(&nonce),
+                ENVELOPE_AAD,
+                plain,
+                &mut tag,
+            )
+        })
+        .map_err(|e| Error::Encrypt(e.to_string()))?;
+    let wrapped = data_key.expose(|k| encrypt(public, k))?;
+    drop(data_key);
+    Ok(Sealed::Envelope {
+        wrapped,
+        nonce,
+        tag,
+        ciphertext,
+    })
+}
+
+fn encrypt(public: &Rsa<Public>, plain: &[u8]) -> Result<Vec<u8>, Error> {
+    let run = || -> Result<Vec<u8>, openssl::error::ErrorStack> {
+        let pkey = PKey::from_rsa(public.clone())?;
+        let mut enc = openssl::encrypt::Encrypter::new(&pkey)?;
+        enc.set_rsa_padding(Padding::PKCS1_OAEP)?;
+        enc.set_rsa_oaep_md(MessageDigest::sha256())?;
+        enc.set_rsa_mgf1_md(MessageDigest::sha256())?;
+        let mut out = vec![0u8; enc.encrypt_len(plain)?];
+        let n = enc.encrypt(plain, &mut out)?;
+        out.truncate(n);
+        Ok(out)
+    };
+    run().map_err(|e| Error::Encrypt(e.to_string()))
 }
 
 impl Drop for Broker {
     fn drop(&mut self) {
         let grace = self.config.shutdown_grace;
-        lock(&self.conn).stop(grace);
+        lock(&self.session).conn.stop(grace);
     }
 }

@@ -67,6 +67,8 @@ pub struct SecretBuf {
     len: usize,
     capacity: usize,
     memory: Memory,
+    /// Every byte at or past this index is zero: only `..dirty` needs wiping.
+    dirty: usize,
 }
 
 impl SecretBuf {
@@ -96,6 +98,7 @@ impl SecretBuf {
             len: 0,
             capacity,
             memory: Memory::Locked,
+            dirty: 0,
         })
     }
 
@@ -130,6 +133,7 @@ impl SecretBuf {
             len: 0,
             capacity,
             memory: Memory::Secret,
+            dirty: 0,
         })
     }
 
@@ -163,6 +167,8 @@ impl SecretBuf {
     /// what it wrote is kept: those bytes are wiped).
     pub fn fill<E>(&mut self, f: impl FnOnce(&mut [u8]) -> Result<usize, E>) -> Result<usize, E> {
         let start = self.len;
+        // The closure may write anywhere in the spare space.
+        self.dirty = self.capacity;
         let spare = self.spare_mut();
         let spare_len = spare.len();
         match f(spare) {
@@ -186,6 +192,7 @@ impl SecretBuf {
             });
         }
         let idx = self.len;
+        self.dirty = self.dirty.max(idx + 1);
         self.all_mut()[idx] = byte;
         self.len += 1;
         Ok(())
@@ -211,8 +218,10 @@ impl SecretBuf {
 
     /// Wipes every byte of the buffer and empties it.
     pub fn clear(&mut self) {
-        self.all_mut().zeroize();
+        let dirty = self.dirty;
+        self.all_mut()[..dirty].zeroize();
         self.len = 0;
+        self.dirty = 0;
     }
 
     /// Counts the non-zero bytes in the whole capacity, reading with volatile
@@ -223,7 +232,9 @@ impl SecretBuf {
     }
 
     /// Raw pointer to the start of the buffer, for copies from shared memory
-    /// that must not go through a reference to the shared bytes.
+    /// that must not go through a reference to the shared bytes. A writer
+    /// through it must stay within the length it then passes to
+    /// [`SecretBuf::set_len`] (the wipe covers what the length ever reached).
     pub fn as_mut_ptr(&mut self) -> *mut u8 {
         self.map.as_ptr()
     }
@@ -237,6 +248,7 @@ impl SecretBuf {
             });
         }
         self.len = len;
+        self.dirty = self.dirty.max(len);
         Ok(())
     }
 
@@ -341,6 +353,27 @@ mod tests {
             s.push(*b).unwrap();
         }
         assert_eq!(s.expose(|b| b.to_vec()), b"in secret memory");
+        s.clear();
+        assert_eq!(s.nonzero_bytes(), 0);
+    }
+
+    #[test]
+    fn clear_wipes_everything_ever_written_through_any_path() {
+        let mut s = SecretBuf::new(8192).unwrap();
+        // A raw write of 5000 bytes, then a shorter length: the tail counts.
+        // SAFETY: 5000 bytes within the buffer's capacity.
+        unsafe { std::ptr::write_bytes(s.as_mut_ptr(), 0xAA, 5000) };
+        s.set_len(5000).unwrap();
+        s.truncate(10);
+        s.set_len(10).unwrap();
+        s.clear();
+        assert_eq!(s.nonzero_bytes(), 0);
+        // A fill closure that writes past what it reports.
+        s.fill(|b| {
+            b[..3000].fill(0x55);
+            Ok::<_, ()>(1)
+        })
+        .unwrap();
         s.clear();
         assert_eq!(s.nonzero_bytes(), 0);
     }

@@ -97,7 +97,7 @@ fn main() {
                 std::hint::black_box(&planted);
                 say("planted");
             }
-            "pubkey" => say(&format!("pubkey {}", hex(broker.public_key_der()))),
+            "pubkey" => say(&format!("pubkey {}", hex(&broker.public_key_der()))),
             "status" => {
                 let s = broker.heap_status().expect("status");
                 say(&format!(
