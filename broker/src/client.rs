@@ -160,6 +160,8 @@ pub enum ProtocolOrRing {
         request: &'static str,
         got: &'static str,
     },
+    #[error("a plaintext of {len} bytes is larger than any secret ({max})")]
+    AnswerTooLarge { len: usize, max: usize },
 }
 
 /// Evidence, observed by the broker, that each side wiped its copy.
@@ -741,6 +743,12 @@ impl Broker {
                 .0
                 .expose(|frame| match protocol::decode_response(frame) {
                     Ok((got, _)) if got != id => Err(ProtocolOrRing::WrongId { expected: id, got }),
+                    Ok((_, Response::Plaintext { bytes })) if bytes.len() > MAX_SECRET_LEN => {
+                        Err(ProtocolOrRing::AnswerTooLarge {
+                            len: bytes.len(),
+                            max: MAX_SECRET_LEN,
+                        })
+                    }
                     Ok((_, Response::Plaintext { bytes })) => Ok(Ok(f(bytes))),
                     Ok((_, Response::Error(code))) => Ok(Err(code)),
                     Ok((_, other)) => Err(ProtocolOrRing::WrongKind {

@@ -633,12 +633,14 @@ impl Consumer {
     /// Validates a head value read once from shared memory; returns how many
     /// bytes are published.
     fn validate_head(&mut self, head: u32) -> Result<u32, RingError> {
+        // Indices wrap at 2^32: a move of more than half the index space
+        // forward is a move backwards.
+        if head.wrapping_sub(self.head_seen) > u32::MAX / 2 {
+            return Err(self.corrupt("head moved backwards", head));
+        }
         let avail = head.wrapping_sub(self.tail);
         if avail > RING_CAPACITY {
             return Err(self.corrupt("head beyond the ring's capacity", head));
-        }
-        if avail < self.head_seen.wrapping_sub(self.tail) {
-            return Err(self.corrupt("head moved backwards", head));
         }
         if avail % FRAME_ALIGN != 0 {
             return Err(self.corrupt("head not on a frame boundary", head));

@@ -230,7 +230,11 @@ fn a_frame_length_past_the_ring_end_is_a_protocol_error_not_a_panic() {
     // A length over the frame limit, and a head beyond the ring's capacity.
     for (len, head, words) in [
         (u32::MAX, 64, "over the limit"),
-        (8, u32::MAX - 7, "beyond the ring's capacity"),
+        (
+            8,
+            2 * common::ring::RING_CAPACITY,
+            "beyond the ring's capacity",
+        ),
     ] {
         let (fd, _map) = hostile_frame(len, head);
         let out = run_vault(Some(&fd), &["--parent-pid", &me()]);
@@ -275,4 +279,164 @@ fn a_garbage_request_gets_a_typed_error_and_the_vault_keeps_serving() {
     let mut s = String::new();
     let _ = out.stderr.as_slice().read_to_string(&mut s);
     assert!(s.contains("refused a malformed request"), "{s}");
+}
+
+/// A real vault on a fresh ring, run in a thread; the test plays the broker,
+/// honestly through `chan` or hostilely through `raw`.
+struct Hostile {
+    vault: std::thread::JoinHandle<Output>,
+    chan: Channel,
+    raw: Mapping,
+    buf: common::secret::SecretBuf,
+}
+
+impl Hostile {
+    fn start() -> Self {
+        let (fds, chan) = Channel::create().unwrap();
+        let fd2 = fds.control.try_clone().unwrap();
+        let raw = Mapping::shared(fds.control.as_fd(), REGION_LEN).unwrap();
+        let vault = std::thread::spawn(move || run_vault(Some(&fd2), &["--parent-pid", &me()]));
+        let buf = common::secret::SecretBuf::new(common::ring::MAX_FRAME as usize).unwrap();
+        Hostile {
+            vault,
+            chan,
+            raw,
+            buf,
+        }
+    }
+
+    #[allow(clippy::cast_ptr_alignment)]
+    fn word(&self, offset: usize) -> &AtomicU32 {
+        // SAFETY: a page-aligned control word inside the REGION_LEN mapping.
+        unsafe { &*self.raw.as_ptr().add(offset).cast::<AtomicU32>() }
+    }
+
+    fn ask(&mut self, id: u32) -> String {
+        let deadline = Some(Instant::now() + Duration::from_secs(30));
+        let req = common::protocol::encode_request(id, &common::protocol::Request::HeapStatus);
+        self.chan
+            .tx
+            .send(&req.parts(), deadline, &mut || Ok(()))
+            .unwrap();
+        self.chan
+            .rx
+            .recv_into(&mut self.buf, deadline, &mut || Ok(()))
+            .unwrap();
+        self.buf
+            .expose(|f| format!("{:?}", common::protocol::decode_response(f)))
+    }
+
+    fn finish(self) -> Output {
+        self.vault.join().unwrap()
+    }
+}
+
+#[test]
+fn a_hostile_broker_moving_indices_gets_a_clean_exit_not_a_panic() {
+    // The request head moved backwards.
+    let mut h = Hostile::start();
+    h.ask(1);
+    let head = h.word(layout::REQUEST_CONTROL + layout::HEAD);
+    let v = head.load(Ordering::SeqCst);
+    head.store(v.wrapping_sub(16), Ordering::SeqCst);
+    let _ = common::sys::futex_wake_shared(head, 1);
+    let out = h.finish();
+    assert_eq!(out.status.code(), Some(70), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("head moved backwards"),
+        "{}",
+        stderr(&out)
+    );
+
+    // The response tail moved past what the vault published.
+    let mut h = Hostile::start();
+    h.ask(1);
+    let tail = h.word(layout::RESPONSE_CONTROL + layout::TAIL);
+    tail.store(
+        tail.load(Ordering::SeqCst).wrapping_add(4096),
+        Ordering::SeqCst,
+    );
+    let deadline = Some(Instant::now() + Duration::from_secs(30));
+    let req = common::protocol::encode_request(2, &common::protocol::Request::HeapStatus);
+    h.chan
+        .tx
+        .send(&req.parts(), deadline, &mut || Ok(()))
+        .unwrap();
+    let out = h.finish();
+    assert_eq!(out.status.code(), Some(70), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("tail moved backwards or past head"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+}
+
+#[test]
+fn nonsense_in_the_futex_words_changes_nothing() {
+    let mut h = Hostile::start();
+    h.ask(1);
+    // The "sleeping" flags are the third and fourth words of each block.
+    for (block, word) in [
+        (layout::REQUEST_CONTROL, 2),
+        (layout::REQUEST_CONTROL, 3),
+        (layout::RESPONSE_CONTROL, 2),
+        (layout::RESPONSE_CONTROL, 3),
+    ] {
+        h.word(block + word * layout::TAIL)
+            .store(0xdead_beef, Ordering::SeqCst);
+    }
+    for _ in 0..100 {
+        let _ = common::sys::futex_wake_shared(h.word(layout::REQUEST_CONTROL + layout::HEAD), 10);
+    }
+    let answer = h.ask(2);
+    assert!(answer.contains("HeapStatus"), "{answer}");
+    let deadline = Some(Instant::now() + Duration::from_secs(30));
+    let req = common::protocol::encode_request(3, &common::protocol::Request::Shutdown);
+    h.chan
+        .tx
+        .send(&req.parts(), deadline, &mut || Ok(()))
+        .unwrap();
+    h.chan
+        .rx
+        .recv_into(&mut h.buf, deadline, &mut || Ok(()))
+        .unwrap();
+    let out = h.finish();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
+
+#[test]
+fn a_flood_of_requests_that_are_never_read_ends_in_a_timeout_exit() {
+    let mut h = Hostile::start();
+    // Requests until the request ring is full; the vault answers until the
+    // response ring is full, then gives up after its send timeout.
+    let req = common::protocol::encode_request(1, &common::protocol::Request::PublicKey);
+    let mut sent = 0;
+    while h
+        .chan
+        .tx
+        .send(
+            &req.parts(),
+            Some(Instant::now() + Duration::from_millis(200)),
+            &mut || Ok(()),
+        )
+        .is_ok()
+    {
+        sent += 1;
+        assert!(sent < 100_000);
+    }
+    let start = Instant::now();
+    let out = h.finish();
+    assert!(
+        start.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(out.status.code(), Some(70), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no answer from the peer"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(sent > 100, "{sent}");
 }
