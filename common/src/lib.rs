@@ -23,3 +23,5 @@ pub mod seal;
 pub mod secret;
 pub mod secretmem;
 pub mod sys;
+#[cfg(test)]
+mod testrand;
