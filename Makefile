@@ -3,7 +3,7 @@ CARGO ?= cargo
 SHELL := /bin/bash
 .SHELLFLAGS := -eo pipefail -c
 
-.PHONY: build demo test lint policy-lint policy-review seccomp-test residue-test clean
+.PHONY: build demo test lint policy-lint policy-review seccomp-test residue-test fuzz soak clean
 
 build:
 	$(CARGO) build --locked --workspace --bins --release
@@ -41,6 +41,21 @@ seccomp-test:
 residue-test:
 	$(CARGO) build --locked --workspace --bins
 	$(CARGO) test --locked -p suites --test residue --test key_locality --test dumps
+
+# Fuzz the frame decoder and the ring reader for FUZZ_SECONDS each (cargo
+# fuzz on the stable toolchain: RUSTC_BOOTSTRAP lets it pass -Z flags).
+FUZZ_SECONDS ?= 60
+fuzz:
+	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	cd tests/fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run --fuzz-dir . frame_decoder -- -max_total_time=$(FUZZ_SECONDS)
+	cd tests/fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run --fuzz-dir . ring_reader -- -max_total_time=$(FUZZ_SECONDS)
+
+# A million reads (SOAK_READS); resident memory and secure-heap usage of
+# both processes must come back to their baselines. Not part of `make test`.
+SOAK_READS ?= 1000000
+soak:
+	$(CARGO) build --locked --workspace --bins --release
+	SOAK_READS=$(SOAK_READS) $(CARGO) test --locked --release -p suites --test soak -- --ignored --nocapture
 
 clean:
 	$(CARGO) clean

@@ -42,7 +42,7 @@ enum Sealed {
 const OAEP_SHA256_OVERHEAD: usize = 66;
 /// Longest secret name, in bytes.
 pub const MAX_NAME_LEN: usize = 128;
-/// Most secrets one broker keeps.
+/// Most secrets one broker keeps by default ([`Config::max_secrets`]).
 pub const MAX_SECRETS: usize = 4096;
 
 /// How the broker starts and talks to its vault.
@@ -71,6 +71,8 @@ pub struct Config {
     /// memory, which root cannot read; with the latter, the broker's
     /// plaintext buffers are secret memory too.
     pub ring: Backing,
+    /// Most secrets stored at once; one more is refused.
+    pub max_secrets: usize,
 }
 
 impl Default for Config {
@@ -86,6 +88,7 @@ impl Default for Config {
             sandbox_mode: SandboxMode::Enforce,
             vault_args: Vec::new(),
             ring: Backing::SealedMemfd,
+            max_secrets: MAX_SECRETS,
         }
     }
 }
@@ -639,8 +642,10 @@ impl Broker {
                     name: name.to_owned(),
                 });
             }
-            if secrets.len() >= MAX_SECRETS {
-                return Err(Error::TooManySecrets { limit: MAX_SECRETS });
+            if secrets.len() >= self.config.max_secrets {
+                return Err(Error::TooManySecrets {
+                    limit: self.config.max_secrets,
+                });
             }
         }
         let key = self.key();

@@ -494,3 +494,70 @@ fn the_demo_runs_for_an_unprivileged_user() {
     assert!(!stdout.contains('✗'), "{stdout}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn a_signal_while_reads_run_back_to_back_still_shuts_down_cleanly() {
+    // No pause between reads: the signal lands while a read is in flight
+    // (or between two); it waits in the signalfd until the read completes.
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        let mut run = Running::start(&["--interval-ms", "0"]);
+        let pid = run.vault_pid();
+        run.wait_for("#20 ");
+        run.signal(sig);
+        let status = run.child.wait().unwrap();
+        let out = run.rest();
+        assert_eq!(status.code(), Some(0), "{out}");
+        assert!(
+            out.contains("received") && out.contains("vault exited cleanly"),
+            "{out}"
+        );
+        assert!(gone(pid));
+    }
+}
+
+#[test]
+fn sigterm_at_the_password_prompt_restores_the_terminal_and_exits_cleanly() {
+    let (master, slave) = openpty();
+    let before = termios_of(&slave);
+    let mut child = broker()
+        .args(["--iterations", "1"])
+        .stdin(Stdio::from(slave.try_clone().unwrap()))
+        .stdout(Stdio::from(slave.try_clone().unwrap()))
+        .stderr(Stdio::from(slave.try_clone().unwrap()))
+        .spawn()
+        .unwrap();
+    let mut m = std::fs::File::from(master);
+    let mut shown = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&shown).contains("password (not echoed)") {
+        assert!(Instant::now() < deadline, "no prompt");
+        let n = m.read(&mut buf).unwrap();
+        shown.extend_from_slice(&buf[..n]);
+    }
+    while termios_of(&slave).c_lflag & libc::ECHO != 0 {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    m.write_all(b"half").unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    // SAFETY: signalling our own child.
+    let r = unsafe { libc::kill(i32::try_from(child.id()).unwrap(), libc::SIGTERM) };
+    assert_eq!(r, 0);
+    let status = child.wait().unwrap();
+    let after = termios_of(&slave);
+    drop(slave);
+    while let Ok(n) = m.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        shown.extend_from_slice(&buf[..n]);
+    }
+    let shown = String::from_utf8_lossy(&shown);
+    assert_eq!(status.code(), Some(0), "{shown}");
+    assert!(
+        shown.contains("interrupted by SIGTERM at the password prompt"),
+        "{shown}"
+    );
+    assert!(shown.contains("vault exited cleanly"), "{shown}");
+    assert_eq!(after.c_lflag, before.c_lflag, "terminal not restored");
+}

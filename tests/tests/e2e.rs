@@ -476,3 +476,20 @@ fn large_secrets_travel_in_envelopes_up_to_64_kib() {
         "the arena is back to its baseline after 64 KiB plaintexts: {s:?}"
     );
 }
+
+#[test]
+fn more_secrets_than_the_maximum_are_refused() {
+    let b = Broker::spawn(broker::Config {
+        max_secrets: 3,
+        ..config()
+    })
+    .unwrap();
+    for i in 0..3 {
+        b.store(&format!("s{i}"), secret(b"x")).unwrap();
+    }
+    let err = b.store("s3", secret(b"x")).unwrap_err();
+    assert!(matches!(err, Error::TooManySecrets { limit: 3 }), "{err:?}");
+    b.delete("s0").unwrap();
+    b.store("s3", secret(b"x"))
+        .expect("room again after a delete");
+}

@@ -133,10 +133,10 @@ fn lifecycle(ring: Ring) {
         assert_eq!(d.ask("read"), format!("read {}", secret.len()));
         check(&d, &format!("after read {i}"));
     }
-    assert_eq!(
-        d.ask("status"),
-        "status 25 25 262144",
-        "25 decryptions, 25 verified wipes"
+    let status = d.ask("status");
+    assert!(
+        status.starts_with("status 25 25 262144 "),
+        "25 decryptions, 25 verified wipes: {status}"
     );
     assert_eq!(d.ask("delete"), "deleted");
     check(&d, "after delete");

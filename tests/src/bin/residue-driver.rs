@@ -5,7 +5,7 @@
 //! Commands (one per line; each answered with one line on stdout):
 //! `store` (answered `send-secret`, then the next line of stdin is read into
 //! a locked buffer with `terminal::read_password` and stored: `stored`),
-//! `read` (`read LEN`), `delete` (`deleted`), `plant HEX` (keeps the bytes in
+//! `read` (`read LEN`), `reads N` (N reads, `reads N TOTAL_LEN`), `delete` (`deleted`), `plant HEX` (keeps the bytes in
 //! an ordinary heap `Vec`, the positive control: `planted`), `pubkey`
 //! (`pubkey HEX` of the DER key), `status` (`status DECRYPTS WIPES`),
 //! `shutdown` (`shutdown EXIT`), `exit`.
@@ -88,6 +88,16 @@ fn main() {
                     .expect("with_secret");
                 say(&format!("read {n}"));
             }
+            "reads" => {
+                let count: u64 = arg.parse().expect("reads COUNT");
+                let mut total = 0usize;
+                for _ in 0..count {
+                    total += broker
+                        .with_secret("canary", |p| p.len())
+                        .expect("with_secret");
+                }
+                say(&format!("reads {count} {total}"));
+            }
             "delete" => {
                 broker.delete("canary").expect("delete");
                 say("deleted");
@@ -101,8 +111,8 @@ fn main() {
             "status" => {
                 let s = broker.heap_status().expect("status");
                 say(&format!(
-                    "status {} {} {}",
-                    s.decrypts, s.wipes_verified, s.arena_size
+                    "status {} {} {} {}",
+                    s.decrypts, s.wipes_verified, s.arena_size, s.used
                 ));
             }
             "shutdown" => {
