@@ -3,7 +3,7 @@ CARGO ?= cargo
 SHELL := /bin/bash
 .SHELLFLAGS := -eo pipefail -c
 
-.PHONY: build demo test lint policy-lint policy-review seccomp-test residue-test fuzz soak clean
+.PHONY: build demo test lint policy-lint policy-review seccomp-test residue-test fuzz soak bench clean
 
 build:
 	$(CARGO) build --locked --workspace --bins --release
@@ -56,6 +56,11 @@ SOAK_READS ?= 1000000
 soak:
 	$(CARGO) build --locked --workspace --bins --release
 	SOAK_READS=$(SOAK_READS) $(CARGO) test --locked --release -p suites --test soak -- --ignored --nocapture
+
+# The benchmark: prints a table, writes target/bench.json. Not a test.
+bench:
+	$(CARGO) build --locked --workspace --bins --release
+	$(CARGO) run --locked --release -q -p suites --bin bench
 
 clean:
 	$(CARGO) clean

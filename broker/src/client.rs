@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 use std::os::fd::AsFd;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::Duration;
 
 use common::protocol::{
     self, ErrorCode, HeapStatus, ProtocolError, Request, Response, ENVELOPE_AAD, NONCE_LEN, TAG_LEN,
@@ -17,6 +17,7 @@ use openssl::rsa::{Padding, Rsa};
 
 use common::sandbox::Mode as SandboxMode;
 
+use crate::session::{label, KeyInfo, Lane, Link, Session};
 use crate::vault_process::{self, SpawnError, VaultArgs, VaultExit, VaultProcess};
 
 /// Largest secret stored (in an envelope beyond one RSA block).
@@ -73,7 +74,13 @@ pub struct Config {
     pub ring: Backing,
     /// Most secrets stored at once; one more is refused.
     pub max_secrets: usize,
+    /// Ring pairs, each served by its own thread in the vault: requests from
+    /// that many threads run in parallel. By default one per CPU, at most 4.
+    pub lanes: usize,
 }
+
+/// Most lanes a vault serves.
+pub const MAX_LANES: usize = 16;
 
 impl Default for Config {
     fn default() -> Self {
@@ -89,6 +96,9 @@ impl Default for Config {
             vault_args: Vec::new(),
             ring: Backing::SealedMemfd,
             max_secrets: MAX_SECRETS,
+            lanes: std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .min(4),
         }
     }
 }
@@ -190,166 +200,13 @@ impl WipeEvidence {
     }
 }
 
-struct Connection {
-    chan: Channel,
-    vault: VaultProcess,
-    next_id: u32,
-    closed: Option<VaultExit>,
-}
-
-/// What happened when the vault went away.
-fn label(resp: &Response<'_>) -> &'static str {
-    match resp {
-        Response::PublicKey { .. } => "PublicKey",
-        Response::Plaintext { .. } => "Plaintext",
-        Response::HeapStatus(_) => "HeapStatus",
-        Response::ShutdownAck => "ShutdownAck",
-        Response::Error(_) => "Error",
-    }
-}
-
-impl Connection {
-    /// Sends `req` and receives the answer into `dst`. On any failure of the
-    /// vault (death, timeout, broken protocol), the vault is killed, the rings
-    /// are wiped, and the connection is closed.
-    fn exchange(
-        &mut self,
-        req: &Request<'_>,
-        during: &'static str,
-        timeout: Duration,
-        dst: &mut SecretBuf,
-    ) -> Result<u32, Error> {
-        if let Some(exit) = self.closed {
-            return Err(if exit.is_clean() {
-                Error::ShutDown
-            } else {
-                Error::VaultDied { exit, during }
-            });
-        }
-        let id = self.next_id;
-        self.next_id = self.next_id.wrapping_add(1);
-        let enc = protocol::encode_request(id, req);
-        let deadline = Instant::now() + timeout;
-        let Connection { chan, vault, .. } = self;
-        let mut alive = || match vault.poll_exit() {
-            Some(_) => Err(RingError::PeerGone),
-            None => Ok(()),
-        };
-        let result = chan
-            .tx
-            .send(&enc.parts(), Some(deadline), &mut alive)
-            .and_then(|()| chan.rx.recv_into(dst, Some(deadline), &mut alive));
-        match result {
-            Ok(_) => Ok(id),
-            Err(e) => Err(self.fail(e, during, timeout)),
-        }
-    }
-
-    /// Ends the vault after a failure and turns the failure into an error.
-    fn fail(&mut self, e: RingError, during: &'static str, timeout: Duration) -> Error {
-        let err = match e {
-            RingError::PeerGone => {
-                let exit = self.vault.poll_exit().unwrap_or_else(|| self.vault.kill());
-                Error::VaultDied { exit, during }
-            }
-            RingError::Timeout(_) => Error::Timeout {
-                during,
-                after: timeout,
-                exit: self.vault.kill(),
-            },
-            other => Error::Protocol {
-                during,
-                exit: self.vault.kill(),
-                source: other.into(),
-            },
-        };
-        self.close_after_failure();
-        err
-    }
-
-    fn close_after_failure(&mut self) {
-        let exit = self.vault.poll_exit().unwrap_or_else(|| self.vault.kill());
-        // The vault can no longer wipe what it had not read: do it for it.
-        self.chan.wipe_all();
-        self.closed = Some(exit);
-    }
-
-    fn protocol_error(&mut self, during: &'static str, source: ProtocolOrRing) -> Error {
-        let exit = self.vault.kill();
-        self.close_after_failure();
-        Error::Protocol {
-            during,
-            exit,
-            source,
-        }
-    }
-
-    /// Orderly shutdown: ask the vault to wipe and exit; if it does not
-    /// answer or exit within `grace`, SIGTERM; if it still runs after another
-    /// `grace`, SIGKILL. The rings are wiped whatever happened.
-    fn stop(&mut self, grace: Duration) -> VaultExit {
-        if let Some(exit) = self.closed {
-            return exit;
-        }
-        let exit = match self.ask_shutdown(grace) {
-            true => self.vault.wait_exit(grace),
-            false => None,
-        };
-        let exit = exit.unwrap_or_else(|| self.vault.terminate(grace));
-        self.chan.wipe_all();
-        self.closed = Some(exit);
-        exit
-    }
-
-    /// Sends the shutdown request and waits for its acknowledgement, without
-    /// the kill-on-failure of [`Connection::exchange`]: the escalation is the
-    /// caller's.
-    fn ask_shutdown(&mut self, grace: Duration) -> bool {
-        let Ok(mut buf) = SecretBuf::new(64) else {
-            return false;
-        };
-        let id = self.next_id;
-        self.next_id = self.next_id.wrapping_add(1);
-        let enc = protocol::encode_request(id, &Request::Shutdown);
-        let deadline = Some(Instant::now() + grace);
-        let Connection { chan, vault, .. } = self;
-        let mut alive = || match vault.poll_exit() {
-            Some(_) => Err(RingError::PeerGone),
-            None => Ok(()),
-        };
-        let answered = chan
-            .tx
-            .send(&enc.parts(), deadline, &mut alive)
-            .and_then(|()| chan.rx.recv_into(&mut buf, deadline, &mut alive));
-        answered.is_ok()
-            && buf.expose(|f| {
-                matches!(protocol::decode_response(f), Ok((got, Response::ShutdownAck)) if got == id)
-            })
-    }
-}
-
 /// The broker handle. `Send + Sync`: requests from many threads are
 /// serialised on the one ring pair.
 pub struct Broker {
-    session: Mutex<Session>,
+    session: RwLock<Arc<Session>>,
     secrets: Mutex<BTreeMap<String, Entry>>,
     buffers: Mutex<Vec<SecretBuf>>,
     config: Config,
-}
-
-/// One vault's life: its connection and its key.
-struct Session {
-    conn: Connection,
-    key: Arc<KeyInfo>,
-}
-
-/// The public half of a vault's key, and facts about its start.
-struct KeyInfo {
-    public: Rsa<Public>,
-    der: Vec<u8>,
-    fingerprint: [u8; 32],
-    vault_pid: u32,
-    ring_seals: i32,
 }
 
 /// A stored secret: its ciphertext and the key it was sealed under.
@@ -386,7 +243,7 @@ impl Broker {
     pub fn spawn(config: Config) -> Result<Self, Error> {
         let (session, buf) = Self::start_session(&config)?;
         Ok(Self {
-            session: Mutex::new(session),
+            session: RwLock::new(Arc::new(session)),
             secrets: Mutex::new(BTreeMap::new()),
             buffers: Mutex::new(vec![buf]),
             config,
@@ -404,9 +261,16 @@ impl Broker {
             Some(p) => p.clone(),
             None => vault_process::default_vault_path()?,
         };
-        let (fds, chan) = Channel::create_with(config.ring).map_err(Error::Ring)?;
+        let lanes = config.lanes.clamp(1, MAX_LANES);
+        let mut all_fds = Vec::with_capacity(lanes);
+        let mut chans = Vec::with_capacity(lanes);
+        for _ in 0..lanes {
+            let (fds, chan) = Channel::create_with(config.ring).map_err(Error::Ring)?;
+            all_fds.push(fds);
+            chans.push(Lane::new(chan));
+        }
         let ring_seals =
-            common::seal::seals(fds.control.as_fd()).map_err(|e| Error::Ring(e.into()))?;
+            common::seal::seals(all_fds[0].control.as_fd()).map_err(|e| Error::Ring(e.into()))?;
         let args = VaultArgs {
             key_bits: config.key_bits,
             heap_size: config.heap_size,
@@ -414,27 +278,25 @@ impl Broker {
             sandbox_mode: config.sandbox_mode,
             extra: config.vault_args.clone(),
         };
-        let vault = VaultProcess::spawn(
-            &path,
-            fds.control.as_fd(),
-            fds.data.as_ref().map(AsFd::as_fd),
-            &args,
-        )?;
+        let controls: Vec<_> = all_fds.iter().map(|f| f.control.as_fd()).collect();
+        let datas: Vec<_> = all_fds
+            .iter()
+            .filter_map(|f| f.data.as_ref().map(AsFd::as_fd))
+            .collect();
+        let vault = VaultProcess::spawn(&path, &controls, &datas, &args)?;
         // The vault has its own copies of the fds; ours are no longer needed.
-        drop(fds);
+        drop(controls);
+        drop(datas);
+        drop(all_fds);
         let vault_pid = vault.pid();
-        let mut conn = Connection {
-            chan,
-            vault,
-            next_id: 1,
-            closed: None,
-        };
+        let link = Link::new(vault, chans);
         let mut buf = SecretBuf::new_in(MAX_FRAME as usize, memory_for(config.ring))?;
-        let id = conn.exchange(
+        let (id, _) = link.exchange(
             &Request::PublicKey,
             "start-up",
             config.start_timeout,
             &mut buf,
+            false,
         )?;
         let der = match buf.expose(|f| match protocol::decode_response(f) {
             Ok((got, Response::PublicKey { der })) if got == id => Ok(der.to_vec()),
@@ -450,7 +312,7 @@ impl Broker {
             Err(e) => Err(e.into()),
         }) {
             Ok(der) => der,
-            Err(e) => return Err(conn.protocol_error("start-up", e)),
+            Err(e) => return Err(link.protocol_error("start-up", e)),
         };
         let public = match Rsa::public_key_from_der(&der) {
             Ok(k) if k.size() * 8 == config.key_bits => k,
@@ -460,11 +322,11 @@ impl Broker {
                     k.size() * 8,
                     config.key_bits
                 ));
-                conn.stop(config.shutdown_grace);
+                link.stop(config.shutdown_grace);
                 return Err(e);
             }
             Err(e) => {
-                conn.stop(config.shutdown_grace);
+                link.stop(config.shutdown_grace);
                 return Err(Error::PublicKey(e.to_string()));
             }
         };
@@ -476,12 +338,20 @@ impl Broker {
             vault_pid,
             ring_seals,
         });
-        Ok((Session { conn, key }, buf))
+        Ok((Session { link, key }, buf))
+    }
+
+    /// The current session.
+    fn session(&self) -> Arc<Session> {
+        self.session
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The current vault's key.
     fn key(&self) -> Arc<KeyInfo> {
-        lock(&self.session).key.clone()
+        self.session().key.clone()
     }
 
     /// Starts a fresh vault (with a fresh key) in place of the current one,
@@ -490,11 +360,11 @@ impl Broker {
     /// [`Broker::with_secret`] reports them as [`Error::Lost`] until they are
     /// stored again.
     pub fn restart(&self) -> Result<Vec<String>, Error> {
-        let mut session = lock(&self.session);
-        session.conn.stop(self.config.shutdown_grace);
+        let mut session = self.session.write().unwrap_or_else(|p| p.into_inner());
+        session.link.stop(self.config.shutdown_grace);
         let (fresh, buf) = Self::start_session(&self.config)?;
-        *session = fresh;
-        let current = session.key.fingerprint;
+        let current = fresh.key.fingerprint;
+        *session = Arc::new(fresh);
         drop(session);
         self.give_buffer(buf);
         Ok(lock(&self.secrets)
@@ -720,28 +590,24 @@ impl Broker {
         };
         let mut buf = self.take_buffer()?;
         let mut evidence = WipeEvidence::default();
-        let id = {
-            let mut session = lock(&self.session);
-            if session.key.fingerprint != key_id {
-                drop(session);
-                self.give_buffer(buf);
-                return Err(Error::Lost {
-                    name: name.to_owned(),
-                });
-            }
-            let conn = &mut session.conn;
-            let id = conn.exchange(
-                &request,
-                "a decryption",
-                self.config.request_timeout,
-                &mut buf,
-            )?;
-            if observe {
-                evidence.request_frame_residue = conn.chan.tx.last_frame_residue();
-                evidence.ring_residue = conn.chan.nonzero_bytes();
-            }
-            id
-        };
+        let session = self.session();
+        if session.key.fingerprint != key_id {
+            self.give_buffer(buf);
+            return Err(Error::Lost {
+                name: name.to_owned(),
+            });
+        }
+        let (id, observed) = session.link.exchange(
+            &request,
+            "a decryption",
+            self.config.request_timeout,
+            &mut buf,
+            observe,
+        )?;
+        if let Some((residue, ring)) = observed {
+            evidence.request_frame_residue = residue;
+            evidence.ring_residue = ring;
+        }
         let result = {
             let guard = WipeOnDrop(&mut buf);
             guard
@@ -773,7 +639,7 @@ impl Broker {
                 during: "a decryption",
                 code,
             }),
-            Err(e) => Err(lock(&self.session).conn.protocol_error("a decryption", e)),
+            Err(e) => Err(session.link.protocol_error("a decryption", e)),
         }
     }
 
@@ -795,13 +661,13 @@ impl Broker {
     /// Asks the vault for its secure heap and key state.
     pub fn heap_status(&self) -> Result<HeapStatus, Error> {
         let mut buf = self.take_buffer()?;
-        let mut session = lock(&self.session);
-        let conn = &mut session.conn;
-        let id = conn.exchange(
+        let session = self.session();
+        let (id, _) = session.link.exchange(
             &Request::HeapStatus,
             "a heap status request",
             self.config.request_timeout,
             &mut buf,
+            false,
         )?;
         let r = buf.expose(|f| match protocol::decode_response(f) {
             Ok((got, _)) if got != id => Err(ProtocolOrRing::WrongId { expected: id, got }),
@@ -812,8 +678,7 @@ impl Broker {
             }),
             Err(e) => Err(e.into()),
         });
-        let r = r.map_err(|e| conn.protocol_error("a heap status request", e));
-        drop(session);
+        let r = r.map_err(|e| session.link.protocol_error("a heap status request", e));
         self.give_buffer(buf);
         r
     }
@@ -822,9 +687,8 @@ impl Broker {
     /// grace period, then SIGKILL. Returns how the vault ended. Later calls
     /// fail with [`Error::ShutDown`] (or report the earlier death).
     pub fn shutdown(&self) -> Result<VaultExit, Error> {
-        let mut session = lock(&self.session);
-        let conn = &mut session.conn;
-        if let Some(exit) = conn.closed {
+        let session = self.session();
+        if let Some(exit) = session.link.closed() {
             return if exit.is_clean() {
                 Err(Error::ShutDown)
             } else {
@@ -834,19 +698,20 @@ impl Broker {
                 })
             };
         }
-        Ok(conn.stop(self.config.shutdown_grace))
+        Ok(session.link.stop(self.config.shutdown_grace))
     }
 
     /// Whether the vault has ended, and how (does not block).
     pub fn vault_exit(&self) -> Option<VaultExit> {
-        let mut session = lock(&self.session);
-        let conn = &mut session.conn;
-        conn.closed.or_else(|| conn.vault.poll_exit())
+        self.session().link.vault_exit()
+    }
+
+    /// Number of lanes (ring pairs, vault worker threads).
+    pub fn lanes(&self) -> usize {
+        self.session().link.lanes()
     }
 }
 
-/// Seals a long secret: AES-256-GCM under a fresh data key (in a locked
-/// buffer, wiped once wrapped), the key wrapped with RSA-OAEP-SHA256.
 fn seal_envelope(public: &Rsa<Public>, plain: &[u8]) -> Result<Sealed, Error> {
     let mut data_key = SecretBuf::new(DATA_KEY_LEN)?;
     data_key
@@ -895,6 +760,6 @@ fn encrypt(public: &Rsa<Public>, plain: &[u8]) -> Result<Vec<u8>, Error> {
 impl Drop for Broker {
     fn drop(&mut self) {
         let grace = self.config.shutdown_grace;
-        lock(&self.session).conn.stop(grace);
+        self.session().link.stop(grace);
     }
 }

@@ -13,6 +13,7 @@
 
 pub mod client;
 pub mod sandbox;
+mod session;
 pub mod terminal;
 pub mod vault_process;
 

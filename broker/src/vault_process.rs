@@ -106,6 +106,9 @@ pub fn default_vault_path() -> Result<PathBuf, SpawnError> {
     Ok(exe.with_file_name("vault"))
 }
 
+/// Most fds passed to the vault (rings and their secret data parts).
+const MAX_FDS: usize = 32;
+
 /// What the vault is started with.
 #[derive(Debug, Clone)]
 pub struct VaultArgs {
@@ -124,11 +127,12 @@ pub struct VaultProcess {
 }
 
 impl VaultProcess {
-    /// Starts the vault with `ring` at fd 3.
+    /// Starts the vault with its lanes' rings at fds 3.. (and their secret
+    /// data parts after them, if any).
     pub fn spawn(
         path: &Path,
-        ring: BorrowedFd<'_>,
-        data: Option<BorrowedFd<'_>>,
+        rings: &[BorrowedFd<'_>],
+        data: &[BorrowedFd<'_>],
         args: &VaultArgs,
     ) -> Result<Self, SpawnError> {
         if !path.is_file() {
@@ -146,7 +150,8 @@ impl VaultProcess {
             cmd.arg("--heap-min").arg(min.to_string());
         }
         cmd.arg("--sandbox-mode").arg(args.sandbox_mode.as_str());
-        if data.is_some() {
+        cmd.arg("--lanes").arg(rings.len().to_string());
+        if !data.is_empty() {
             cmd.arg("--secret-ring");
         }
         cmd.args(&args.extra);
@@ -155,34 +160,37 @@ impl VaultProcess {
             .stderr(Stdio::inherit());
         cmd.env_clear();
         cmd.process_group(0);
-        let raw = ring.as_raw_fd();
-        let raw_data = data.map(|d| d.as_raw_fd());
+        // The fds in order, as plain integers: the closure below runs between
+        // fork and exec and must not allocate.
+        let mut raw = [-1i32; MAX_FDS];
+        let fds: Vec<i32> = rings.iter().chain(data).map(AsRawFd::as_raw_fd).collect();
+        if fds.len() > MAX_FDS {
+            return Err(SpawnError::Exec {
+                path: path.to_owned(),
+                source: io::Error::other("too many lanes"),
+            });
+        }
+        raw[..fds.len()].copy_from_slice(&fds);
+        let count = fds.len();
         // SAFETY: the closure runs in the forked child before exec and calls
-        // only fcntl and dup2, which are async-signal-safe; it captures plain
-        // integers.
+        // only fcntl and dup2, which are async-signal-safe, over a fixed-size
+        // array it owns; it allocates nothing.
         unsafe {
             cmd.pre_exec(move || {
-                // Move both out of the way first (to fds >= 10), so that
-                // placing one at 3 or 4 cannot clobber the other; dup2 clears
+                // Move every fd out of the way first (to fds >= 64), so that
+                // placing one at 3.. cannot clobber another; dup2 clears
                 // FD_CLOEXEC on its target.
-                let high = |fd: i32| {
-                    let h = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 10);
+                let mut high = [-1i32; MAX_FDS];
+                for i in 0..count {
+                    let h = libc::fcntl(raw[i], libc::F_DUPFD_CLOEXEC, 64);
                     if h == -1 {
-                        Err(io::Error::last_os_error())
-                    } else {
-                        Ok(h)
+                        return Err(io::Error::last_os_error());
                     }
-                };
-                let ring = high(raw)?;
-                let data = match raw_data {
-                    Some(d) => Some(high(d)?),
-                    None => None,
-                };
-                if libc::dup2(ring, 3) == -1 {
-                    return Err(io::Error::last_os_error());
+                    high[i] = h;
                 }
-                if let Some(d) = data {
-                    if libc::dup2(d, 4) == -1 {
+                for (i, h) in high.iter().take(count).enumerate() {
+                    let target = 3 + i32::try_from(i).unwrap_or(0);
+                    if libc::dup2(*h, target) == -1 {
                         return Err(io::Error::last_os_error());
                     }
                 }

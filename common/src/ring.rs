@@ -67,9 +67,10 @@ use crate::secret::SecretBuf;
 use crate::sys::{self, Mapping};
 
 /// Bytes of frame data each ring holds.
-pub const RING_CAPACITY: u32 = 256 * 1024;
+pub const RING_CAPACITY: u32 = 128 * 1024;
 /// Largest frame payload; a larger one is refused on both sides.
-pub const MAX_FRAME: u32 = 128 * 1024;
+/// (A 64 KiB envelope with its wrapped key and headers is about 66 KiB.)
+pub const MAX_FRAME: u32 = 72 * 1024;
 const HEADER_LEN: usize = 4096;
 const CONTROL_LEN: usize = 4096;
 const LEN_PREFIX: u32 = 4;
@@ -400,9 +401,19 @@ impl Channel {
                 head_seen: 0,
                 poisoned: false,
                 slice: DEFAULT_SLICE,
+                spin: DEFAULT_SPIN,
             },
             backing,
         })
+    }
+
+    /// A handle on this channel's region that other threads may use to wake
+    /// this side's reader or to wipe the rings, without the channel itself.
+    pub fn handle(&self) -> RingHandle {
+        RingHandle {
+            region: self.rx.region.clone(),
+            rx_ring: self.rx.ring,
+        }
     }
 
     /// Overwrites both rings' data with zeros: used by the broker when the
@@ -428,32 +439,79 @@ impl Channel {
     }
 }
 
+/// A shareable handle on a channel's region (see [`Channel::handle`]).
+#[derive(Debug, Clone)]
+pub struct RingHandle {
+    region: Arc<Region>,
+    rx_ring: usize,
+}
+
+impl RingHandle {
+    /// Wakes the channel's reader if it sleeps, so that it looks at its
+    /// caller-supplied check (a stop flag) at once.
+    pub fn wake_reader(&self) {
+        let _ = sys::futex_wake_shared(&self.region.control(self.rx_ring).head, u32::MAX >> 1);
+    }
+
+    /// Counts the non-zero bytes of both rings' data (volatile reads).
+    pub fn nonzero_bytes(&self) -> usize {
+        [REQUEST_RING, RESPONSE_RING]
+            .iter()
+            // SAFETY: RING_CAPACITY readable bytes of the live mapping.
+            .map(|&r| unsafe {
+                sys::count_nonzero_volatile(self.region.data(r), usize_of(RING_CAPACITY))
+            })
+            .sum()
+    }
+
+    /// Overwrites both rings' data with zeros (volatile writes).
+    pub fn wipe_all(&self) {
+        for ring in [REQUEST_RING, RESPONSE_RING] {
+            // SAFETY: the data area of `ring` is RING_CAPACITY writable bytes
+            // of the live mapping; volatile writes tolerate a concurrent peer.
+            unsafe { sys::wipe_volatile(self.region.data(ring), usize_of(RING_CAPACITY)) };
+        }
+    }
+}
+
 /// How long one futex sleep lasts before the caller's check runs again.
 pub const DEFAULT_SLICE: Duration = Duration::from_millis(50);
 
 /// What a wait does between sleeps: check that it should keep waiting.
 pub type Check<'a> = &'a mut dyn FnMut() -> Result<(), RingError>;
 
+/// How long a waiting side spins before it sleeps on the futex, by default.
+/// A peer that answers within this time is seen without a wake-up (a
+/// futex wake and a context switch cost about as much as a pipe round
+/// trip); an idle side sleeps after it and uses no CPU.
+pub const DEFAULT_SPIN: Duration = Duration::from_micros(30);
+
 /// Sleeps until `ready` says so, the deadline passes, or `check` fails.
 fn wait(
     word: &AtomicU32,
     sleeping: &AtomicU32,
     slice: Duration,
+    spin: Duration,
     deadline: Option<Instant>,
     check: Check<'_>,
     mut ready: impl FnMut(u32) -> Result<bool, RingError>,
 ) -> Result<u32, RingError> {
-    let backoff = Backoff::new();
     let start = Instant::now();
+    // Spin first (crossbeam's Backoff, spinning only: no yield), for `spin`.
+    let backoff = Backoff::new();
+    let mut polls = 0u32;
     loop {
         let observed = word.load(Ordering::Acquire);
         if ready(observed)? {
             return Ok(observed);
         }
-        if !backoff.is_completed() {
-            backoff.snooze();
-            continue;
+        backoff.spin();
+        polls = polls.wrapping_add(1);
+        if polls % 16 == 0 && start.elapsed() >= spin {
+            break;
         }
+    }
+    loop {
         let mut sleep = slice;
         if let Some(d) = deadline {
             let now = Instant::now();
@@ -465,12 +523,17 @@ fn wait(
         sleeping.store(1, Ordering::SeqCst);
         let observed = word.load(Ordering::SeqCst);
         let result = if ready(observed)? {
-            Ok(())
+            sleeping.store(0, Ordering::SeqCst);
+            return Ok(observed);
         } else {
             sys::futex_wait_shared(word, observed, Some(sleep)).map_err(RingError::Futex)
         };
         sleeping.store(0, Ordering::SeqCst);
         result?;
+        let observed = word.load(Ordering::Acquire);
+        if ready(observed)? {
+            return Ok(observed);
+        }
         check()?;
     }
 }
@@ -541,6 +604,7 @@ impl Producer {
             &c.tail,
             &c.writer_sleeping,
             DEFAULT_SLICE,
+            DEFAULT_SPIN,
             deadline,
             check,
             |tail| {
@@ -614,6 +678,7 @@ pub struct Consumer {
     head_seen: u32,
     poisoned: bool,
     slice: Duration,
+    spin: Duration,
 }
 
 impl Consumer {
@@ -628,6 +693,11 @@ impl Consumer {
     /// Sets how long one futex sleep lasts before the check runs again.
     pub fn set_slice(&mut self, slice: Duration) {
         self.slice = slice;
+    }
+
+    /// Sets how long a wait spins before it sleeps ([`DEFAULT_SPIN`]).
+    pub fn set_spin(&mut self, spin: Duration) {
+        self.spin = spin;
     }
 
     /// Validates a head value read once from shared memory; returns how many
@@ -665,10 +735,12 @@ impl Consumer {
         let c = region.control(self.ring);
         let mut avail = 0;
         let slice = self.slice;
+        let spin = self.spin;
         wait(
             &c.head,
             &c.reader_sleeping,
             slice,
+            spin,
             deadline,
             check,
             |head| {

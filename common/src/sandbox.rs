@@ -213,6 +213,20 @@ fn decimal(mut n: u32, out: &mut [u8; 10]) -> &[u8] {
     &out[i..]
 }
 
+/// Formats `n` in hexadecimal into `out`, returning the digits used.
+fn hex(mut n: u64, out: &mut [u8; 16]) -> &[u8] {
+    let mut i = out.len();
+    loop {
+        i -= 1;
+        out[i] = b"0123456789abcdef"[usize::try_from(n % 16).unwrap_or(0)];
+        n /= 16;
+        if n == 0 || i == 0 {
+            break;
+        }
+    }
+    &out[i..]
+}
+
 /// The learning mode's SIGSYS handler. Async-signal-safe: no allocation,
 /// no locks; formats into a stack buffer, writes it with one write(2), and
 /// sets the trapped call's return value to -ENOSYS.
@@ -224,7 +238,7 @@ extern "C" fn on_sigsys(_sig: c_int, info: *mut libc::siginfo_t, ctx: *mut c_voi
     // SAFETY: siginfo_t is 128 bytes, so bytes 24..28 are inside it; read
     // unaligned-safe, so no alignment assumption is needed.
     let nr = unsafe { info.cast::<u8>().add(24).cast::<c_int>().read_unaligned() };
-    let mut buf = [0u8; 192];
+    let mut buf = [0u8; 256];
     let mut len = 0;
     if code == SYS_SECCOMP {
         push(
@@ -241,7 +255,30 @@ extern "C" fn on_sigsys(_sig: c_int, info: *mut libc::siginfo_t, ctx: *mut c_voi
         push(&mut buf, &mut len, b" (#");
         let mut digits = [0u8; 10];
         push(&mut buf, &mut len, decimal(nr, &mut digits));
-        push(&mut buf, &mut len, b"); answered ENOSYS\n");
+        push(&mut buf, &mut len, b")");
+        #[cfg(target_arch = "x86_64")]
+        {
+            // The first three arguments, from the interrupted context: what a
+            // rule's conditions would have to allow.
+            push(&mut buf, &mut len, b" args");
+            // SAFETY: for an SA_SIGINFO handler `ctx` is the interrupted
+            // context; RDI, RSI and RDX hold the first three arguments.
+            let regs = unsafe { (*ctx.cast::<libc::ucontext_t>()).uc_mcontext.gregs };
+            for r in [libc::REG_RDI, libc::REG_RSI, libc::REG_RDX] {
+                let v = usize::try_from(r)
+                    .ok()
+                    .and_then(|i| regs.get(i).copied())
+                    .unwrap_or(0);
+                push(&mut buf, &mut len, b" 0x");
+                let mut h = [0u8; 16];
+                push(
+                    &mut buf,
+                    &mut len,
+                    hex(u64::from_ne_bytes(v.to_ne_bytes()), &mut h),
+                );
+            }
+        }
+        push(&mut buf, &mut len, b"; answered ENOSYS\n");
         #[cfg(target_arch = "x86_64")]
         // SAFETY: for an SA_SIGINFO handler `ctx` is the interrupted
         // context; RAX holds the system call's return value on x86_64.

@@ -101,3 +101,23 @@ pub fn copy_for_nobody(names: &[&str]) -> PathBuf {
     }
     dir
 }
+
+/// The state letter of `pid` in `/proc/PID/stat` (`R`, `S`, `T`, `Z`...).
+pub fn proc_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit(')').next()?.trim_start().chars().next()
+}
+
+/// Waits (up to 5 s) until `pid` is in state `state`: signals are
+/// asynchronous, and a lane thread of the vault may still answer in the
+/// instant before a SIGSTOP or a fatal signal takes effect.
+pub fn wait_for_state(pid: u32, state: char) {
+    let start = std::time::Instant::now();
+    while proc_state(pid) != Some(state) {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "process {pid} never reached state {state}"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}

@@ -256,7 +256,12 @@ fn the_broker_tells_how_the_vault_died() {
     for (sig, words) in cases {
         let b = Broker::spawn(config()).expect("spawn");
         b.store("pw", secret(b"x")).unwrap();
-        kill(b.vault_pid(), sig);
+        let pid = b.vault_pid();
+        kill(pid, sig);
+        // The signal is asynchronous: a lane thread may still answer a
+        // request in the instant before the process dies. Wait for the
+        // death itself (the zombie), then ask.
+        suites::wait_for_state(pid, 'Z');
         let start = Instant::now();
         let err = b.with_secret("pw", |_| ()).unwrap_err();
         assert!(
@@ -283,6 +288,7 @@ fn a_stopped_vault_times_out_and_is_killed() {
     .expect("spawn");
     b.store("pw", secret(b"x")).unwrap();
     kill(b.vault_pid(), libc::SIGSTOP);
+    suites::wait_for_state(b.vault_pid(), 'T');
     let start = Instant::now();
     let err = b.with_secret("pw", |_| ()).unwrap_err();
     let took = start.elapsed();
@@ -420,6 +426,7 @@ fn a_vault_that_does_not_answer_shutdown_gets_sigterm_then_sigkill() {
     .expect("spawn");
     // A stopped vault neither answers nor acts on SIGTERM.
     kill(b.vault_pid(), libc::SIGSTOP);
+    suites::wait_for_state(b.vault_pid(), 'T');
     let start = Instant::now();
     let exit = b.shutdown().expect("shutdown reports how the vault ended");
     let took = start.elapsed();

@@ -28,6 +28,7 @@ fn a_vault_killed_mid_request_is_an_error_at_once_and_a_restart_reports_the_lost
     // Hold the vault so the request is in flight, then kill it.
     let pid = b.vault_pid();
     kill(pid, libc::SIGSTOP);
+    suites::wait_for_state(pid, 'T');
     let reader = {
         let b = b.clone();
         std::thread::spawn(move || {
@@ -90,6 +91,7 @@ fn a_stuck_vault_times_out_is_killed_and_can_be_replaced() {
     .unwrap();
     b.store("pw", secret(b"x")).unwrap();
     kill(b.vault_pid(), libc::SIGSTOP);
+    suites::wait_for_state(b.vault_pid(), 'T');
     let start = Instant::now();
     let err = b.with_secret("pw", |_| ()).unwrap_err();
     assert!(start.elapsed() < Duration::from_secs(3));

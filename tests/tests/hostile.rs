@@ -21,6 +21,8 @@ fn evil(mode: &str) -> broker::Config {
         request_timeout: TIMEOUT,
         start_timeout: Duration::from_secs(20),
         shutdown_grace: Duration::from_millis(300),
+        // The evil vault serves one ring.
+        lanes: 1,
         ..broker::Config::default()
     }
 }

@@ -49,11 +49,10 @@ fn assert_clean(
                 "{who} at {step}: unreadable regions {:?}",
                 mem.failed
             );
-            let data = mem
-                .regions
-                .iter()
-                .zip(&mem.bytes)
-                .any(|(r, b)| r.path.contains(RING) && b.len() >= 512 * 1024);
+            let data =
+                mem.regions.iter().zip(&mem.bytes).any(|(r, b)| {
+                    r.path.contains(RING) && b.len() >= common::ring::DATA_REGION_LEN
+                });
             assert!(data, "{who} at {step}: the ring's data was not read");
         }
         Ring::Secret => {
@@ -66,7 +65,7 @@ fn assert_clean(
             let refused = mem
                 .failed
                 .iter()
-                .filter(|(r, _)| r.len() == 512 * 1024)
+                .filter(|(r, _)| r.len() == common::ring::DATA_REGION_LEN as u64)
                 .count();
             assert!(
                 refused >= 1,
@@ -143,6 +142,7 @@ fn lifecycle(ring: Ring) {
     // A graceful shutdown in progress: the vault is held (SIGSTOP) before it
     // reads the shutdown request; the broker waits for its answer.
     stop(d.vault, libc::SIGSTOP);
+    suites::wait_for_state(d.vault, 'T');
     d.send("shutdown");
     std::thread::sleep(Duration::from_millis(300));
     check(&d, "during shutdown");
@@ -194,7 +194,8 @@ fn root_cannot_read_the_secret_ring_but_can_read_the_sealed_one() {
             .zip(&mem.bytes)
             .find(|(r, _)| r.path.contains(RING));
         assert!(
-            ring.is_some_and(|(r, b)| b.len() as u64 == r.len() && r.len() >= 512 * 1024),
+            ring.is_some_and(|(r, b)| b.len() as u64 == r.len()
+                && r.len() >= common::ring::DATA_REGION_LEN as u64),
             "sealed ring not read in {pid}"
         );
     }

@@ -217,7 +217,7 @@ fn hostile_frame(len: u32, head: u32) -> (OwnedFd, Mapping) {
 #[test]
 fn a_frame_length_past_the_ring_end_is_a_protocol_error_not_a_panic() {
     // A length that claims more bytes than were published.
-    let (fd, map) = hostile_frame(100_000, 64);
+    let (fd, map) = hostile_frame(50_000, 64);
     let out = run_vault(Some(&fd), &["--parent-pid", &me()]);
     assert_eq!(out.status.code(), Some(70), "{}", stderr(&out));
     let err = stderr(&out);

@@ -144,6 +144,15 @@ pub struct Key {
     min_size: usize,
 }
 
+// SAFETY: the RSA object is owned by this Key and freed once, in Drop.
+// Moving it to another thread moves nothing but the pointer.
+unsafe impl Send for Key {}
+// SAFETY: shared use is private-key operations and reads: OpenSSL's RSA
+// private operations are safe to run concurrently on one RSA object (each
+// call has its own BN_CTX; the blinding state is taken under the RSA's lock
+// or made per thread), and the checks only read flags and addresses.
+unsafe impl Sync for Key {}
+
 impl Key {
     /// Generates a key in the secure heap, clears the private cache flag,
     /// scrubs the stack and verifies where every private number lives.

@@ -12,6 +12,7 @@
 
 use std::error::Error;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use common::ring::{Channel, Role, MAX_FRAME};
 use common::secret::SecretBuf;
@@ -36,6 +37,7 @@ struct Config {
     mode: Mode,
     selftest: Option<Selftest>,
     secret_ring: bool,
+    lanes: usize,
 }
 
 /// Deliberate failures, made inside the sandbox after key generation, for
@@ -50,9 +52,9 @@ enum Selftest {
 }
 
 const USAGE: &str = "usage: vault --parent-pid PID [--key-bits 2048|3072|4096] [--heap-size BYTES] [--heap-min BYTES]
-             [--sandbox-mode enforce|trap|log] [--selftest panic|forbidden-syscall] [--secret-ring]
-The vault is started by the broker, which passes the sealed ring at fd 3 (and, with --secret-ring, the
-ring's data part in memfd_secret memory at fd 4); it is not meant to be run by hand.";
+             [--sandbox-mode enforce|trap|log] [--selftest panic|forbidden-syscall] [--secret-ring] [--lanes N]
+The vault is started by the broker, which passes the sealed rings of its N lanes at fds 3.. (and, with
+--secret-ring, their data parts in memfd_secret memory after them); it is not meant to be run by hand.";
 
 fn parse_args() -> Result<Config, String> {
     let mut parent = None;
@@ -62,6 +64,7 @@ fn parse_args() -> Result<Config, String> {
     let mut mode = Mode::Enforce;
     let mut selftest = None;
     let mut secret_ring = false;
+    let mut lanes = 1usize;
     let mut args = std::env::args_os().skip(1);
     while let Some(arg) = args.next() {
         let arg = arg.to_str().ok_or("arguments must be UTF-8")?.to_owned();
@@ -106,6 +109,12 @@ fn parse_args() -> Result<Config, String> {
                     .ok_or_else(|| format!("--sandbox-mode {v:?}: use enforce, trap or log"))?;
             }
             "--secret-ring" => secret_ring = true,
+            "--lanes" => {
+                lanes = usize::try_from(value("--lanes")?)
+                    .ok()
+                    .filter(|n| (1..=startup::MAX_LANES).contains(n))
+                    .ok_or_else(|| format!("--lanes: use 1 to {}", startup::MAX_LANES))?;
+            }
             "--selftest" => {
                 let v = args
                     .next()
@@ -130,6 +139,7 @@ fn parse_args() -> Result<Config, String> {
         mode,
         selftest,
         secret_ring,
+        lanes,
     })
 }
 
@@ -181,9 +191,9 @@ fn main() -> ExitCode {
         startup::bind_to_parent(cfg.parent),
         EXIT_STARTUP
     );
-    let (ring_fd, ring_data_fd) = step!(
+    let lane_fds = step!(
         "closing inherited fds",
-        startup::close_other_fds(cfg.secret_ring),
+        startup::close_other_fds(cfg.lanes, cfg.secret_ring),
         EXIT_STARTUP
     );
     step!(
@@ -206,11 +216,14 @@ fn main() -> ExitCode {
         common::harden::no_new_privs(),
         EXIT_STARTUP
     );
-    let chan = step!(
-        "opening the ring",
-        Channel::open(ring_fd, ring_data_fd, Role::Vault),
-        EXIT_STARTUP
-    );
+    let mut chans = Vec::with_capacity(cfg.lanes);
+    for (ring, data) in lane_fds {
+        chans.push(step!(
+            "opening the ring",
+            Channel::open(ring, data, Role::Vault),
+            EXIT_STARTUP
+        ));
+    }
 
     // Step 2: the secure heap, with sizes checked before OpenSSL sees them.
     step!(
@@ -239,11 +252,44 @@ fn main() -> ExitCode {
         EXIT_STARTUP
     );
     zeroize::Zeroize::zeroize(&mut seed);
-    let request = step!(
-        "allocating the request buffer",
-        SecretBuf::new(MAX_FRAME as usize),
-        EXIT_STARTUP
-    );
+    let mut requests = Vec::with_capacity(cfg.lanes);
+    for _ in 0..cfg.lanes {
+        requests.push(step!(
+            "allocating the request buffers",
+            SecretBuf::new(MAX_FRAME as usize),
+            EXIT_STARTUP
+        ));
+    }
+    // The worker threads of lanes 1.. exist before the filter, which is then
+    // installed on every thread at once (TSYNC): the policy needs no thread
+    // creation at all. They wait for the key, which comes after the filter.
+    let handles: Vec<_> = chans.iter().map(Channel::handle).collect();
+    let mut lanes: Vec<(Channel, SecretBuf)> = chans.into_iter().zip(requests).collect();
+    let (first_chan, first_request) = lanes.remove(0);
+    let mut workers = Vec::with_capacity(lanes.len());
+    // Every worker reaches its own code (past glibc's and std's per-thread
+    // set-up: rseq, robust list, signal stack) before the filter goes on.
+    let started = Arc::new(std::sync::Barrier::new(lanes.len() + 1));
+    for (chan, request) in lanes {
+        let (tx, rx) = std::sync::mpsc::channel::<Arc<serve::Shared>>();
+        let started = started.clone();
+        let spawned = std::thread::Builder::new().spawn(move || {
+            started.wait();
+            match rx.recv() {
+                Ok(shared) => {
+                    let mut server = serve::Server::new(chan, shared, request);
+                    let outcome = server.run();
+                    server.finish();
+                    outcome
+                }
+                // No key came: start-up failed; nothing to serve.
+                Err(_) => Ok(serve::Exit::Shutdown),
+            }
+        });
+        let handle = step!("starting the worker threads", spawned, EXIT_STARTUP);
+        workers.push((tx, handle));
+    }
+    started.wait();
     if cfg.mode.is_learning() {
         eprintln!(
             "vault: SANDBOX LEARNING MODE ({}): forbidden system calls are {}, not killed. Never use this for real secrets.",
@@ -278,14 +324,31 @@ fn main() -> ExitCode {
         None => {}
     }
 
-    // Step 5: serve.
-    let mut server = step!(
+    // Step 5: serve, one lane per thread; this thread serves the first.
+    let shared = Arc::new(step!(
         "preparing to serve",
-        serve::Server::new(chan, key, request),
+        serve::Shared::new(key, handles),
         EXIT_STARTUP
-    );
-    let outcome = server.run();
+    ));
+    let mut joins = Vec::with_capacity(workers.len());
+    for (tx, handle) in workers {
+        // A worker that is gone already cannot take the key: nothing to do.
+        let _ = tx.send(shared.clone());
+        joins.push(handle);
+    }
+    let mut server = serve::Server::new(first_chan, shared.clone(), first_request);
+    let mut outcome = server.run();
     server.finish();
+    // However this lane ended, every lane ends, and the key goes with the
+    // last of them.
+    shared.stop_all();
+    for j in joins {
+        match j.join() {
+            Ok(Err(e)) if outcome.is_ok() => outcome = Err(e),
+            _ => {}
+        }
+    }
+    drop(shared);
     match outcome {
         Ok(serve::Exit::Shutdown) | Ok(serve::Exit::Signal(_)) => ExitCode::SUCCESS,
         Err(e) => {

@@ -1,15 +1,20 @@
 //! The request loop: the vault as a decryption oracle that holds only the key.
 //!
+//! One [`Server`] per lane (ring pair); the lanes share the key, the public
+//! key and the counters through [`Shared`]. A shutdown request on any lane,
+//! or a stop signal, ends every lane.
+//!
 //! Each request is copied out of the ring (and wiped there) by the ring
 //! itself; its private copy is wiped after handling. Decrypted plaintext is
 //! produced in the secure heap, written into the response ring, then wiped
 //! and verified zero before the buffer returns to the arena.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::protocol::{self, ErrorCode, Request, Response};
-use common::ring::{Channel, RingError};
+use common::ring::{Channel, RingError, RingHandle};
 use common::secret::SecretBuf;
 
 use crate::key::{Key, KeyError};
@@ -46,45 +51,81 @@ pub enum Exit {
     Signal(i32),
 }
 
-/// The serving state.
+/// What every lane shares: the key, its public half, the counters, and the
+/// stop flag with a way to wake every lane's reader.
+#[derive(Debug)]
+pub struct Shared {
+    key: Key,
+    public_der: Vec<u8>,
+    decrypts: AtomicU64,
+    wipes_verified: AtomicU64,
+    stop: AtomicBool,
+    lanes: Vec<RingHandle>,
+}
+
+impl Shared {
+    /// Shares `key` between the lanes whose rings are `lanes`.
+    pub fn new(key: Key, lanes: Vec<RingHandle>) -> Result<Self, ServeError> {
+        let public_der = key.public_der().map_err(ServeError::PublicKey)?;
+        Ok(Self {
+            key,
+            public_der,
+            decrypts: AtomicU64::new(0),
+            wipes_verified: AtomicU64::new(0),
+            stop: AtomicBool::new(false),
+            lanes,
+        })
+    }
+
+    /// Asks every lane to stop, and wakes those that sleep.
+    pub fn stop_all(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        for lane in &self.lanes {
+            lane.wake_reader();
+        }
+    }
+}
+
+/// The serving state of one lane.
 #[derive(Debug)]
 pub struct Server {
     chan: Channel,
-    key: Key,
+    shared: Arc<Shared>,
     request: SecretBuf,
-    public_der: Vec<u8>,
-    decrypts: u64,
-    wipes_verified: u64,
 }
 
 impl Server {
-    /// Prepares to serve; `request` is the private buffer frames are copied into.
-    pub fn new(mut chan: Channel, key: Key, request: SecretBuf) -> Result<Self, ServeError> {
+    /// Prepares to serve one lane; `request` is the private buffer frames
+    /// are copied into.
+    pub fn new(mut chan: Channel, shared: Arc<Shared>, request: SecretBuf) -> Self {
         chan.rx.set_slice(IDLE_SLICE);
-        let public_der = key.public_der().map_err(ServeError::PublicKey)?;
-        Ok(Self {
+        Self {
             chan,
-            key,
+            shared,
             request,
-            public_der,
-            decrypts: 0,
-            wipes_verified: 0,
-        })
+        }
     }
 
     /// Serves until a shutdown request, a stop signal, or a ring failure.
     pub fn run(&mut self) -> Result<Exit, ServeError> {
         loop {
-            let mut stop = || match STOP_SIGNAL.load(Ordering::SeqCst) {
-                0 => Ok(()),
-                _ => Err(RingError::Interrupted),
+            let shared = &self.shared;
+            let mut stop = || {
+                if STOP_SIGNAL.load(Ordering::SeqCst) != 0 || shared.stop.load(Ordering::SeqCst) {
+                    Err(RingError::Interrupted)
+                } else {
+                    Ok(())
+                }
             };
             // A signal that arrived before this point is seen by `stop`
             // after the first sleep slice at the latest.
             match self.chan.rx.recv_into(&mut self.request, None, &mut stop) {
                 Ok(_) => {}
                 Err(RingError::Interrupted) => {
-                    return Ok(Exit::Signal(STOP_SIGNAL.load(Ordering::SeqCst)))
+                    return Ok(match STOP_SIGNAL.load(Ordering::SeqCst) {
+                        0 => Exit::Shutdown,
+                        sig => Exit::Signal(sig),
+                    })
                 }
                 Err(e) => return Err(ServeError::Receive(e)),
             }
@@ -116,7 +157,7 @@ impl Server {
             }
             match protocol::decode_request(frame) {
                 Ok((id, Request::Decrypt { ciphertext })) => {
-                    Ok((id, Action::Decrypt(self.key.decrypt(ciphertext))))
+                    Ok((id, Action::Decrypt(self.shared.key.decrypt(ciphertext))))
                 }
                 Ok((id, Request::PublicKey)) => Ok((id, Action::PublicKey)),
                 Ok((id, Request::HeapStatus)) => Ok((id, Action::Status)),
@@ -131,7 +172,7 @@ impl Server {
                     },
                 )) => Ok((
                     id,
-                    Action::Decrypt(self.key.unseal(wrapped, nonce, tag, ciphertext)),
+                    Action::Decrypt(self.shared.key.unseal(wrapped, nonce, tag, ciphertext)),
                 )),
                 Err(e) => Err(e),
             }
@@ -146,17 +187,25 @@ impl Server {
         };
         match action {
             Action::PublicKey => {
-                let der = std::mem::take(&mut self.public_der);
-                let r = self.send(id, &Response::PublicKey { der: &der });
-                self.public_der = der;
-                r?;
+                let shared = self.shared.clone();
+                self.send(
+                    id,
+                    &Response::PublicKey {
+                        der: &shared.public_der,
+                    },
+                )?;
             }
             Action::Status => {
-                let status = self.key.status(self.decrypts, self.wipes_verified);
+                let s = &self.shared;
+                let status = s.key.status(
+                    s.decrypts.load(Ordering::SeqCst),
+                    s.wipes_verified.load(Ordering::SeqCst),
+                );
                 self.send(id, &Response::HeapStatus(status))?;
             }
             Action::Shutdown => {
                 self.send(id, &Response::ShutdownAck)?;
+                self.shared.stop_all();
                 return Ok(Some(Exit::Shutdown));
             }
             Action::Decrypt(Ok((mut plain, len))) => {
@@ -168,11 +217,11 @@ impl Server {
                 );
                 // Wipe at once, whether or not the send worked.
                 if plain.wipe_and_verify() == 0 {
-                    self.wipes_verified += 1;
+                    self.shared.wipes_verified.fetch_add(1, Ordering::SeqCst);
                 }
                 drop(plain);
                 sent?;
-                self.decrypts += 1;
+                self.shared.decrypts.fetch_add(1, Ordering::SeqCst);
             }
             Action::Decrypt(Err(e)) => {
                 let code = match e {
@@ -193,18 +242,18 @@ impl Server {
         Ok(None)
     }
 
-    /// Wipes what the vault holds and frees the key (RSA_free clears the
-    /// secure BIGNUMs before they return to the arena).
+    /// Wipes this lane's private buffer; the key goes with the last
+    /// reference to the shared state (RSA_free clears the secure BIGNUMs
+    /// before they return to the arena).
     pub fn finish(self) {
         let Server {
             chan,
-            key,
+            shared,
             mut request,
-            ..
         } = self;
         request.clear();
-        drop(key);
         drop(chan);
+        drop(shared);
     }
 }
 

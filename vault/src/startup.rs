@@ -8,12 +8,12 @@ use std::os::fd::{BorrowedFd, RawFd};
 use caps::CapSet;
 use common::sys::cvt;
 
-/// The fd number at which the broker passes the ring (its control part, or
-/// the whole region).
+/// The fd number at which the broker passes the first lane's ring (its
+/// control part, or the whole region); lane `i` is at `RING_FD + i`, and with
+/// `--secret-ring` the data parts follow, lane `i`'s at `RING_FD + lanes + i`.
 pub const RING_FD: RawFd = 3;
-/// The fd number at which the broker passes the ring's data part when it is
-/// secret memory (`--secret-ring`).
-pub const RING_DATA_FD: RawFd = 4;
+/// Most lanes (ring pairs, worker threads) a vault serves.
+pub const MAX_LANES: usize = 16;
 
 /// Errors of the start-up steps.
 #[derive(Debug, thiserror::Error)]
@@ -54,15 +54,19 @@ pub fn bind_to_parent(expected: i32) -> Result<(), StartupError> {
     Ok(())
 }
 
-/// Closes every fd above the ring's (fd 3, and fd 4 when `secret_data`),
-/// and checks that stdio and the ring's fds are open.
-pub fn close_other_fds(
-    secret_data: bool,
-) -> Result<(BorrowedFd<'static>, Option<BorrowedFd<'static>>), StartupError> {
-    let last = if secret_data { RING_DATA_FD } else { RING_FD };
-    let first = libc::c_uint::try_from(last + 1).unwrap_or(5);
+/// The fds of one lane: the ring, and its data part in secret memory.
+pub type LaneFds = (BorrowedFd<'static>, Option<BorrowedFd<'static>>);
+
+/// Closes every fd above the rings' (`lanes` of them, twice as many fds
+/// with `secret_data`), and checks that stdio and the rings' fds are open.
+pub fn close_other_fds(lanes: usize, secret_data: bool) -> Result<Vec<LaneFds>, StartupError> {
+    let per_lane = if secret_data { 2 } else { 1 };
+    let count =
+        RawFd::try_from(lanes * per_lane).map_err(|_| StartupError::MissingFd { fd: -1 })?;
+    let last = RING_FD + count - 1;
+    let first = libc::c_uint::try_from(last + 1).unwrap_or(libc::c_uint::MAX);
     // SAFETY: close_range only closes fds; nothing in this process holds one
-    // above the ring's at this point (we have opened nothing yet).
+    // above the rings' at this point (we have opened nothing yet).
     cvt(unsafe { libc::syscall(libc::SYS_close_range, first, libc::c_uint::MAX, 0) })
         .map_err(StartupError::CloseFds)?;
     for fd in 0..=last {
@@ -71,12 +75,18 @@ pub fn close_other_fds(
             return Err(StartupError::MissingFd { fd });
         }
     }
-    // SAFETY: the ring fds are open (checked above) and never closed for the
-    // rest of the process's life, so 'static borrows are sound.
-    let ring = unsafe { BorrowedFd::borrow_raw(RING_FD) };
-    // SAFETY: as above, when `secret_data`.
-    let data = secret_data.then(|| unsafe { BorrowedFd::borrow_raw(RING_DATA_FD) });
-    Ok((ring, data))
+    let lanes_fd = RawFd::try_from(lanes).map_err(|_| StartupError::MissingFd { fd: -1 })?;
+    Ok((0..lanes_fd)
+        .map(|i| {
+            // SAFETY: the ring fds are open (checked above) and never closed
+            // for the rest of the process's life, so 'static borrows are sound.
+            let ring = unsafe { BorrowedFd::borrow_raw(RING_FD + i) };
+            // SAFETY: as above.
+            let data =
+                secret_data.then(|| unsafe { BorrowedFd::borrow_raw(RING_FD + lanes_fd + i) });
+            (ring, data)
+        })
+        .collect())
 }
 
 /// Empties the environment: nothing the parent set (OPENSSL_CONF,

@@ -116,7 +116,7 @@ fn main() {
                         let _ = chan.tx.send(&[&noise], deadline(), &mut || Ok(()));
                     }
                     "length-past-end" => {
-                        raw.write_data(head, &100_000u32.to_le_bytes());
+                        raw.write_data(head, &50_000u32.to_le_bytes());
                         raw.publish(head.wrapping_add(16));
                     }
                     "head-beyond" => raw.publish(head.wrapping_add(RING_CAPACITY + 8)),
@@ -175,6 +175,9 @@ fn main() {
                         let h = raw.resp_head().load(Ordering::SeqCst);
                         raw.resp_head().store(h.wrapping_sub(16), Ordering::SeqCst);
                     }
+                    // After moving the head back, stay silent: the broker must
+                    // notice the head, not be rescued by a fresh answer.
+                    "head-backwards" => {}
                     "tail-beyond" if decrypts == 1 => {
                         // An honest refusal, then a request-ring tail past the
                         // broker's head: its next send must refuse it.
