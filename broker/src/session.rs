@@ -55,10 +55,8 @@ impl Lane {
 /// bytes left in every ring.
 pub(crate) type Observed = (Option<usize>, usize);
 
-/// How long a wait for an answer may spin before sleeping, at most. Longer
-/// answers are slept through: a futex wake then costs a few microseconds
-/// against milliseconds.
-const MAX_SPIN: Duration = Duration::from_millis(3);
+/// The longest a wait for an answer sleeps first, and the longest it spins.
+const MAX_SPIN: Duration = Duration::from_millis(5);
 
 /// The link to one vault: its process and its lanes.
 #[derive(Debug)]
@@ -135,27 +133,33 @@ impl Link {
         }
     }
 
-    /// A free lane, or the next one in turn if all are busy.
+    /// The first free lane, or the next one in turn if all are busy. Lanes
+    /// are tried from the first: a lane used a moment ago has its vault
+    /// thread still spinning, while an idle one sleeps and must be woken
+    /// (a futex wake costs tens of microseconds on a virtual machine).
     fn lane(&self) -> MutexGuard<'_, Lane> {
-        let n = self.lanes.len();
-        let start = self.next_lane.fetch_add(1, Ordering::Relaxed) % n;
-        for i in 0..n {
-            if let Ok(l) = self.lanes[(start + i) % n].try_lock() {
+        for l in &self.lanes {
+            if let Ok(l) = l.try_lock() {
                 return l;
             }
         }
-        lock(&self.lanes[start])
+        let n = self.lanes.len();
+        lock(&self.lanes[self.next_lane.fetch_add(1, Ordering::Relaxed) % n])
     }
 
-    /// How long the wait for this answer spins: about the recent latency
-    /// while a core is free for every request in flight (the vault's worker
-    /// and this waiter), the short default otherwise.
-    fn spin(&self, inflight: usize) -> Duration {
+    /// How the wait for this answer is spent: while a core is free for
+    /// every request in flight (the vault's worker and this waiter), sleep
+    /// through most of the recent latency (leaving the core to the vault,
+    /// which may share it), then spin over the rest so the answer is seen
+    /// without a wake-up; otherwise the short default spin.
+    fn plan(&self, inflight: usize) -> (Duration, Duration) {
         if inflight * 2 > self.cpus {
-            return DEFAULT_SPIN;
+            return (Duration::ZERO, DEFAULT_SPIN);
         }
         let recent = Duration::from_nanos(self.latency_ns.load(Ordering::Relaxed));
-        (recent + recent / 4).clamp(DEFAULT_SPIN, MAX_SPIN)
+        let presleep = (recent * 3 / 4).min(MAX_SPIN);
+        let spin = (recent / 2).clamp(DEFAULT_SPIN, MAX_SPIN);
+        (presleep, spin)
     }
 
     fn record_latency(&self, took: Duration) {
@@ -184,7 +188,7 @@ impl Link {
     ) -> Result<(u32, Option<Observed>), Error> {
         self.error_if_closed(during)?;
         let inflight = self.inflight.fetch_add(1, Ordering::SeqCst) + 1;
-        let spin = self.spin(inflight);
+        let (presleep, spin) = self.plan(inflight);
         let mut lane = self.lane();
         let id = lane.next_id;
         lane.next_id = lane.next_id.wrapping_add(1);
@@ -198,6 +202,7 @@ impl Link {
                 None => Ok(()),
             }
         };
+        lane.chan.rx.set_presleep(presleep);
         lane.chan.rx.set_spin(spin);
         let result = lane
             .chan

@@ -402,6 +402,7 @@ impl Channel {
                 poisoned: false,
                 slice: DEFAULT_SLICE,
                 spin: DEFAULT_SPIN,
+                presleep: Duration::ZERO,
             },
             backing,
         })
@@ -486,18 +487,62 @@ pub type Check<'a> = &'a mut dyn FnMut() -> Result<(), RingError>;
 /// trip); an idle side sleeps after it and uses no CPU.
 pub const DEFAULT_SPIN: Duration = Duration::from_micros(30);
 
+/// Sleeps on `word` for at most `dur` unless `ready` already holds;
+/// announces the sleep in `sleeping` so the peer wakes us.
+fn sleep_on(
+    word: &AtomicU32,
+    sleeping: &AtomicU32,
+    dur: Duration,
+    ready: &mut impl FnMut(u32) -> Result<bool, RingError>,
+) -> Result<Option<u32>, RingError> {
+    sleeping.store(1, Ordering::SeqCst);
+    let observed = word.load(Ordering::SeqCst);
+    if ready(observed)? {
+        sleeping.store(0, Ordering::SeqCst);
+        return Ok(Some(observed));
+    }
+    let slept = sys::futex_wait_shared(word, observed, Some(dur)).map_err(RingError::Futex);
+    sleeping.store(0, Ordering::SeqCst);
+    slept?;
+    let observed = word.load(Ordering::Acquire);
+    Ok(ready(observed)?.then_some(observed))
+}
+
 /// Sleeps until `ready` says so, the deadline passes, or `check` fails.
+///
+/// In three phases: first a sleep of up to `presleep` (for an answer known
+/// to take a while: the core is left to the peer, and the peer's wake ends
+/// it early), then a spin of `spin`, then sleeps of `slice` with `check`
+/// between them.
+#[allow(clippy::too_many_arguments)]
 fn wait(
     word: &AtomicU32,
     sleeping: &AtomicU32,
     slice: Duration,
+    presleep: Duration,
     spin: Duration,
     deadline: Option<Instant>,
     check: Check<'_>,
     mut ready: impl FnMut(u32) -> Result<bool, RingError>,
 ) -> Result<u32, RingError> {
     let start = Instant::now();
-    // Spin first (crossbeam's Backoff, spinning only: no yield), for `spin`.
+    let capped = |d: Duration| match deadline {
+        Some(end) => d.min(end.saturating_duration_since(Instant::now())),
+        None => d,
+    };
+    while !presleep.is_zero() && start.elapsed() < presleep {
+        let left = capped(presleep.saturating_sub(start.elapsed()));
+        if left.is_zero() {
+            break;
+        }
+        if let Some(observed) = sleep_on(word, sleeping, left, &mut ready)? {
+            return Ok(observed);
+        }
+    }
+    // Spin, for `spin` (crossbeam's Backoff: a few rounds of pure spinning,
+    // then sched_yield, so that a peer waiting for this core, such as the
+    // very thread about to send what we wait for, gets to run).
+    let spun = Instant::now();
     let backoff = Backoff::new();
     let mut polls = 0u32;
     loop {
@@ -505,33 +550,20 @@ fn wait(
         if ready(observed)? {
             return Ok(observed);
         }
-        backoff.spin();
+        backoff.snooze();
         polls = polls.wrapping_add(1);
-        if polls % 16 == 0 && start.elapsed() >= spin {
+        if polls % 16 == 0 && spun.elapsed() >= spin {
             break;
         }
     }
     loop {
-        let mut sleep = slice;
         if let Some(d) = deadline {
             let now = Instant::now();
             if now >= d {
                 return Err(RingError::Timeout(now - start));
             }
-            sleep = sleep.min(d - now);
         }
-        sleeping.store(1, Ordering::SeqCst);
-        let observed = word.load(Ordering::SeqCst);
-        let result = if ready(observed)? {
-            sleeping.store(0, Ordering::SeqCst);
-            return Ok(observed);
-        } else {
-            sys::futex_wait_shared(word, observed, Some(sleep)).map_err(RingError::Futex)
-        };
-        sleeping.store(0, Ordering::SeqCst);
-        result?;
-        let observed = word.load(Ordering::Acquire);
-        if ready(observed)? {
+        if let Some(observed) = sleep_on(word, sleeping, capped(slice), &mut ready)? {
             return Ok(observed);
         }
         check()?;
@@ -604,6 +636,7 @@ impl Producer {
             &c.tail,
             &c.writer_sleeping,
             DEFAULT_SLICE,
+            Duration::ZERO,
             DEFAULT_SPIN,
             deadline,
             check,
@@ -679,6 +712,7 @@ pub struct Consumer {
     poisoned: bool,
     slice: Duration,
     spin: Duration,
+    presleep: Duration,
 }
 
 impl Consumer {
@@ -698,6 +732,13 @@ impl Consumer {
     /// Sets how long a wait spins before it sleeps ([`DEFAULT_SPIN`]).
     pub fn set_spin(&mut self, spin: Duration) {
         self.spin = spin;
+    }
+
+    /// Sets how long a wait first sleeps before it spins (none by default):
+    /// for answers known to take a while, the core is left to the peer and
+    /// the spin only covers the end of the expected wait.
+    pub fn set_presleep(&mut self, presleep: Duration) {
+        self.presleep = presleep;
     }
 
     /// Validates a head value read once from shared memory; returns how many
@@ -735,11 +776,12 @@ impl Consumer {
         let c = region.control(self.ring);
         let mut avail = 0;
         let slice = self.slice;
-        let spin = self.spin;
+        let (presleep, spin) = (self.presleep, self.spin);
         wait(
             &c.head,
             &c.reader_sleeping,
             slice,
+            presleep,
             spin,
             deadline,
             check,

@@ -22,6 +22,10 @@ use crate::startup::STOP_SIGNAL;
 
 /// How long the vault waits for the broker to make room for an answer.
 const SEND_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a lane waits for the next request (yielding its core to
+/// anything runnable) before it sleeps: a client that sends requests back to
+/// back is caught without a futex wake on either side.
+const NEXT_REQUEST_SPIN: Duration = Duration::from_micros(200);
 /// How often an idle vault wakes to look at its stop flag (the signal also
 /// interrupts the futex sleep directly; this bounds the race between the
 /// flag check and the sleep).
@@ -99,6 +103,7 @@ impl Server {
     /// are copied into.
     pub fn new(mut chan: Channel, shared: Arc<Shared>, request: SecretBuf) -> Self {
         chan.rx.set_slice(IDLE_SLICE);
+        chan.rx.set_spin(NEXT_REQUEST_SPIN);
         Self {
             chan,
             shared,
