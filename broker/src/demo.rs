@@ -230,7 +230,8 @@ fn show_sandbox(b: &Broker) {
         RingBacking::SealedMemfd => {
             let seals = b.ring_seals();
             println!(
-                "  ring: sealed memfd, {kib} KiB, seals {} {}",
+                "  rings: {} lane(s), one vault thread each; each a sealed memfd of {kib} KiB, seals {} {}",
+                b.lanes(),
                 common::seal::seal_names(seals),
                 tick(seals & common::seal::REQUIRED_SEALS == common::seal::REQUIRED_SEALS)
             );
@@ -238,7 +239,8 @@ fn show_sandbox(b: &Broker) {
         RingBacking::Secret => {
             let seals = b.ring_seals();
             println!(
-                "  ring: data in memfd_secret ({} KiB): out of the kernel's direct map, unreadable even by root; size set once ✓",
+                "  rings: {} lane(s), one vault thread each; data in memfd_secret ({} KiB each): out of the kernel's direct map, unreadable even by root; size set once ✓",
+                b.lanes(),
                 common::ring::DATA_REGION_LEN / 1024
             );
             println!(
