@@ -389,11 +389,10 @@ fn restore_saved_terminals() {
         return;
     }
     for entry in saved.drain(..) {
-        // SAFETY: we hold the `SAVED` lock, and by its invariant an entry is
-        // present only while the guard that added it is alive and borrows
-        // `entry.fd`, removing the entry under this same lock before the
-        // borrow ends; so the descriptor is open (not closed, not reused) for
-        // as long as this borrow, which ends within this iteration.
+        // We hold the `SAVED` lock; an entry is present only while the guard
+        // that added it is alive and borrows `entry.fd` (it removes the entry
+        // under this lock before the borrow ends).
+        // SAFETY: so the fd is open and not reused during this iteration.
         let fd = unsafe { BorrowedFd::borrow_raw(entry.fd) };
         // TCSANOW: do not wait for output to drain while panicking.
         let _ = termios::tcsetattr(fd, SetArg::TCSANOW, &entry.termios);

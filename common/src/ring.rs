@@ -203,11 +203,10 @@ struct Region {
 impl Region {
     #[allow(clippy::cast_ptr_alignment)] // page-aligned offset of a page-aligned mapping
     fn control(&self, ring: usize) -> &Control {
-        // SAFETY: `ring` is REQUEST_RING or RESPONSE_RING, page-aligned offsets
-        // inside the control mapping with CONTROL_LEN >= size_of::<Control>()
-        // bytes.
-        // Control holds only atomics, which may be shared with another
-        // process and mutated through `&`; the mapping outlives `&self`.
+        // `ring` is a page-aligned offset inside the control mapping with
+        // CONTROL_LEN >= size_of::<Control>() bytes; Control holds only atomics.
+        // SAFETY: atomics may be shared with another process and mutated
+        // through `&`; the mapping outlives `&self`.
         unsafe { &*self.ctl.as_ptr().add(ring).cast::<Control>() }
     }
 

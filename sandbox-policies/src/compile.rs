@@ -94,6 +94,20 @@ pub fn embed(policy: &Path, name: &str, out_dir: &Path, arch: &str) {
     fs::write(&out, overlay).unwrap_or_else(|e| panic!("cannot write {}: {e}", out.display()));
 }
 
+/// The whole `build.rs` of a program that embeds filter `name` from
+/// `sandbox-policies/FILE`: paths and target from cargo's environment.
+pub fn build_script(file: &str, name: &str) {
+    let var = |v: &str| std::env::var(v).unwrap_or_else(|_| panic!("cargo sets {v}"));
+    let root = std::path::PathBuf::from(var("CARGO_MANIFEST_DIR"));
+    let out = std::path::PathBuf::from(var("OUT_DIR"));
+    embed(
+        &root.join("../sandbox-policies").join(file),
+        name,
+        &out,
+        &var("CARGO_CFG_TARGET_ARCH"),
+    );
+}
+
 /// For `build.rs`: writes the syscall table as Rust source (`SYSCALL_NAMES`)
 /// so a runtime without this crate can name a refused call.
 pub fn write_syscall_names(out: &Path) {

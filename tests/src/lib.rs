@@ -121,3 +121,27 @@ pub fn wait_for_state(pid: u32, state: char) {
         std::thread::sleep(Duration::from_millis(2));
     }
 }
+
+/// Asserts the vault's sandbox state from `/proc`: every thread under a
+/// seccomp filter (`Seccomp: 2`), no_new_privs, and every capability set
+/// empty (the suites run as root, so the bounding set is emptied too).
+pub fn assert_sandboxed(pid: u32) {
+    let threads = threads(pid);
+    assert!(!threads.is_empty(), "no threads for {pid}");
+    for tid in threads {
+        let status =
+            std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/status")).unwrap_or_default();
+        assert!(
+            status.lines().any(|l| l == "Seccomp:\t2"),
+            "thread {tid} is not filtered:\n{status}"
+        );
+    }
+    assert_eq!(proc_status_field(pid, "NoNewPrivs").as_deref(), Some("1"));
+    for set in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
+        assert_eq!(
+            proc_status_field(pid, set).as_deref(),
+            Some("0000000000000000"),
+            "{set}"
+        );
+    }
+}

@@ -217,24 +217,7 @@ fn while_the_demo_runs_the_vault_is_sandboxed_and_the_ring_sealed() {
     let mut run = Running::start(&[]);
     let pid = run.vault_pid();
     run.wait_for("#2 ");
-    for tid in suites::threads(pid) {
-        let st = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/status")).unwrap();
-        assert!(
-            st.lines().any(|l| l == "Seccomp:\t2"),
-            "thread {tid}:\n{st}"
-        );
-    }
-    assert_eq!(
-        suites::proc_status_field(pid, "NoNewPrivs").as_deref(),
-        Some("1")
-    );
-    for set in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
-        assert_eq!(
-            suites::proc_status_field(pid, set).as_deref(),
-            Some("0000000000000000"),
-            "{set}"
-        );
-    }
+    suites::assert_sandboxed(pid);
     // The ring as the vault holds it: open its fd 3 through /proc (we are
     // root) and read the seals of the same memfd.
     let ring = std::fs::File::open(format!("/proc/{pid}/fd/3"))

@@ -330,26 +330,7 @@ fn the_vault_runs_sandboxed_without_privileges() {
     b.store("pw", secret(b"x")).unwrap();
     b.with_secret("pw", |_| ()).unwrap();
     let pid = b.vault_pid();
-    let threads = suites::threads(pid);
-    assert!(!threads.is_empty());
-    for tid in threads {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/status")).unwrap();
-        assert!(
-            status.lines().any(|l| l == "Seccomp:\t2"),
-            "thread {tid} is not filtered:\n{status}"
-        );
-    }
-    assert_eq!(
-        suites::proc_status_field(pid, "NoNewPrivs").as_deref(),
-        Some("1")
-    );
-    for set in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
-        assert_eq!(
-            suites::proc_status_field(pid, set).as_deref(),
-            Some("0000000000000000"),
-            "{set}"
-        );
-    }
+    suites::assert_sandboxed(pid);
     // Positive control: the test runner itself (root) does have capabilities,
     // so the checks above would notice a vault that kept them.
     let me = std::process::id();

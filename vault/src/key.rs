@@ -456,12 +456,11 @@ fn aes_256_gcm_open(
     }
     let mut written: c_int = 0;
     let mut last: c_int = 0;
-    // SAFETY: `ctx` is live; the key is 32 bytes of a live secure buffer, the
-    // nonce 12 bytes (set as the IV length first), the AAD and ciphertext
-    // live slices of the lengths given, `out` at least `ct_len` writable
-    // bytes (GCM writes exactly the input length in update and nothing in
-    // final); the tag is 16 bytes, and OpenSSL only reads it
-    // (EVP_CTRL_GCM_SET_TAG copies it into the context).
+    // The key is 32 bytes of a live secure buffer, the nonce 12 (set as the IV
+    // length first), AAD and ciphertext live slices of the lengths given, `out`
+    // ct_len writable bytes (GCM writes the input length in update, nothing in
+    // final); the 16-byte tag is only read (copied in by EVP_CTRL_GCM_SET_TAG).
+    // SAFETY: per the above, on a live context freed right after.
     let ok = unsafe {
         ffi::EVP_DecryptInit_ex(
             ctx,
