@@ -440,3 +440,86 @@ fn a_flood_of_requests_that_are_never_read_ends_in_a_timeout_exit() {
     );
     assert!(sent > 100, "{sent}");
 }
+
+/// Runs the vault with several lanes: `rings[i]` at fd 3 + i.
+fn run_vault_lanes(rings: Vec<OwnedFd>, args: Vec<String>) -> Output {
+    let mut cmd = Command::new(suites::binary("vault"));
+    cmd.args(&args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let raws: Vec<i32> = rings.iter().map(|f| f.as_raw_fd()).collect();
+    let mut fixed = [-1i32; 8];
+    fixed[..raws.len()].copy_from_slice(&raws);
+    let n = raws.len();
+    // SAFETY: only fcntl/dup2 over a fixed array between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            let mut high = [-1i32; 8];
+            for i in 0..n {
+                high[i] = libc::fcntl(fixed[i], libc::F_DUPFD, 64);
+            }
+            for (i, h) in high.iter().take(n).enumerate() {
+                libc::dup2(*h, 3 + i32::try_from(i).unwrap_or(0));
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().expect("spawn vault");
+    drop(rings);
+    // A vault that does not end within 10 s is killed: the test then fails
+    // on its exit status instead of hanging.
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > Duration::from_secs(10) {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn a_corrupt_lane_stops_every_lane() {
+    let (fds_a, mut a) = Channel::create().unwrap();
+    let (fds_b, _b) = Channel::create().unwrap();
+    let raw_b = Mapping::shared(fds_b.control.as_fd(), REGION_LEN).unwrap();
+    let args = vec![
+        "--parent-pid".to_owned(),
+        me(),
+        "--lanes".to_owned(),
+        "2".to_owned(),
+    ];
+    let vault =
+        std::thread::spawn(move || run_vault_lanes(vec![fds_a.control, fds_b.control], args));
+    // Lane 1 works.
+    let mut buf = common::secret::SecretBuf::new(common::ring::MAX_FRAME as usize).unwrap();
+    let deadline = Some(Instant::now() + Duration::from_secs(30));
+    let req = common::protocol::encode_request(1, &common::protocol::Request::HeapStatus);
+    a.tx.send(&req.parts(), deadline, &mut || Ok(())).unwrap();
+    a.rx.recv_into(&mut buf, deadline, &mut || Ok(())).unwrap();
+    // Lane 2 gets a head beyond its capacity: the whole vault must end.
+    // SAFETY: the request head word of lane 2's control block, aligned.
+    #[allow(clippy::cast_ptr_alignment)]
+    let head = unsafe {
+        &*raw_b
+            .as_ptr()
+            .add(layout::REQUEST_CONTROL + layout::HEAD)
+            .cast::<AtomicU32>()
+    };
+    head.store(2 * common::ring::RING_CAPACITY, Ordering::SeqCst);
+    let _ = common::sys::futex_wake_shared(head, 1);
+    let start = Instant::now();
+    let out = vault.join().unwrap();
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "lane 1 kept the vault alive"
+    );
+    assert_eq!(out.status.code(), Some(70), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("beyond the ring's capacity"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -111,8 +111,18 @@ impl Server {
         }
     }
 
-    /// Serves until a shutdown request, a stop signal, or a ring failure.
+    /// Serves until a shutdown request, a stop signal, or a ring failure; a
+    /// failure on this lane stops every lane (a broker that corrupts one ring
+    /// is not trusted on the others).
     pub fn run(&mut self) -> Result<Exit, ServeError> {
+        let outcome = self.serve();
+        if outcome.is_err() {
+            self.shared.stop_all();
+        }
+        outcome
+    }
+
+    fn serve(&mut self) -> Result<Exit, ServeError> {
         loop {
             let shared = &self.shared;
             let mut stop = || {
