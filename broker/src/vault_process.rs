@@ -124,6 +124,9 @@ pub struct VaultArgs {
 pub struct VaultProcess {
     child: Child,
     exit: Option<VaultExit>,
+    /// Dropping this ends the thread that forked the vault (see
+    /// [`VaultProcess::spawn`]).
+    _parent: std::sync::mpsc::Sender<()>,
 }
 
 impl VaultProcess {
@@ -197,11 +200,37 @@ impl VaultProcess {
                 Ok(())
             });
         }
-        let child = cmd.spawn().map_err(|source| SpawnError::Exec {
+        // The vault's parent-death signal fires when the *thread* that forked
+        // it ends, not the process. A caller's thread may be short-lived, so
+        // the fork happens on a thread of our own that lives exactly as long
+        // as this handle: dropping the handle ends it, and a vault still
+        // running then gets its SIGTERM and wipes.
+        let (result_tx, result_rx) = std::sync::mpsc::channel();
+        let (parent_tx, parent_rx) = std::sync::mpsc::channel::<()>();
+        let parent = std::thread::Builder::new()
+            .name("vault-parent".into())
+            .spawn(move || {
+                let spawned = cmd.spawn();
+                let ok = spawned.is_ok();
+                if result_tx.send(spawned).is_ok() && ok {
+                    // Until the handle is dropped (the sender goes away).
+                    let _ = parent_rx.recv();
+                }
+            });
+        let exec_error = |source| SpawnError::Exec {
             path: path.to_owned(),
             source,
-        })?;
-        Ok(Self { child, exit: None })
+        };
+        parent.map_err(exec_error)?;
+        let child = result_rx
+            .recv()
+            .map_err(|_| exec_error(io::Error::other("the spawning thread ended early")))?
+            .map_err(exec_error)?;
+        Ok(Self {
+            child,
+            exit: None,
+            _parent: parent_tx,
+        })
     }
 
     /// The vault's pid.

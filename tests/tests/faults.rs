@@ -163,3 +163,24 @@ fn eight_threads_reading_at_once_get_correct_answers() {
     assert_eq!(s.decrypts, 8 * reads);
     assert_eq!(s.wipes_verified, 8 * reads);
 }
+
+#[test]
+fn a_broker_spawned_on_a_short_lived_thread_keeps_its_vault() {
+    // The parent-death signal follows the thread that forked the vault; the
+    // broker forks from a thread of its own, so the caller's thread may end.
+    let b = std::thread::spawn(|| Broker::spawn(config()).unwrap())
+        .join()
+        .unwrap();
+    b.store("pw", secret(b"x")).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        b.vault_exit(),
+        None,
+        "the vault ended with its spawning thread"
+    );
+    assert_eq!(b.with_secret("pw", |p| p.to_vec()).unwrap(), b"x");
+    // And dropping the broker still ends the vault.
+    let pid = b.vault_pid();
+    drop(b);
+    assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists());
+}
