@@ -125,6 +125,16 @@ impl Link {
         v.closed.or_else(|| v.process.poll_exit())
     }
 
+    /// The check run between sleeps while waiting on a lane: the vault must
+    /// still run (reaping it if it ended) and the link be open.
+    fn alive(&self) -> Result<(), RingError> {
+        let mut v = lock(&self.vault);
+        match v.closed.or_else(|| v.process.poll_exit()) {
+            Some(_) => Err(RingError::PeerGone),
+            None => Ok(()),
+        }
+    }
+
     fn error_if_closed(&self, during: &'static str) -> Result<(), Error> {
         match self.closed() {
             Some(exit) if exit.is_clean() => Err(Error::ShutDown),
@@ -195,13 +205,7 @@ impl Link {
         let enc = protocol::encode_request(id, req);
         let start = Instant::now();
         let deadline = start + timeout;
-        let mut alive = || {
-            let mut v = lock(&self.vault);
-            match v.closed.or_else(|| v.process.poll_exit()) {
-                Some(_) => Err(RingError::PeerGone),
-                None => Ok(()),
-            }
-        };
+        let mut alive = || self.alive();
         lane.chan.rx.set_presleep(presleep);
         lane.chan.rx.set_spin(spin);
         let result = lane
@@ -315,13 +319,7 @@ impl Link {
         lane.next_id = lane.next_id.wrapping_add(1);
         let enc = protocol::encode_request(id, &Request::Shutdown);
         let deadline = Some(Instant::now() + grace);
-        let mut alive = || {
-            let mut v = lock(&self.vault);
-            match v.closed.or_else(|| v.process.poll_exit()) {
-                Some(_) => Err(RingError::PeerGone),
-                None => Ok(()),
-            }
-        };
+        let mut alive = || self.alive();
         let answered = lane
             .chan
             .tx

@@ -419,23 +419,13 @@ impl Channel {
     /// Overwrites both rings' data with zeros: used by the broker when the
     /// vault died and can no longer wipe what it had not read.
     pub fn wipe_all(&self) {
-        for ring in [REQUEST_RING, RESPONSE_RING] {
-            // SAFETY: the data area of `ring` is RING_CAPACITY writable bytes
-            // of the live mapping; volatile writes tolerate a concurrent peer.
-            unsafe { sys::wipe_volatile(self.tx.region.data(ring), usize_of(RING_CAPACITY)) };
-        }
+        self.handle().wipe_all();
     }
 
     /// Counts non-zero bytes in both rings' data areas (for tests and the
     /// demo's evidence).
     pub fn nonzero_bytes(&self) -> usize {
-        [REQUEST_RING, RESPONSE_RING]
-            .iter()
-            // SAFETY: RING_CAPACITY readable bytes of the live mapping.
-            .map(|&r| unsafe {
-                sys::count_nonzero_volatile(self.tx.region.data(r), usize_of(RING_CAPACITY))
-            })
-            .sum()
+        self.handle().nonzero_bytes()
     }
 }
 
