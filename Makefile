@@ -3,7 +3,7 @@ CARGO ?= cargo
 SHELL := /bin/bash
 .SHELLFLAGS := -eo pipefail -c
 
-.PHONY: build demo test lint policy-lint policy-review seccomp-test residue-test fuzz soak bench clean
+.PHONY: build demo test lint policy-lint policy-review seccomp-test residue-test fuzz soak bench clean install install-bins uninstall
 
 build:
 	$(CARGO) build --locked --workspace --bins --release
@@ -61,6 +61,25 @@ soak:
 bench:
 	$(CARGO) build --locked --workspace --bins --release
 	$(CARGO) run --locked --release -q -p suites --bin bench
+
+# Install both programs root-owned and execute-only (0711): a user then runs
+# programs they cannot read, and the kernel makes each process non-dumpable
+# from its first instruction (README, threat model). Needs root (sudo).
+# The broker finds the vault in ../libexec/privsep-vault/ next to its bin/.
+# `install-bins` installs what is built already (PROFILE=release or debug).
+PREFIX ?= /usr/local
+PROFILE ?= release
+install: build
+	$(MAKE) --no-print-directory install-bins
+
+install-bins:
+	install -d -m 0755 $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/libexec/privsep-vault
+	install -o root -g root -m 0711 target/$(PROFILE)/broker $(DESTDIR)$(PREFIX)/bin/broker
+	install -o root -g root -m 0711 target/$(PROFILE)/vault $(DESTDIR)$(PREFIX)/libexec/privsep-vault/vault
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/broker $(DESTDIR)$(PREFIX)/libexec/privsep-vault/vault
+	-rmdir $(DESTDIR)$(PREFIX)/libexec/privsep-vault
 
 clean:
 	$(CARGO) clean
