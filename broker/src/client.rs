@@ -6,19 +6,19 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
-use common::protocol::{
-    self, ErrorCode, HeapStatus, ProtocolError, Request, Response, ENVELOPE_AAD, NONCE_LEN, TAG_LEN,
-};
-use common::ring::{Backing, Channel, RingError, MAX_FRAME};
-use common::secret::{Memory, SecretBuf, SecretError, WipeOnDrop};
+use common::protocol::{self, HeapStatus, Request, Response, ENVELOPE_AAD, NONCE_LEN, TAG_LEN};
+use common::ring::{Backing, Channel, MAX_FRAME};
+use common::secret::{Memory, SecretBuf, WipeOnDrop};
 use openssl::hash::MessageDigest;
 use openssl::pkey::{PKey, Public};
 use openssl::rsa::{Padding, Rsa};
 
 use common::sandbox::Mode as SandboxMode;
 
+use crate::error::{Error, ProtocolOrRing};
+use crate::launch::process::VaultArgs;
+use crate::launch::{self, Image, LaunchError, VaultExit, VaultProcess};
 use crate::session::{label, KeyInfo, Lane, Link, Session};
-use crate::vault_process::{self, SpawnError, VaultArgs, VaultExit, VaultProcess};
 
 /// Largest secret stored (in an envelope beyond one RSA block).
 pub const MAX_SECRET_LEN: usize = 64 * 1024;
@@ -49,7 +49,11 @@ pub const MAX_SECRETS: usize = 4096;
 /// How the broker starts and talks to its vault.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// The vault binary; by default `vault` next to the running executable.
+    /// The vault binary. By default, the one [`crate::protect_process`]
+    /// prepared if it was called; else `vault` beside the running
+    /// executable, or `../libexec/privsep-vault/vault` from its directory
+    /// (where `make install` puts it). It is trust-checked and run from a
+    /// descriptor: see [`crate::launch`].
     pub vault_path: Option<PathBuf>,
     /// RSA modulus size: 2048, 3072 or 4096.
     pub key_bits: u32,
@@ -103,80 +107,6 @@ impl Default for Config {
     }
 }
 
-/// Errors of the broker.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("key size {bits} is not offered; use 2048, 3072 or 4096")]
-    KeyBits { bits: u32 },
-    #[error(transparent)]
-    Spawn(#[from] SpawnError),
-    #[error("cannot create the ring")]
-    Ring(#[source] RingError),
-    #[error("vault {exit} (during {during})")]
-    VaultDied {
-        exit: VaultExit,
-        during: &'static str,
-    },
-    #[error("the vault did not answer {during} within {after:?}; it was killed ({exit})")]
-    Timeout {
-        during: &'static str,
-        after: Duration,
-        exit: VaultExit,
-    },
-    #[error("the vault broke the protocol during {during}; it was killed ({exit})")]
-    Protocol {
-        during: &'static str,
-        exit: VaultExit,
-        #[source]
-        source: ProtocolOrRing,
-    },
-    #[error("the vault refused {during}: {}", .code.describe())]
-    Refused {
-        during: &'static str,
-        code: ErrorCode,
-    },
-    #[error("the vault's public key is unusable: {0}")]
-    PublicKey(String),
-    #[error("encryption with the vault's public key failed: {0}")]
-    Encrypt(String),
-    #[error("no secret named {name:?}")]
-    UnknownName { name: String },
-    #[error("a secret named {name:?} already exists; delete it first to replace it")]
-    NameExists { name: String },
-    #[error("invalid secret name: {reason}")]
-    BadName { reason: &'static str },
-    #[error("too many secrets: the limit is {limit}")]
-    TooManySecrets { limit: usize },
-    #[error("the secret is empty")]
-    EmptySecret,
-    #[error("the secret is {len} bytes; the limit is {limit} bytes (64 KiB)")]
-    SecretTooLong { len: usize, limit: usize },
-    #[error(transparent)]
-    Buffer(#[from] SecretError),
-    #[error("the broker was shut down")]
-    ShutDown,
-    #[error("the secret {name:?} was stored under a vault key that no longer exists (the vault was restarted): store it again")]
-    Lost { name: String },
-}
-
-/// The lower-level failure behind [`Error::Protocol`].
-#[derive(Debug, thiserror::Error)]
-pub enum ProtocolOrRing {
-    #[error(transparent)]
-    Ring(#[from] RingError),
-    #[error(transparent)]
-    Frame(#[from] ProtocolError),
-    #[error("answer {got} to request {expected}")]
-    WrongId { expected: u32, got: u32 },
-    #[error("unexpected answer {got} to a {request} request")]
-    WrongKind {
-        request: &'static str,
-        got: &'static str,
-    },
-    #[error("a plaintext of {len} bytes is larger than any secret ({max})")]
-    AnswerTooLarge { len: usize, max: usize },
-}
-
 /// Evidence, observed by the broker, that each side wiped its copy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct WipeEvidence {
@@ -204,6 +134,9 @@ impl WipeEvidence {
 /// serialised on the one ring pair.
 pub struct Broker {
     session: RwLock<Arc<Session>>,
+    /// The vault program, checked once and run from this descriptor on
+    /// every (re)start.
+    image: Arc<Image>,
     secrets: Mutex<BTreeMap<String, Entry>>,
     buffers: Mutex<Vec<SecretBuf>>,
     config: Config,
@@ -241,9 +174,22 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Broker {
     /// Starts a vault and waits until its key is generated and verified.
     pub fn spawn(config: Config) -> Result<Self, Error> {
-        let (session, buf) = Self::start_session(&config)?;
+        if !matches!(config.key_bits, 2048 | 3072 | 4096) {
+            return Err(Error::KeyBits {
+                bits: config.key_bits,
+            });
+        }
+        let image = match (&config.vault_path, launch::protected_vault()) {
+            (Some(path), _) => Arc::new(Image::prepare(path, c"vault").map_err(LaunchError::from)?),
+            (None, Some(image)) => image,
+            (None, None) => Arc::new(
+                Image::prepare(&launch::find_vault()?, c"vault").map_err(LaunchError::from)?,
+            ),
+        };
+        let (session, buf) = Self::start_session(&config, &image)?;
         Ok(Self {
             session: RwLock::new(Arc::new(session)),
+            image,
             secrets: Mutex::new(BTreeMap::new()),
             buffers: Mutex::new(vec![buf]),
             config,
@@ -251,16 +197,7 @@ impl Broker {
     }
 
     /// Starts a vault and waits for its public key.
-    fn start_session(config: &Config) -> Result<(Session, SecretBuf), Error> {
-        if !matches!(config.key_bits, 2048 | 3072 | 4096) {
-            return Err(Error::KeyBits {
-                bits: config.key_bits,
-            });
-        }
-        let path = match &config.vault_path {
-            Some(p) => p.clone(),
-            None => vault_process::default_vault_path()?,
-        };
+    fn start_session(config: &Config, image: &Image) -> Result<(Session, SecretBuf), Error> {
         let lanes = config.lanes.clamp(1, MAX_LANES);
         let mut all_fds = Vec::with_capacity(lanes);
         let mut chans = Vec::with_capacity(lanes);
@@ -283,7 +220,8 @@ impl Broker {
             .iter()
             .filter_map(|f| f.data.as_ref().map(AsFd::as_fd))
             .collect();
-        let vault = VaultProcess::spawn(&path, &controls, &datas, &args)?;
+        let vault =
+            VaultProcess::spawn(image, &controls, &datas, &args).map_err(LaunchError::from)?;
         // The vault has its own copies of the fds; ours are no longer needed.
         drop(controls);
         drop(datas);
@@ -362,7 +300,7 @@ impl Broker {
     pub fn restart(&self) -> Result<Vec<String>, Error> {
         let mut session = self.session.write().unwrap_or_else(|p| p.into_inner());
         session.link.stop(self.config.shutdown_grace);
-        let (fresh, buf) = Self::start_session(&self.config)?;
+        let (fresh, buf) = Self::start_session(&self.config, &self.image)?;
         let current = fresh.key.fingerprint;
         *session = Arc::new(fresh);
         drop(session);
@@ -382,6 +320,12 @@ impl Broker {
             .filter(|(_, e)| e.key_id != current)
             .map(|(n, _)| n.clone())
             .collect()
+    }
+
+    /// The vault program this broker runs (and how: from an execute-only
+    /// sealed copy, or installed execute-only).
+    pub fn vault_image(&self) -> &Image {
+        &self.image
     }
 
     /// The vault's pid.
@@ -695,6 +639,7 @@ impl Broker {
                 Err(Error::VaultDied {
                     exit,
                     during: "shutdown",
+                    said: crate::error::LastWords(None),
                 })
             };
         }

@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use broker::terminal::{self, PasswordError, PasswordSource};
-use broker::{Broker, Config, HeapStatus, RingBacking, SandboxMode};
+use broker::{Broker, Config, HeapStatus, Protection, RingBacking, SandboxMode};
 use common::protocol::PRIVATE_NUMBERS;
 
 use crate::signals::Signals;
@@ -37,6 +37,11 @@ pub struct Options {
 }
 
 impl Options {
+    /// The vault binary asked for, if any.
+    pub fn vault(&self) -> Option<&std::path::Path> {
+        self.vault.as_deref()
+    }
+
     /// Parses the options after `demo`.
     pub fn parse(args: impl Iterator<Item = OsString>) -> Result<Self, String> {
         let mut o = Options {
@@ -151,7 +156,8 @@ fn hex(bytes: &[u8]) -> String {
         .join(":")
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
+/// An error and its causes, on one line.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut src = e.source();
     while let Some(x) = src {
@@ -270,8 +276,36 @@ fn warn_learning(mode: SandboxMode) {
     println!("{bar}\n");
 }
 
+/// The start-up protection of both processes, as measured.
+fn show_protection(b: &Broker, protection: &Protection) {
+    let pid = b.vault_pid();
+    // The vault's tracer, from its status (readable to its user).
+    let vault_tracer = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|st| {
+            st.lines()
+                .find_map(|l| l.strip_prefix("TracerPid:").map(|v| v.trim().to_owned()))
+        });
+    let untraced = vault_tracer.as_deref() == Some("0");
+    let vault_protected = match protection {
+        Protection::Privileged => "(as root the kernel's execute-only protection does not apply)",
+        _ => "non-dumpable from its first instruction",
+    };
+    println!("  start-up protection (no other process of your user can read either process):");
+    println!("    broker: {} ✓", protection.describe());
+    println!(
+        "    vault: run from {}: {vault_protected} ✓",
+        b.vault_image().describe()
+    );
+    println!(
+        "    tracers: none on the broker (checked at its start) ✓, none on the vault (TracerPid {}) {}",
+        vault_tracer.as_deref().unwrap_or("?"),
+        tick(untraced)
+    );
+}
+
 /// Runs the demo; the exit code is 0 after a graceful shutdown.
-pub fn run(opts: &Options, mut signals: Signals) -> ExitCode {
+pub fn run(opts: &Options, mut signals: Signals, protection: &Protection) -> ExitCode {
     println!("privsep-vault demo: a sandboxed vault holds an RSA key in OpenSSL's secure heap;");
     println!(
         "the broker keeps only ciphertext and lends plaintext to a closure, wiping every copy.\n"
@@ -281,8 +315,9 @@ pub fn run(opts: &Options, mut signals: Signals) -> ExitCode {
         warn_learning(opts.sandbox_mode);
     }
     println!("[1/4] starting the sandboxed vault (RSA-{})", opts.key_bits);
+    // The vault binary was resolved, checked and prepared by
+    // protect_process (before any re-exec); the broker runs that image.
     let config = Config {
-        vault_path: opts.vault.clone(),
         key_bits: opts.key_bits,
         heap_size: opts.heap_size,
         sandbox_mode: opts.sandbox_mode,
@@ -309,6 +344,7 @@ pub fn run(opts: &Options, mut signals: Signals) -> ExitCode {
     };
     show_heap(&status, status.verified());
     show_sandbox(&broker);
+    show_protection(&broker, protection);
     if !status.verified() {
         eprintln!("broker: the vault's secure heap verification failed; stopping");
         let _ = broker.shutdown();

@@ -12,14 +12,17 @@
 //! it; the `broker` program is hardened (non-dumpable, no core files).
 
 pub mod client;
+pub mod error;
+pub mod launch;
 pub mod sandbox;
 mod session;
 pub mod terminal;
-pub mod vault_process;
 
-pub use client::{Broker, Config, Error, WipeEvidence};
+pub use client::{Broker, Config, WipeEvidence};
 pub use common::protocol::HeapStatus;
 pub use common::ring::Backing as RingBacking;
 pub use common::sandbox::Mode as SandboxMode;
 pub use common::secret::SecretBuf;
-pub use vault_process::VaultExit;
+pub use error::{Error, LastWords, ProtocolOrRing};
+pub use launch::VaultExit;
+pub use launch::{protect_process, LaunchError, Protection};

@@ -24,7 +24,10 @@ options:
   --ring sealed|secret  the ring: a sealed memfd (default), or memfd_secret
                         memory that even root cannot read (the broker's
                         plaintext buffers then use it too)
-  --vault PATH          the vault binary (default: next to this program)
+  --vault PATH          the vault binary (default: next to this program, or
+                        ../libexec/privsep-vault/vault as `make install` puts it);
+                        it must pass the trust check (owned by root or you, not
+                        writable by others, nor any directory above it)
   --sandbox-learning M  policy work only: run both seccomp filters in learning
                         mode M, trap (name refused calls, answer ENOSYS) or log
                         (the kernel logs them and lets them through)
@@ -32,11 +35,6 @@ options:
   -V, --version         the version";
 
 fn main() -> ExitCode {
-    if let Err(e) = common::harden::harden_process() {
-        eprintln!("broker: cannot harden the process: {e}");
-        return ExitCode::FAILURE;
-    }
-    broker::terminal::install_restore_hook();
     let mut args = std::env::args_os().skip(1);
     match args.next().as_ref().and_then(|a| a.to_str()) {
         Some("demo") => {}
@@ -64,6 +62,21 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Before anything else has effects: non-dumpable, no core files, no
+    // tracer, the vault checked and prepared; started from a readable file,
+    // this re-executes the program from an execute-only copy (with the same
+    // arguments, parsed again).
+    let protection = match broker::protect_process(opts.vault()) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("broker: {}", demo::error_chain(&e));
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(warning) = protection.warning() {
+        eprintln!("broker: {warning}");
+    }
+    broker::terminal::install_restore_hook();
     let signals = match signals::Signals::install() {
         Ok(s) => s,
         Err(e) => {
@@ -71,5 +84,5 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    demo::run(&opts, signals)
+    demo::run(&opts, signals, &protection)
 }

@@ -17,8 +17,8 @@ use common::secret::SecretBuf;
 use openssl::pkey::Public;
 use openssl::rsa::Rsa;
 
-use crate::client::{Error, ProtocolOrRing};
-use crate::vault_process::{VaultExit, VaultProcess};
+use crate::error::{Error, LastWords, ProtocolOrRing};
+use crate::launch::{VaultExit, VaultProcess};
 
 /// The public half of a vault's key, and facts about its start.
 #[derive(Debug)]
@@ -57,6 +57,9 @@ pub(crate) type Observed = (Option<usize>, usize);
 
 /// The longest a wait for an answer sleeps first, and the longest it spins.
 const MAX_SPIN: Duration = Duration::from_millis(5);
+/// How long, after the vault died, the broker waits for the rest of its
+/// output (its last message) to be read from the pipe.
+const LAST_WORDS_WAIT: Duration = Duration::from_millis(500);
 
 /// The link to one vault: its process and its lanes.
 #[derive(Debug)]
@@ -136,9 +139,14 @@ impl Link {
     }
 
     fn error_if_closed(&self, during: &'static str) -> Result<(), Error> {
-        match self.closed() {
+        let v = lock(&self.vault);
+        match v.closed {
             Some(exit) if exit.is_clean() => Err(Error::ShutDown),
-            Some(exit) => Err(Error::VaultDied { exit, during }),
+            Some(exit) => Err(Error::VaultDied {
+                exit,
+                during,
+                said: LastWords(v.process.last_line(Duration::ZERO)),
+            }),
             None => Ok(()),
         }
     }
@@ -240,7 +248,11 @@ impl Link {
                     .closed
                     .or_else(|| v.process.poll_exit())
                     .unwrap_or_else(|| v.process.kill());
-                Error::VaultDied { exit, during }
+                Error::VaultDied {
+                    exit,
+                    during,
+                    said: LastWords(v.process.last_line(LAST_WORDS_WAIT)),
+                }
             }
             RingError::Timeout(_) => Error::Timeout {
                 during,

@@ -6,6 +6,16 @@
 //! core pattern pipes dumps to a helper that ignores dumpability. `execve`
 //! resets dumpability, so each process must call [`harden_process`] itself,
 //! first thing.
+//!
+//! That call comes too late to protect a program's first moments: until it
+//! runs, a process of the same uid may stop the program, open its
+//! `/proc/PID/mem` or attach with ptrace, and keep what it got. The kernel
+//! closes that window itself when the program file is not readable by the
+//! user who runs it (an execute-only file): see `broker::launch`. What a
+//! program can still check on its own, once it is non-dumpable, is that no
+//! tracer attached in the window ([`refuse_if_traced`]); and
+//! [`can_read_every_file`] tells when the execute-only protection cannot
+//! apply at all (root, or the DAC override capabilities).
 
 use std::io;
 
@@ -22,6 +32,10 @@ pub enum HardenError {
     },
     #[error("setrlimit(RLIMIT_CORE, 0) failed")]
     CoreLimit(#[source] io::Error),
+    #[error("refusing to start: this process is being traced by pid {tracer} (TracerPid in /proc/self/status); a process that attached while it was starting could control it")]
+    Traced { tracer: u32 },
+    #[error("refusing to start: cannot tell whether this process is being traced (/proc/self/status has no readable TracerPid); is /proc mounted?")]
+    TracerUnknown(#[source] io::Error),
 }
 
 /// Makes the process non-dumpable and forbids core files.
@@ -77,6 +91,63 @@ pub fn no_new_privs() -> Result<(), HardenError> {
         })
 }
 
+/// A field of `/proc/self/status` (the text after the colon, trimmed).
+fn own_status_field(field: &str) -> io::Result<String> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    status
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(field)
+                .and_then(|r| r.strip_prefix(':'))
+                .map(|v| v.trim().to_owned())
+        })
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no {field} field")))
+}
+
+/// The pid of the process tracing this one, if any (`TracerPid`).
+pub fn tracer() -> io::Result<Option<u32>> {
+    let v = own_status_field("TracerPid")?;
+    let pid: u32 = v
+        .parse()
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, format!("TracerPid {v:?}")))?;
+    Ok((pid != 0).then_some(pid))
+}
+
+/// Refuses to go on if a tracer is attached, or if that cannot be told.
+///
+/// A same-uid tracer that attached while the process was still dumpable
+/// (even before its `execve`: the attachment survives it) keeps reading and
+/// writing its registers after it has become non-dumpable; that is control.
+/// Call once the process is non-dumpable, before any secret exists: from
+/// then on no process of the same uid can attach.
+pub fn refuse_if_traced() -> Result<(), HardenError> {
+    match tracer() {
+        Ok(None) => Ok(()),
+        Ok(Some(tracer)) => Err(HardenError::Traced { tracer }),
+        Err(e) => Err(HardenError::TracerUnknown(e)),
+    }
+}
+
+/// `CAP_DAC_OVERRIDE` and `CAP_DAC_READ_SEARCH`, as bits of `CapEff`.
+const DAC_CAPS: u64 = (1 << 1) | (1 << 2);
+
+/// Whether this process may read every file whatever its mode (effective
+/// uid 0, or `CAP_DAC_OVERRIDE` / `CAP_DAC_READ_SEARCH` in effect). Then the
+/// kernel's execute-only protection cannot apply to the programs it starts:
+/// the read check at `execve` always passes. If the capability set cannot
+/// be read, the answer is yes (the cautious one for a caller deciding
+/// whether it was protected).
+pub fn can_read_every_file() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    own_status_field("CapEff")
+        .ok()
+        .and_then(|v| u64::from_str_radix(&v, 16).ok())
+        .map_or(true, |caps| caps & DAC_CAPS != 0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,5 +181,41 @@ mod tests {
             libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
             "status {status}"
         );
+    }
+
+    #[test]
+    fn the_tracer_check_reads_this_process_and_a_traced_child() {
+        // The test runner is not traced (unless someone runs it under a
+        // debugger, which this check would rightly refuse).
+        if tracer().unwrap().is_none() {
+            assert!(refuse_if_traced().is_ok());
+        }
+        // A child that asks to be traced by its parent sees its tracer.
+        // SAFETY: the child only calls async-signal-safe functions and
+        // _exit; the parent waits for its own child.
+        unsafe {
+            let pid = libc::fork();
+            assert!(pid >= 0);
+            if pid == 0 {
+                libc::ptrace(libc::PTRACE_TRACEME, 0, 0, 0);
+                libc::raise(libc::SIGSTOP);
+                // Read after the stop: TracerPid is the parent's tracing
+                // thread (a thread id, not the parent's pid).
+                let code = match refuse_if_traced() {
+                    Err(HardenError::Traced { tracer }) if tracer > 0 => 0,
+                    _ => 1,
+                };
+                libc::_exit(code);
+            }
+            let mut status = 0;
+            libc::waitpid(pid, &mut status, 0);
+            assert!(libc::WIFSTOPPED(status), "status {status}");
+            libc::ptrace(libc::PTRACE_CONT, pid, 0, 0);
+            libc::waitpid(pid, &mut status, 0);
+            assert!(
+                libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+                "the traced child did not see its tracer: {status}"
+            );
+        }
     }
 }

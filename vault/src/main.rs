@@ -1,6 +1,8 @@
 //! The vault: the sandboxed key holder, started only by the broker.
 //!
 //! Start-up order (each step fatal with a clear message):
+//! 0. it must have been non-dumpable from its first instruction (the broker
+//!    runs it from an execute-only copy; root is exempt) and untraced;
 //! 1. non-dumpable, no core files (execve reset them), parent-death signal
 //!    and parent check, close every fd but the ring and stdio, clear the
 //!    environment, reset signals, drop every capability, no new privileges,
@@ -11,6 +13,7 @@
 //! 5. serve requests until shutdown.
 
 use std::error::Error;
+use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -19,7 +22,7 @@ use common::secret::SecretBuf;
 
 use common::sandbox::Mode;
 use vault::key::{self, KeyBits};
-use vault::{heap, sandbox, serve, startup};
+use vault::{heap, sandbox, say, serve, startup};
 
 /// Exit status for a configuration the vault refuses (EX_CONFIG).
 const EXIT_CONFIG: u8 = 78;
@@ -49,10 +52,14 @@ enum Selftest {
     /// Make a system call the policy does not allow (getppid): killed by
     /// SIGSYS when enforcing, named and answered ENOSYS in trap mode.
     ForbiddenSyscall,
+    /// Write far more than a pipe holds to standard error, with escape
+    /// sequences and forged lines, then serve: the broker must keep
+    /// draining (the vault must not block) and show none of it raw.
+    FloodStderr,
 }
 
 const USAGE: &str = "usage: vault --parent-pid PID [--key-bits 2048|3072|4096] [--heap-size BYTES] [--heap-min BYTES]
-             [--sandbox-mode enforce|trap|log] [--selftest panic|forbidden-syscall] [--secret-ring] [--lanes N]
+             [--sandbox-mode enforce|trap|log] [--selftest panic|forbidden-syscall|flood-stderr] [--secret-ring] [--lanes N]
 The vault is started by the broker, which passes the sealed rings of its N lanes at fds 3.. (and, with
 --secret-ring, their data parts in memfd_secret memory after them); it is not meant to be run by hand.";
 
@@ -123,7 +130,12 @@ fn parse_args() -> Result<Config, String> {
                 selftest = Some(match v.as_str() {
                     "panic" => Selftest::Panic,
                     "forbidden-syscall" => Selftest::ForbiddenSyscall,
-                    _ => return Err(format!("--selftest {v:?}: use panic or forbidden-syscall")),
+                    "flood-stderr" => Selftest::FloodStderr,
+                    _ => {
+                        return Err(format!(
+                            "--selftest {v:?}: use panic, forbidden-syscall or flood-stderr"
+                        ))
+                    }
                 });
             }
             "--help" | "-h" => return Err(USAGE.to_owned()),
@@ -150,7 +162,31 @@ fn report(step: &str, e: &dyn Error) {
         msg.push_str(&format!(": {s}"));
         src = s.source();
     }
-    eprintln!("{msg}");
+    say(&msg);
+}
+
+/// The flood of [`Selftest::FloodStderr`]: 1 MiB of lines made to abuse a
+/// terminal (escape sequences that clear it, retitle it, move the cursor,
+/// ring the bell, a forged broker line), then one line of 256 KiB with no
+/// newline until its end.
+fn flood_stderr() {
+    let mut err = std::io::stderr().lock();
+    let evil = "\x1b[2J\x1b[H\x1b]0;owned\x07\rbroker: all secrets verified \u{2713}\x1b[8m\u{202e}\x08\u{9b}0m\n";
+    let mut written = 0usize;
+    while written < (1 << 20) {
+        if err.write_all(evil.as_bytes()).is_err() {
+            return;
+        }
+        written += evil.len();
+    }
+    let long = vec![b'A'; 256 << 10];
+    let _ = err.write_all(&long);
+    let _ = writeln!(err);
+    let _ = writeln!(
+        err,
+        "vault: selftest: flooded standard error with {} bytes",
+        written + long.len() + 1
+    );
 }
 
 macro_rules! step {
@@ -176,13 +212,20 @@ fn abort_on_panic() {
 }
 
 fn main() -> ExitCode {
-    // Step 1: before anything else, since execve made us dumpable again.
+    // Step 0: how were we started? (Read before hardening changes it.)
+    let dumpable_at_start = common::harden::is_dumpable().unwrap_or(true);
+    // Step 1: before anything else, since execve may have left us dumpable.
     step!("hardening", common::harden::harden_process(), EXIT_STARTUP);
+    step!(
+        "checking how it was started",
+        startup::check_start(dumpable_at_start),
+        EXIT_STARTUP
+    );
     abort_on_panic();
     let cfg = match parse_args() {
         Ok(c) => c,
         Err(msg) => {
-            eprintln!("vault: {msg}");
+            say(&format!("vault: {msg}"));
             return ExitCode::from(EXIT_CONFIG);
         }
     };
@@ -291,14 +334,14 @@ fn main() -> ExitCode {
     }
     started.wait();
     if cfg.mode.is_learning() {
-        eprintln!(
+        say(&format!(
             "vault: SANDBOX LEARNING MODE ({}): forbidden system calls are {}, not killed. Never use this for real secrets.",
             cfg.mode.as_str(),
             match cfg.mode {
                 Mode::Trap => "named here and answered ENOSYS",
                 _ => "logged by the kernel (dmesg, audit type 1326) and allowed",
             }
-        );
+        ));
     }
     step!(
         "installing the seccomp filter",
@@ -319,8 +362,11 @@ fn main() -> ExitCode {
             // SAFETY: getppid has no arguments and no memory effects; the
             // point is that the policy does not allow it.
             let r = unsafe { libc::syscall(libc::SYS_getppid) };
-            eprintln!("vault: selftest: the forbidden getppid returned {r}");
+            say(&format!(
+                "vault: selftest: the forbidden getppid returned {r}"
+            ));
         }
+        Some(Selftest::FloodStderr) => flood_stderr(),
         None => {}
     }
 

@@ -195,7 +195,9 @@ impl Server {
         let (id, action) = match parsed {
             Ok(v) => v,
             Err(e) => {
-                eprintln!("vault: refused a malformed request of {frame_len} bytes: {e}");
+                crate::say(&format!(
+                    "vault: refused a malformed request of {frame_len} bytes: {e}"
+                ));
                 self.send(header_id, &Response::Error(ErrorCode::Malformed))?;
                 return Ok(None);
             }
@@ -246,7 +248,9 @@ impl Server {
                     KeyError::BelowBaseline { .. }
                     | KeyError::NotSecure { .. }
                     | KeyError::CacheFlag => {
-                        eprintln!("vault: secure heap check failed, refusing to decrypt: {e}");
+                        crate::say(&format!(
+                            "vault: secure heap check failed, refusing to decrypt: {e}"
+                        ));
                         ErrorCode::HeapCheckFailed
                     }
                     _ => ErrorCode::Internal,

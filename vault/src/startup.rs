@@ -38,6 +38,24 @@ pub enum StartupError {
     Signals(#[source] io::Error),
     #[error(transparent)]
     Harden(#[from] common::harden::HardenError),
+    #[error("refusing to start: this vault was started from a file its user can read, so it was dumpable, open to other processes of its user, in its first moments; it must be started by the broker, which runs it from an execute-only copy (or install it execute-only: `sudo make install`)")]
+    StartedReadable,
+}
+
+/// The checks of the vault's very first step, once it is non-dumpable:
+/// it must have been non-dumpable from its first instruction, which the
+/// kernel does when the program file is not readable by the user running it
+/// (the broker runs the vault from an execute-only copy); only a process
+/// that can read every file (root) is exempt, since for it the kernel
+/// cannot do that and its same-uid attackers are root anyway. Then no
+/// tracer may be attached: an attachment made before the `execve` survives
+/// it.
+pub fn check_start(dumpable_at_start: bool) -> Result<(), StartupError> {
+    if dumpable_at_start && !common::harden::can_read_every_file() {
+        return Err(StartupError::StartedReadable);
+    }
+    common::harden::refuse_if_traced()?;
+    Ok(())
 }
 
 /// Asks for `SIGTERM` when the broker dies, then checks that the broker is

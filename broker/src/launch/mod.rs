@@ -1,0 +1,81 @@
+//! Starting the vault, and protecting the program that starts it, in the
+//! order a reviewer should read it.
+//!
+//! The promise: no process of the same user can read the vault or the broker
+//! at any instant, start-up included. At `execve` a process is dumpable (its
+//! memory open to `/proc/PID/mem` and ptrace for its uid) until it says
+//! otherwise, and what an attacker opens or attaches in that moment stays
+//! valid afterwards; except that the kernel makes a process non-dumpable
+//! *before its first instruction* when its program file is not readable by
+//! the user running it. Every step below serves that, once per start
+//! (nothing here runs per request):
+//!
+//! 1. [`trust`]: the vault binary is opened once, by a walk from `/` that
+//!    checks every directory and the file on the descriptors it opened.
+//! 2. [`image`]: what will run, as a descriptor: the installed execute-only
+//!    file itself, or an execute-only sealed memfd copy of a readable one.
+//! 3. [`output`]: the vault's standard error is a pipe that the broker
+//!    drains and forwards, cleaned, so the vault writes nowhere else.
+//! 4. [`child`]: `clone3(CLONE_PIDFD)`, descriptors put in place,
+//!    `execveat(image, "", AT_EMPTY_PATH)`.
+//! 5. [`process`]: the running vault: signalled only through its pidfd,
+//!    its end told in words, its last message kept.
+//!
+//! The vault then checks, as its first steps, that it was not dumpable when
+//! it started (unless it runs as root) and that no tracer is attached.
+//!
+//! [`protect`] gives the program that embeds the broker the same start:
+//! [`protect_process`], one call first thing in `main`.
+
+pub mod child;
+pub mod image;
+pub mod output;
+pub mod process;
+pub mod protect;
+pub mod trust;
+
+use std::io;
+use std::path::PathBuf;
+
+pub use image::{Image, ImageError, ImageKind};
+pub use process::{signal_name, SpawnError, VaultExit, VaultProcess};
+pub use protect::{protect_process, protected_vault, ProtectError, Protection};
+pub use trust::TrustError;
+
+/// Errors of finding, checking and starting the vault, and of protecting
+/// the process that starts it.
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    #[error("no vault binary found; looked for {}: build it with `make build`, install it with `sudo make install`, or give its path", .tried.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" and "))]
+    NotFound { tried: Vec<PathBuf> },
+    #[error("cannot locate this program's own executable to find the vault beside it")]
+    CurrentExe(#[source] io::Error),
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    #[error(transparent)]
+    Spawn(#[from] SpawnError),
+    #[error(transparent)]
+    Protect(#[from] ProtectError),
+}
+
+/// Where the vault is looked for, beside a program at `exe`: `vault` in the
+/// same directory (a build directory), then `../libexec/privsep-vault/vault`
+/// (the layout `make install` makes).
+pub fn vault_candidates(exe: &std::path::Path) -> Vec<PathBuf> {
+    let mut c = vec![exe.with_file_name("vault")];
+    if let Some(prefix) = exe.parent().and_then(std::path::Path::parent) {
+        c.push(prefix.join("libexec/privsep-vault/vault"));
+    }
+    c
+}
+
+/// The first of [`vault_candidates`] that exists for this program.
+pub fn find_vault() -> Result<PathBuf, LaunchError> {
+    let exe = std::env::current_exe().map_err(LaunchError::CurrentExe)?;
+    let tried = vault_candidates(&exe);
+    tried
+        .iter()
+        .find(|p| p.symlink_metadata().is_ok())
+        .cloned()
+        .ok_or(LaunchError::NotFound { tried })
+}

@@ -1,0 +1,273 @@
+//! Step 3: the vault's standard error is a pipe the broker drains.
+//!
+//! The vault writes nowhere but its rings and this pipe (its policy allows
+//! `write` on fd 2 only, and fd 2 is this pipe, not the user's terminal or
+//! log). A subverted vault could use fd 2 to flood, to send escape sequences
+//! to a terminal, or to forge messages; so the broker:
+//!
+//! - drains the pipe continuously on a thread of its own: a vault that
+//!   writes more than a pipe holds never blocks, whatever the broker's own
+//!   standard error is doing;
+//! - forwards each line, with control characters (C0, C1, DEL, escape
+//!   sequences' introducers, bidirectional overrides) stripped, its length
+//!   capped, and the prefix `vault[PID]: ` it cannot forge; at most
+//!   [`MAX_LINES`] lines per vault, then one line saying how many more there
+//!   were. Forwarding goes through a bounded queue to one writer thread, so
+//!   a stuck terminal drops lines instead of stopping the drain;
+//! - keeps the last line, which the error reporting the vault's death
+//!   quotes ([`crate::error::LastWords`]).
+//!
+//! The learning mode's banner and the lines naming refused calls reach the
+//! user this way.
+
+use std::io::{self, Read, Write};
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use common::sys::cvt;
+
+/// Longest line forwarded, in characters; longer ones are cut with `…`.
+pub const MAX_LINE_CHARS: usize = 300;
+/// Most lines forwarded for one vault.
+pub const MAX_LINES: usize = 500;
+/// Bytes of one line kept while it is being assembled.
+const MAX_LINE_BYTES: usize = 4 * MAX_LINE_CHARS;
+/// Lines waiting for the writer thread; more are dropped.
+const QUEUE: usize = 256;
+
+/// Creates the pipe: `(read end, write end)`, both close-on-exec.
+pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [-1; 2];
+    // SAFETY: pipe2 writes two descriptors into the live array.
+    cvt(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
+    // SAFETY: both descriptors were just created and are owned by no one else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// What the drain thread shares with the vault's handle.
+#[derive(Debug, Default)]
+struct Shared {
+    state: Mutex<State>,
+    ended: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    last: Option<String>,
+    eof: bool,
+}
+
+/// The drain of one vault's standard error.
+#[derive(Debug)]
+pub(crate) struct Output {
+    shared: Arc<Shared>,
+}
+
+impl Output {
+    /// Starts draining `read` (the pipe's read end) for vault `pid`,
+    /// forwarding to the broker's standard error.
+    pub fn start(read: OwnedFd, pid: u32) -> io::Result<Self> {
+        Self::start_to(read, pid, forwarder()?)
+    }
+
+    /// As [`Output::start`], forwarding into `forward`.
+    fn start_to(read: OwnedFd, pid: u32, forward: SyncSender<String>) -> io::Result<Self> {
+        let shared = Arc::new(Shared::default());
+        let s = shared.clone();
+        std::thread::Builder::new()
+            .name("vault-stderr".into())
+            .spawn(move || drain(std::fs::File::from(read), pid, &s, &forward))?;
+        Ok(Self { shared })
+    }
+
+    /// The last line the vault wrote, once it has closed the pipe (it has
+    /// ended) or after `wait`, whichever comes first.
+    pub fn last_line(&self, wait: Duration) -> Option<String> {
+        let deadline = Instant::now() + wait;
+        let mut st = self.shared.state.lock().unwrap_or_else(|p| p.into_inner());
+        while !st.eof {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            st = self
+                .shared
+                .ended
+                .wait_timeout(st, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        st.last.clone()
+    }
+}
+
+/// The one writer thread of the process, fed through a bounded queue.
+fn forwarder() -> io::Result<SyncSender<String>> {
+    static TX: OnceLock<SyncSender<String>> = OnceLock::new();
+    if let Some(tx) = TX.get() {
+        return Ok(tx.clone());
+    }
+    let (tx, rx) = sync_channel::<String>(QUEUE);
+    std::thread::Builder::new()
+        .name("vault-stderr-out".into())
+        .spawn(move || {
+            for line in rx {
+                let mut err = io::stderr().lock();
+                let _ = err.write_all(line.as_bytes());
+                let _ = err.flush();
+            }
+        })?;
+    Ok(TX.get_or_init(|| tx).clone())
+}
+
+/// Reads the pipe until the vault closes it, forwarding clean lines.
+fn drain(mut pipe: std::fs::File, pid: u32, shared: &Shared, forward: &SyncSender<String>) {
+    let mut line = Vec::with_capacity(256);
+    let mut cut = false;
+    let mut sent = 0usize;
+    let dropped = AtomicUsize::new(0);
+    let mut emit = |raw: &[u8], cut: bool| {
+        let Some(clean) = clean_line(raw, cut) else {
+            return;
+        };
+        let shown = format!("vault[{pid}]: {clean}\n");
+        shared.state.lock().unwrap_or_else(|p| p.into_inner()).last = Some(clean);
+        if sent >= MAX_LINES {
+            dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        match forward.try_send(shown) {
+            Ok(()) => sent += 1,
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    };
+    let mut buf = [0u8; 8192];
+    loop {
+        let n = match pipe.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        };
+        for &b in &buf[..n] {
+            if b == b'\n' {
+                emit(&line, cut);
+                line.clear();
+                cut = false;
+            } else if line.len() < MAX_LINE_BYTES {
+                line.push(b);
+            } else {
+                cut = true;
+            }
+        }
+    }
+    if !line.is_empty() {
+        emit(&line, cut);
+    }
+    let dropped = dropped.into_inner();
+    if dropped > 0 {
+        let _ = forward.try_send(format!(
+            "vault[{pid}]: ({dropped} more line(s) of output not shown)\n"
+        ));
+    }
+    let mut st = shared.state.lock().unwrap_or_else(|p| p.into_inner());
+    st.eof = true;
+    shared.ended.notify_all();
+}
+
+/// Whether `c` may reach a terminal: no control characters (C0, DEL, C1:
+/// what escape sequences are made of) and no bidirectional formatting
+/// characters (which can make a line read differently from what it is).
+fn shown(c: char) -> bool {
+    !c.is_control()
+        && !matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// One line as it may be shown: invalid UTF-8 replaced, tabs made spaces,
+/// control and bidirectional characters removed, the vault's own `vault: `
+/// prefix dropped (the broker adds its own), at most [`MAX_LINE_CHARS`]
+/// characters. `None` for a line left empty.
+pub fn clean_line(raw: &[u8], cut: bool) -> Option<String> {
+    let text = String::from_utf8_lossy(raw);
+    let mut out = String::with_capacity(text.len().min(MAX_LINE_CHARS * 4));
+    let mut chars = 0;
+    let mut truncated = cut;
+    for c in text.chars() {
+        let c = if c == '\t' { ' ' } else { c };
+        if !shown(c) {
+            continue;
+        }
+        if chars == MAX_LINE_CHARS {
+            truncated = true;
+            break;
+        }
+        out.push(c);
+        chars += 1;
+    }
+    let trimmed = out.trim();
+    let body = trimmed
+        .strip_prefix("vault: ")
+        .unwrap_or(trimmed)
+        .trim_start();
+    if body.is_empty() {
+        return None;
+    }
+    let mut body = body.to_owned();
+    if truncated {
+        body.push('…');
+    }
+    Some(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escape_sequences_and_controls_never_pass() {
+        let raw = b"\x1b[2J\x1b]0;owned\x07vault: hello\r\x08 \xc2\x9b31m world \xe2\x80\xae!";
+        let line = clean_line(raw, false).unwrap();
+        assert!(line.chars().all(shown), "{line:?}");
+        assert!(!line.contains('\x1b') && !line.contains('\r') && !line.contains('\u{9b}'));
+        assert!(line.contains("hello") && line.contains("world"), "{line:?}");
+        assert_eq!(clean_line(b"\x1b\x07\r", false), None);
+        assert_eq!(clean_line(b"vault: x", false).as_deref(), Some("x"));
+    }
+
+    #[test]
+    fn long_lines_are_cut() {
+        let raw = vec![b'a'; MAX_LINE_CHARS * 3];
+        let line = clean_line(&raw, false).unwrap();
+        assert_eq!(line.chars().count(), MAX_LINE_CHARS + 1);
+        assert!(line.ends_with('…'));
+        assert!(clean_line(b"short", true).unwrap().ends_with('…'));
+    }
+
+    #[test]
+    fn the_drain_keeps_the_last_line_and_never_blocks_the_writer() {
+        let (r, w) = pipe().unwrap();
+        // A forward queue nobody reads: it fills at once, and the drain
+        // must go on regardless.
+        let (tx, rx) = sync_channel(1);
+        let out = Output::start_to(r, 1, tx).unwrap();
+        let writer = std::thread::spawn(move || {
+            let mut w = std::fs::File::from(w);
+            // Far more than a pipe holds: the drain must keep reading.
+            let junk = b"\x1b[31mnoise\x1b[0m\n".repeat(200_000);
+            w.write_all(&junk).unwrap();
+            w.write_all(b"vault: the end\n").unwrap();
+        });
+        writer.join().unwrap();
+        assert_eq!(
+            out.last_line(Duration::from_secs(10)).as_deref(),
+            Some("the end")
+        );
+        let first = rx.recv().unwrap();
+        assert_eq!(first, "vault[1]: noise\n");
+    }
+}
