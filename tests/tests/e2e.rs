@@ -231,12 +231,23 @@ fn bad_options_are_refused_before_the_vault_runs_openssl() {
         ),
         "arena too small for the key: {err:?}"
     );
+    // The vault's own explanation reaches the caller, through the drained
+    // standard error pipe, as its last message.
+    assert!(
+        err.to_string()
+            .contains("its last message: \"checking the secure heap size: secure heap of 16384 bytes is too small for a 2048-bit key"),
+        "{err}"
+    );
     let err = Broker::spawn(broker::Config {
         vault_path: Some("/nonexistent/vault".into()),
         ..config()
     })
     .unwrap_err();
-    assert!(err.to_string().contains("vault binary not found"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("vault binary /nonexistent/vault not found"),
+        "{err}"
+    );
 }
 
 fn kill(pid: u32, sig: i32) {

@@ -39,15 +39,30 @@ fn run_vault(ring: Option<&OwnedFd>, args: &[&str]) -> Output {
         });
     }
     let mut child = cmd.spawn().expect("spawn vault");
+    // Read both pipes while waiting: a vault that writes more than a pipe
+    // holds would otherwise block (and be reported as hung).
+    let collect = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            let _ = r.read_to_end(&mut v);
+            v
+        })
+    };
+    let out = collect(Box::new(child.stdout.take().expect("stdout")));
+    let err = collect(Box::new(child.stderr.take().expect("stderr")));
     let start = Instant::now();
-    loop {
-        if let Some(_status) = child.try_wait().unwrap() {
-            break;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
         }
         assert!(start.elapsed() < Duration::from_secs(20), "the vault hung");
         std::thread::sleep(Duration::from_millis(10));
+    };
+    Output {
+        status,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
     }
-    child.wait_with_output().unwrap()
 }
 
 fn me() -> String {
@@ -87,14 +102,19 @@ fn an_unsealed_ring_is_refused() {
     assert!(stderr(&out).contains("F_SEAL_SHRINK"), "{}", stderr(&out));
 }
 
-#[test]
-fn a_sealed_ring_is_accepted_and_served() {
-    // Positive control for the refusals in this file: the same harness with a
-    // proper ring gets a working vault that answers and exits 0 on shutdown.
+/// Runs the vault with a proper ring and `extra` arguments, asks for its
+/// public key, then shuts it down; returns its output and the channel.
+fn serve_once(extra: &[&str]) -> (Output, Channel) {
     let (fds, mut chan) = Channel::create().unwrap();
     let fd = fds.control;
     let fd2 = fd.try_clone().unwrap();
-    let t = std::thread::spawn(move || run_vault(Some(&fd2), &["--parent-pid", &me()]));
+    let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+    let t = std::thread::spawn(move || {
+        let mut args = vec!["--parent-pid".to_owned(), me()];
+        args.extend(extra);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run_vault(Some(&fd2), &args)
+    });
     drop(fd);
     let mut buf = common::secret::SecretBuf::new(common::ring::MAX_FRAME as usize).unwrap();
     let deadline = Some(Instant::now() + Duration::from_secs(30));
@@ -117,13 +137,42 @@ fn a_sealed_ring_is_accepted_and_served() {
     chan.rx
         .recv_into(&mut buf, deadline, &mut || Ok(()))
         .unwrap();
-    let out = t.join().unwrap();
+    (t.join().unwrap(), chan)
+}
+
+#[test]
+fn a_sealed_ring_is_accepted_and_served() {
+    // Positive control for the refusals in this file: the same harness with a
+    // proper ring gets a working vault that answers and exits 0 on shutdown.
+    let (out, chan) = serve_once(&[]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(
         chan.nonzero_bytes(),
         0,
         "both sides wiped every frame they read"
     );
+}
+
+#[test]
+fn the_flood_selftest_writes_raw_escape_sequences_for_the_broker_to_clean() {
+    // Positive control of launch.rs's flood tests: what the vault writes
+    // itself is far more than a pipe holds and full of escape sequences;
+    // only the broker's drain makes it harmless.
+    let (out, _chan) = serve_once(&["--selftest", "flood-stderr"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(out.stderr.len() > 1 << 20, "{} bytes", out.stderr.len());
+    let raw = &out.stderr;
+    for needle in [
+        &b"\x1b[2J"[..],
+        b"\x1b]0;owned\x07",
+        b"\r",
+        "\u{202e}".as_bytes(),
+    ] {
+        assert!(
+            raw.windows(needle.len()).any(|w| w == needle),
+            "the flood lacks {needle:?}"
+        );
+    }
 }
 
 #[test]

@@ -9,7 +9,12 @@
 //! an ordinary heap `Vec`, the positive control: `planted`), `pubkey`
 //! (`pubkey HEX` of the DER key), `status` (`status DECRYPTS WIPES`),
 //! `shutdown` (`shutdown EXIT`), `exit`.
-//! Options: `--key-bits N`, `--ring sealed|secret`.
+//! Options: `--key-bits N`, `--ring sealed|secret`, `--vault PATH`,
+//! `--vault-arg ARG` (repeatable; passed to the vault).
+//!
+//! It hardens itself only at the top of `main` and does not call
+//! `broker::protect_process`: an application that does not use the
+//! start-up protection (the start-up race suite's positive control).
 
 use std::io::Write;
 
@@ -61,10 +66,25 @@ fn main() {
             ("--ring", Some(v)) => {
                 config.ring = broker::RingBacking::parse(v).expect("--ring sealed|secret")
             }
+            ("--vault", Some(v)) => config.vault_path = Some(v.into()),
+            ("--vault-arg", Some(v)) => config.vault_args.push(v.clone()),
             (other, _) => panic!("unknown option {other}"),
         }
     }
-    let broker = Broker::spawn(config).expect("spawn the vault");
+    let broker = match Broker::spawn(config) {
+        Ok(b) => b,
+        Err(e) => {
+            // One line the suites can match: the error and its causes.
+            let mut msg = e.to_string();
+            let mut src = std::error::Error::source(&e);
+            while let Some(s) = src {
+                msg.push_str(&format!(": {s}"));
+                src = s.source();
+            }
+            eprintln!("residue-driver: cannot start the vault: {msg}");
+            std::process::exit(1);
+        }
+    };
     say(&format!("ready {}", broker.vault_pid()));
     let mut planted: Vec<Vec<u8>> = Vec::new();
     while let Some(cmd) = command() {
