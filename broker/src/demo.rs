@@ -287,14 +287,21 @@ fn show_protection(b: &Broker, protection: &Protection) {
                 .find_map(|l| l.strip_prefix("TracerPid:").map(|v| v.trim().to_owned()))
         });
     let untraced = vault_tracer.as_deref() == Some("0");
-    let vault_protected = match protection {
-        Protection::Privileged => "(as root the kernel's execute-only protection does not apply)",
-        _ => "non-dumpable from its first instruction",
+    let (broker_mark, vault_mark) = match protection {
+        Protection::ExecuteOnly => ("✓", "non-dumpable from its first instruction ✓"),
+        Protection::Reexecuted { .. } => (
+            "(partial: see the warning above)",
+            "non-dumpable from its first instruction ✓",
+        ),
+        Protection::Privileged => (
+            "",
+            "as root the kernel's execute-only protection does not apply",
+        ),
     };
-    println!("  start-up protection (no other process of your user can read either process):");
-    println!("    broker: {} ✓", protection.describe());
+    println!("  start-up protection against other processes of your user:");
+    println!("    broker: {} {broker_mark}", protection.describe());
     println!(
-        "    vault: run from {}: {vault_protected} ✓",
+        "    vault: run from {}: {vault_mark}",
         b.vault_image().describe()
     );
     println!(

@@ -571,3 +571,59 @@ fn the_demo_says_which_protection_is_in_force_installed_or_from_the_build() {
     let _ = std::fs::remove_dir_all(prefix);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Runs `script` (with `$0` = `program`) as root in a new pid namespace
+/// whose `vm.memfd_noexec` is `setting` (the sysctl is per pid namespace:
+/// the rest of the machine is untouched), the password on its stdin.
+fn in_pid_namespace(setting: u8, script: &str, program: &Path) -> (Option<i32>, String, String) {
+    let full = format!("echo {setting} > /proc/sys/vm/memfd_noexec && {script}");
+    let mut child = Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc", "/bin/sh", "-c", &full])
+        .arg(program)
+        .current_dir("/")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("unshare (util-linux)");
+    child.stdin.take().unwrap().write_all(b"pw\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn where_the_kernel_refuses_executable_memfds_the_error_says_why_and_what_to_do() {
+    let dir = suites::binaries_for_nobody();
+    let broker = dir.join("broker");
+    let demo = "demo --password-stdin --iterations 1 --interval-ms 0";
+    let as_nobody =
+        format!("exec setpriv --reuid=65534 --regid=65534 --clear-groups \"$0\" {demo}");
+    let as_root = format!("exec \"$0\" {demo}");
+    // An ordinary user's broker, from readable files: it cannot make its
+    // execute-only copy, and says so instead of running unprotected.
+    let (code, out, err) = in_pid_namespace(2, &as_nobody, &broker);
+    assert_eq!(code, Some(1), "{out}\n{err}");
+    assert!(
+        err.contains("the kernel refuses executable memfds (the vm.memfd_noexec sysctl is 2)")
+            && err.contains("sudo make install"),
+        "{err}"
+    );
+    assert!(!out.contains("[1/4]"), "{out}");
+    // Root reads every file, so a copy would protect nothing more: it runs
+    // the checked file itself, and says so.
+    let (code, out, err) = in_pid_namespace(2, &as_root, &broker);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert!(out.contains("itself (the kernel refuses executable memfds"), "{out}");
+    // Positive control: the same namespaces with the default setting.
+    let (code, out, err) = in_pid_namespace(0, &as_nobody, &broker);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert!(out.contains("re-executed from an execute-only sealed copy"), "{out}");
+    let (code, out, err) = in_pid_namespace(0, &as_root, &broker);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert!(out.contains("an execute-only sealed copy (memfd"), "{out}");
+    let _ = std::fs::remove_dir_all(dir);
+}

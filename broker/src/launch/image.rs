@@ -14,8 +14,9 @@
 //!   execute-only file. This is runc's pattern for its own binary.
 //!
 //! Where the kernel refuses executable memfds (`vm.memfd_noexec = 2`) the
-//! error says so and what to do: never a silent fallback to running the
-//! readable file. Against root none of this matters: root reads every file.
+//! error says so and what to do: never a fallback to running the readable
+//! file, except for a broker that reads every file anyway (root), for which
+//! none of this protects anything and which says what it runs.
 
 use std::ffi::CStr;
 use std::fs::File;
@@ -76,6 +77,9 @@ pub enum ImageKind {
     SealedCopy,
     /// From the installed file itself, which this user cannot read.
     ExecuteOnly,
+    /// From the checked file itself, readable: only for a broker that reads
+    /// every file (root), where the kernel refuses executable memfds.
+    Direct,
 }
 
 /// A program ready to be run with `execveat(fd, "", ..., AT_EMPTY_PATH)`.
@@ -120,12 +124,27 @@ impl Image {
                     }
                     .into());
                 }
-                let fd = sealed_copy(File::from(readable), &t.path, name)?;
-                Ok(Self {
-                    fd,
-                    path: t.path,
-                    kind: ImageKind::SealedCopy,
-                })
+                match sealed_copy(File::from(readable), &t.path, name) {
+                    Ok(fd) => Ok(Self {
+                        fd,
+                        path: t.path,
+                        kind: ImageKind::SealedCopy,
+                    }),
+                    // Root reads every file: for it the copy protects
+                    // nothing the checked file itself does not, so where the
+                    // kernel refuses executable memfds it runs that file
+                    // (and the demo says so). Anyone else gets the error.
+                    Err(ImageError::NoExecMemfd { .. })
+                        if common::harden::can_read_every_file() =>
+                    {
+                        Ok(Self {
+                            fd: t.file,
+                            path: t.path,
+                            kind: ImageKind::Direct,
+                        })
+                    }
+                    Err(e) => Err(e),
+                }
             }
         }
     }
@@ -195,6 +214,10 @@ impl Image {
             ImageKind::ExecuteOnly => {
                 format!("{}, installed execute-only", self.path.display())
             }
+            ImageKind::Direct => format!(
+                "{} itself (the kernel refuses executable memfds; as root, a copy would protect nothing more)",
+                self.path.display()
+            ),
         }
     }
 }
