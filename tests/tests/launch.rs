@@ -617,11 +617,17 @@ fn where_the_kernel_refuses_executable_memfds_the_error_says_why_and_what_to_do(
     // the checked file itself, and says so.
     let (code, out, err) = in_pid_namespace(2, &as_root, &broker);
     assert_eq!(code, Some(0), "{out}\n{err}");
-    assert!(out.contains("itself (the kernel refuses executable memfds"), "{out}");
+    assert!(
+        out.contains("itself (the kernel refuses executable memfds"),
+        "{out}"
+    );
     // Positive control: the same namespaces with the default setting.
     let (code, out, err) = in_pid_namespace(0, &as_nobody, &broker);
     assert_eq!(code, Some(0), "{out}\n{err}");
-    assert!(out.contains("re-executed from an execute-only sealed copy"), "{out}");
+    assert!(
+        out.contains("re-executed from an execute-only sealed copy"),
+        "{out}"
+    );
     let (code, out, err) = in_pid_namespace(0, &as_root, &broker);
     assert_eq!(code, Some(0), "{out}\n{err}");
     assert!(out.contains("an execute-only sealed copy (memfd"), "{out}");

@@ -92,11 +92,11 @@ impl Protection {
                 "warning: {} can be read by the user running it, so in its first moments, \
                  before it re-executed itself from an execute-only copy, another process of \
                  your user could have attached to it or written into its memory, and nothing \
-                 it does later can undo that. Run it installed execute-only to close that \
-                 window: `sudo make install`, then run {}/bin/broker (a program you cannot \
-                 read is protected by the kernel from its first instruction).",
-                from.display(),
-                "/usr/local"
+                 it does later can undo that. Install it root-owned and execute-only (mode \
+                 0711) to close that window: for this project's broker, `sudo make install` \
+                 (then run /usr/local/bin/broker); a program you cannot read is protected by \
+                 the kernel from its first instruction.",
+                from.display()
             )),
             _ => None,
         }
