@@ -180,10 +180,9 @@ fn layout(program: Program, install: Install) -> Layout {
                     p.display()
                 );
             }
-            let mut args = broker_args();
-            // Today's broker looks for the vault next to itself only; the
-            // installed layout's ../libexec/privsep-vault/vault is named.
-            args.extend(["--vault".to_owned(), vault.display().to_string()]);
+            // No --vault: the installed broker finds its vault in
+            // ../libexec/privsep-vault/, as a user's would.
+            let args = broker_args();
             let attacker_dir = suites::copy_for_nobody(&["startup-attacker"]);
             Layout {
                 program,
