@@ -606,6 +606,21 @@ impl Producer {
         deadline: Option<Instant>,
         check: Check<'_>,
     ) -> Result<(), RingError> {
+        self.stage(parts, deadline, check)?.publish()
+    }
+
+    /// Writes one frame made of `parts` into the ring without publishing it:
+    /// the consumer cannot see it until [`Staged::publish`]. In between, the
+    /// sender can wipe its own copy, so that there is no instant at which the
+    /// peer holds the frame while the sender still does too. A staged frame
+    /// dropped unpublished is wiped from the ring. Waits for space until
+    /// `deadline`.
+    pub fn stage(
+        &mut self,
+        parts: &[&[u8]],
+        deadline: Option<Instant>,
+        check: Check<'_>,
+    ) -> Result<Staged<'_>, RingError> {
         if self.poisoned {
             return Err(RingError::Poisoned);
         }
@@ -656,13 +671,12 @@ impl Producer {
             unsafe { copy_in(data, pos, part) };
             pos = pos.wrapping_add(u32::try_from(part.len()).unwrap_or(0)) & mask;
         }
-        self.head = start.wrapping_add(need);
-        self.last = Some((start, need));
-        c.head.store(self.head, Ordering::SeqCst);
-        if c.reader_sleeping.load(Ordering::SeqCst) != 0 {
-            sys::futex_wake_shared(&c.head, 1).map_err(RingError::Futex)?;
-        }
-        Ok(())
+        Ok(Staged {
+            producer: self,
+            start,
+            need,
+            published: false,
+        })
     }
 
     /// Evidence that the consumer wiped the last frame sent: `Some(nonzero)`
@@ -688,6 +702,53 @@ impl Producer {
             sys::count_nonzero_volatile(data.add(first), a)
                 + sys::count_nonzero_volatile(data, n - a)
         })
+    }
+}
+
+/// A frame written into the ring but not yet visible to the consumer
+/// (see [`Producer::stage`]).
+#[derive(Debug)]
+pub struct Staged<'a> {
+    producer: &'a mut Producer,
+    start: u32,
+    need: u32,
+    published: bool,
+}
+
+impl Staged<'_> {
+    /// Makes the frame visible to the consumer, and wakes it if it sleeps.
+    pub fn publish(mut self) -> Result<(), RingError> {
+        self.published = true;
+        let p = &mut *self.producer;
+        p.head = self.start.wrapping_add(self.need);
+        p.last = Some((self.start, self.need));
+        let c = p.region.control(p.ring);
+        c.head.store(p.head, Ordering::SeqCst);
+        if c.reader_sleeping.load(Ordering::SeqCst) != 0 {
+            sys::futex_wake_shared(&c.head, 1).map_err(RingError::Futex)?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Staged<'_> {
+    fn drop(&mut self) {
+        if self.published {
+            return;
+        }
+        // Never published: the consumer never saw it; wipe it from the ring.
+        let p = &*self.producer;
+        let data = p.region.data(p.ring);
+        let mask = RING_CAPACITY - 1;
+        let first = usize_of(self.start & mask);
+        let n = usize_of(self.need);
+        let a = n.min(usize_of(RING_CAPACITY) - first);
+        // SAFETY: both ranges lie inside the RING_CAPACITY data area, in the
+        // space this producer owns until it publishes a head past it.
+        unsafe {
+            sys::wipe_volatile(data.add(first), a);
+            sys::wipe_volatile(data, n - a);
+        }
     }
 }
 
@@ -907,6 +968,33 @@ mod tests {
             0,
             "the response ring must be wiped after the read"
         );
+    }
+
+    #[test]
+    fn a_staged_frame_is_invisible_until_published_and_wiped_if_dropped() {
+        let (mut b, mut v, _fd) = pair();
+        let mut buf = SecretBuf::new(MAX_FRAME as usize).unwrap();
+        let now = || Some(Instant::now());
+        let h = b.handle();
+        // Dropped unpublished: the consumer never sees it, the ring is clean.
+        let staged = b.tx.stage(&[b"never sent"], soon(), &mut ok()).unwrap();
+        assert!(h.nonzero_bytes() > 0, "the bytes are written");
+        drop(staged);
+        assert_eq!(h.nonzero_bytes(), 0, "an unpublished frame is wiped");
+        assert!(matches!(
+            v.rx.recv_into(&mut buf, now(), &mut ok()),
+            Err(RingError::Timeout(_))
+        ));
+        // Staged: written but not visible; published: received.
+        let staged = b.tx.stage(&[b"late"], soon(), &mut ok()).unwrap();
+        assert!(matches!(
+            v.rx.recv_into(&mut buf, now(), &mut ok()),
+            Err(RingError::Timeout(_))
+        ));
+        staged.publish().unwrap();
+        v.rx.recv_into(&mut buf, soon(), &mut ok()).unwrap();
+        assert_eq!(buf.expose(|x| x.to_vec()), b"late");
+        assert_eq!(b.nonzero_bytes(), 0);
     }
 
     #[test]

@@ -226,19 +226,30 @@ impl Server {
                 return Ok(Some(Exit::Shutdown));
             }
             Action::Decrypt(Ok((mut plain, len))) => {
-                let sent = self.send(
+                // The plaintext is written into the ring but not published
+                // until the vault's own copy is wiped: there is no instant at
+                // which the broker has the answer and the vault still holds
+                // it. Wiped whether or not the write worked.
+                let enc = protocol::encode_response(
                     id,
                     &Response::Plaintext {
                         bytes: plain.prefix(len),
                     },
                 );
-                // Wipe at once, whether or not the send worked.
+                let deadline = Some(Instant::now() + SEND_TIMEOUT);
+                let staged = self.chan.tx.stage(&enc.parts(), deadline, &mut || Ok(()));
+                drop(enc);
                 if plain.wipe_and_verify() == 0 {
                     self.shared.wipes_verified.fetch_add(1, Ordering::SeqCst);
                 }
                 drop(plain);
-                sent?;
+                let staged = staged.map_err(|source| ServeError::Send { id, source })?;
+                // Counted before the broker can see the answer, so that a
+                // status it asks for next (on any lane) includes this one.
                 self.shared.decrypts.fetch_add(1, Ordering::SeqCst);
+                staged
+                    .publish()
+                    .map_err(|source| ServeError::Send { id, source })?;
             }
             Action::Decrypt(Err(e)) => {
                 let code = match e {
