@@ -238,7 +238,6 @@ impl Server {
                 );
                 let deadline = Some(Instant::now() + SEND_TIMEOUT);
                 let staged = self.chan.tx.stage(&enc.parts(), deadline, &mut || Ok(()));
-                drop(enc);
                 if plain.wipe_and_verify() == 0 {
                     self.shared.wipes_verified.fetch_add(1, Ordering::SeqCst);
                 }
