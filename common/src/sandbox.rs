@@ -58,27 +58,46 @@ impl Mode {
     }
 }
 
+/// One embedded program and the slots of its run-time values, as
+/// `policy::compile::embed` wrote them.
+#[derive(Debug, Clone, Copy)]
+pub struct Embedded {
+    /// The canonical program: 8 little-endian bytes per instruction, every
+    /// run-time slot a `BPF_JMP|BPF_JEQ|BPF_K` with `k` = 0.
+    pub bpf: &'static [u8],
+    /// The instructions that compare with the installing process's own pid
+    /// (`"val": "own_pid"` in the policy): u32 little-endian indices.
+    pub pid_slots: &'static [u8],
+}
+
 /// The three compiled variants of one policy, as embedded by [`embedded_policy!`].
 #[derive(Debug, Clone, Copy)]
 pub struct Compiled {
-    pub enforce: &'static [u8],
-    pub trap: &'static [u8],
-    pub log: &'static [u8],
+    pub enforce: Embedded,
+    pub trap: Embedded,
+    pub log: Embedded,
     /// The `NAME-errno` overlay (empty if the policy has none): installed
     /// first, it answers some calls with an errno (clone3 with ENOSYS).
-    pub overlay: &'static [u8],
+    pub overlay: Embedded,
 }
 
 /// Embeds the variants that `policy::compile::embed` wrote to `OUT_DIR` for
-/// filter `$name`.
+/// filter `$name`: each program (`NAME-MODE.bpf`) with its slot list
+/// (`NAME-MODE.pid`).
 #[macro_export]
 macro_rules! embedded_policy {
     ($name:literal) => {
         $crate::sandbox::Compiled {
-            enforce: include_bytes!(concat!(env!("OUT_DIR"), "/", $name, "-enforce.bpf")),
-            trap: include_bytes!(concat!(env!("OUT_DIR"), "/", $name, "-trap.bpf")),
-            log: include_bytes!(concat!(env!("OUT_DIR"), "/", $name, "-log.bpf")),
-            overlay: include_bytes!(concat!(env!("OUT_DIR"), "/", $name, "-overlay.bpf")),
+            enforce: $crate::embedded_policy!(@mode $name, "enforce"),
+            trap: $crate::embedded_policy!(@mode $name, "trap"),
+            log: $crate::embedded_policy!(@mode $name, "log"),
+            overlay: $crate::embedded_policy!(@mode $name, "overlay"),
+        }
+    };
+    (@mode $name:literal, $mode:literal) => {
+        $crate::sandbox::Embedded {
+            bpf: include_bytes!(concat!(env!("OUT_DIR"), "/", $name, "-", $mode, ".bpf")),
+            pid_slots: include_bytes!(concat!(env!("OUT_DIR"), "/", $name, "-", $mode, ".pid")),
         }
     };
 }
@@ -90,6 +109,18 @@ pub enum SandboxError {
         "the embedded filter is corrupt ({len} bytes is not a whole number of BPF instructions)"
     )]
     Corrupt { len: usize },
+    #[error(
+        "the embedded filter's slot list is corrupt ({len} bytes is not a whole number of u32 indices)"
+    )]
+    CorruptSlots { len: usize },
+    #[error("the embedded filter lists run-time slot {index}, past its end ({len} instructions)")]
+    SlotOutOfRange { index: u32, len: usize },
+    #[error(
+        "the embedded filter's run-time slot {index} is not a pid comparison waiting for its \
+         value (code {code:#06x}, k {k:#x}; expected a BPF_JMP|BPF_JEQ|BPF_K with k 0): \
+         refusing to patch it"
+    )]
+    BadSlot { index: u32, code: u16, k: u32 },
     #[error("cannot install the SIGSYS handler of the learning mode")]
     Handler(#[source] std::io::Error),
     #[error("cannot install the seccomp filter")]
@@ -112,18 +143,68 @@ pub fn program(bytes: &[u8]) -> Result<BpfProgram, SandboxError> {
         .collect())
 }
 
-/// Installs `policy` in `mode` on every thread of the process.
+/// Decodes an embedded slot list (u32 little-endian indices).
+pub fn pid_slots(bytes: &[u8]) -> Result<Vec<u32>, SandboxError> {
+    if bytes.len() % 4 != 0 {
+        return Err(SandboxError::CorruptSlots { len: bytes.len() });
+    }
+    Ok(bytes
+        .chunks_exact(4)
+        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect())
+}
+
+/// `BPF_JMP | BPF_JEQ | BPF_K`: the only instruction a run-time slot may be.
+const JEQ_K: u16 = 0x05 | 0x10;
+
+/// Writes `pid` into each instruction `slots` lists, after checking that
+/// it is a `BPF_JMP|BPF_JEQ|BPF_K` whose `k` is still 0 (a slot listed
+/// twice is refused the second time). On an error `prog` is partly patched
+/// and must not be installed.
+pub fn patch_pid(prog: &mut BpfProgram, slots: &[u8], pid: u32) -> Result<(), SandboxError> {
+    let len = prog.len();
+    for index in pid_slots(slots)? {
+        let insn = usize::try_from(index)
+            .ok()
+            .and_then(|i| prog.get_mut(i))
+            .ok_or(SandboxError::SlotOutOfRange { index, len })?;
+        if insn.code != JEQ_K || insn.k != 0 {
+            return Err(SandboxError::BadSlot {
+                index,
+                code: insn.code,
+                k: insn.k,
+            });
+        }
+        insn.k = pid;
+    }
+    Ok(())
+}
+
+/// Decodes `embedded` and writes `pid` into its run-time slots.
+fn ready(embedded: &Embedded, pid: u32) -> Result<BpfProgram, SandboxError> {
+    let mut prog = program(embedded.bpf)?;
+    patch_pid(&mut prog, embedded.pid_slots, pid)?;
+    Ok(prog)
+}
+
+/// Installs `policy` in `mode` on every thread of the process, with the
+/// process's own pid (`getpid()`, here, now) written into the comparisons
+/// that need it. A process that forks after this keeps its parent's pid in
+/// the filter: this project's sandboxed processes never fork once filtered.
 pub fn install(policy: &Compiled, mode: Mode) -> Result<(), SandboxError> {
-    let bytes = match mode {
-        Mode::Enforce => policy.enforce,
-        Mode::Trap => policy.trap,
-        Mode::Log => policy.log,
+    let chosen = match mode {
+        Mode::Enforce => &policy.enforce,
+        Mode::Trap => &policy.trap,
+        Mode::Log => &policy.log,
     };
-    let prog = program(bytes)?;
-    let overlay = if policy.overlay.is_empty() {
+    let pid = std::process::id();
+    let prog = ready(chosen, pid)?;
+    let overlay = if policy.overlay.bpf.is_empty() {
+        // No overlay, so no slot either: a listed one is out of range.
+        patch_pid(&mut BpfProgram::new(), policy.overlay.pid_slots, pid)?;
         None
     } else {
-        Some(program(policy.overlay)?)
+        Some(ready(&policy.overlay, pid)?)
     };
     if mode == Mode::Trap {
         install_sigsys_handler()?;
@@ -328,6 +409,91 @@ mod tests {
         assert_eq!(decimal(0, &mut d), b"0");
         assert_eq!(decimal(447, &mut d), b"447");
         assert_eq!(decimal(u32::MAX, &mut d), b"4294967295");
+    }
+
+    fn insn(code: u16, k: u32) -> sock_filter {
+        sock_filter {
+            code,
+            jt: 0,
+            jf: 0,
+            k,
+        }
+    }
+
+    fn slots(list: &[u32]) -> Vec<u8> {
+        list.iter().flat_map(|i| i.to_le_bytes()).collect()
+    }
+
+    /// load arg0 (low word); jeq own pid; jeq SIGABRT; ret allow; ret kill.
+    fn pinned() -> BpfProgram {
+        vec![
+            insn(0x20, 16),
+            insn(JEQ_K, 0),
+            insn(JEQ_K, 6),
+            insn(0x06, 0x7fff_0000),
+            insn(0x06, 0x8000_0000),
+        ]
+    }
+
+    #[test]
+    fn the_pid_goes_into_the_listed_slots_and_nowhere_else() {
+        let mut p = pinned();
+        patch_pid(&mut p, &slots(&[1]), 4242).unwrap();
+        let mut want = pinned();
+        want[1].k = 4242;
+        assert_eq!(p, want);
+        // No slots: nothing changes.
+        let mut p = pinned();
+        patch_pid(&mut p, &[], 4242).unwrap();
+        assert_eq!(p, pinned());
+        // The embedded form, through the byte decoders.
+        let bytes: Vec<u8> = pinned()
+            .iter()
+            .flat_map(|i| {
+                let mut b = i.code.to_le_bytes().to_vec();
+                b.extend([i.jt, i.jf]);
+                b.extend(i.k.to_le_bytes());
+                b
+            })
+            .collect();
+        let slot_bytes = slots(&[1]);
+        assert_eq!(pid_slots(&slot_bytes).unwrap(), vec![1]);
+        let mut p = program(&bytes).unwrap();
+        patch_pid(&mut p, &slot_bytes, 77).unwrap();
+        assert_eq!(p[1].k, 77);
+        // Without a program, a listed slot is out of range.
+        assert!(matches!(
+            patch_pid(&mut BpfProgram::new(), &slot_bytes, 77),
+            Err(SandboxError::SlotOutOfRange { index: 1, len: 0 })
+        ));
+    }
+
+    #[test]
+    fn a_slot_that_is_not_a_zero_jeq_is_refused() {
+        let cases: [(&[u32], &str); 5] = [
+            (&[0], "a load"),
+            (&[2], "a JEQ with a constant already in it"),
+            (&[3], "a return"),
+            (&[1, 1], "the same slot twice"),
+            (&[5], "past the end"),
+        ];
+        for (list, what) in cases {
+            let mut p = pinned();
+            let e = patch_pid(&mut p, &slots(list), 4242).unwrap_err();
+            match (list, &e) {
+                ([5], SandboxError::SlotOutOfRange { index: 5, len: 5 }) => {}
+                ([5], _) => panic!("{what}: {e:?}"),
+                (_, SandboxError::BadSlot { .. }) => {}
+                _ => panic!("{what}: {e:?}"),
+            }
+            assert!(e.to_string().contains("slot"), "{e}");
+        }
+        let mut p = pinned();
+        assert!(matches!(
+            patch_pid(&mut p, &[1, 0, 0], 4242),
+            Err(SandboxError::CorruptSlots { len: 3 })
+        ));
+        assert_eq!(p, pinned(), "a corrupt list patches nothing");
     }
 
     #[test]

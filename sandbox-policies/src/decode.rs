@@ -180,8 +180,16 @@ pub fn argument(syscall: &str, index: u8) -> (&'static str, Decoder) {
             ("fd", Values(FD))
         }
         ("ioctl", 1) => ("request", Values(IOCTL)),
-        ("kill", 1) | ("tkill", 1) => ("sig", Values(SIGNALS)),
-        ("tgkill", 2) => ("sig", Values(SIGNALS)),
+        ("kill", 0) => ("pid", Number),
+        ("tkill", 0) => ("tid", Number),
+        ("tgkill" | "rt_sigqueueinfo" | "rt_tgsigqueueinfo", 0) => ("tgid", Number),
+        ("tgkill" | "rt_tgsigqueueinfo", 1) => ("tid", Number),
+        ("kill" | "tkill" | "rt_sigqueueinfo" | "pidfd_send_signal", 1) => ("sig", Values(SIGNALS)),
+        ("tgkill" | "rt_tgsigqueueinfo", 2) => ("sig", Values(SIGNALS)),
+        ("rt_sigqueueinfo", 2) | ("rt_tgsigqueueinfo", 3) => ("info", Number),
+        ("pidfd_send_signal", 0) => ("pidfd", Number),
+        ("pidfd_send_signal", 2) => ("info", Number),
+        ("pidfd_send_signal", 3) => ("flags", Number),
         ("rt_sigaction", 0) => ("signum", Values(SIGNALS)),
         ("rt_sigprocmask", 0) => ("how", Values(SIGPROCMASK_HOW)),
         ("wait4", 2) => ("options", Flags(WAIT)),
@@ -267,6 +275,14 @@ mod tests {
         );
         assert_eq!(name_value(argument("madvise", 2).1, 4), "MADV_DONTNEED (4)");
         assert_eq!(name_value(argument("tgkill", 2).1, 6), "SIGABRT (6)");
+        assert_eq!(argument("tgkill", 0).0, "tgid");
+        assert_eq!(argument("pidfd_send_signal", 0).0, "pidfd");
+        assert_eq!(
+            name_value(argument("pidfd_send_signal", 1).1, 9),
+            "SIGKILL (9)"
+        );
+        assert_eq!(argument("pidfd_send_signal", 2).0, "info");
+        assert_eq!(argument("pidfd_send_signal", 3).0, "flags");
         assert_eq!(name_mask(argument("mprotect", 2).1, 4), "PROT_EXEC");
         assert_eq!(
             name_value(argument("clone", 0).1, 0x10000 | 0x100),

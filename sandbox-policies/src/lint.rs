@@ -7,12 +7,15 @@
 //! - system calls that are dangerous in general are only allowed with
 //!   argument conditions;
 //! - system calls that no policy here may allow at all are absent;
+//! - a call that sends a signal to a pid or tid is pinned to the process
+//!   itself (`"val": "own_pid"` on its target), and `pidfd_send_signal` to
+//!   named signals;
 //! - every system call name is known, and no rule is a duplicate.
 
 use std::collections::BTreeMap;
 use std::fmt;
 
-use crate::model::{Action, Filter};
+use crate::model::{Action, Filter, Op, Rule, RuntimeValue};
 use crate::syscalls;
 
 /// System calls allowed only with argument conditions.
@@ -29,9 +32,11 @@ pub const NEEDS_CONDITIONS: &[&str] = &[
     "mprotect",
     "mremap",
     "personality",
+    "pidfd_send_signal",
     "pkey_mprotect",
     "prctl",
     "rt_sigaction",
+    "rt_sigqueueinfo",
     "rt_tgsigqueueinfo",
     "setsockopt",
     "socket",
@@ -79,6 +84,54 @@ pub const NEVER: &[&str] = &[
     "unshare",
     "userfaultfd",
 ];
+
+/// System calls that signal a process or thread named by a number in
+/// argument 0. The number can be any process of the user (and `kill` takes
+/// 0 and -1 for groups and everyone): a rule for one of these must pin
+/// argument 0 to the process's own pid, a value known only at run time.
+pub const SIGNAL_BY_PID: &[&str] = &[
+    "kill",
+    "rt_sigqueueinfo",
+    "rt_tgsigqueueinfo",
+    "tgkill",
+    "tkill",
+];
+
+/// What is wrong with the target pin of a rule for a [`SIGNAL_BY_PID`]
+/// call, if anything.
+fn signal_target_problem(rule: &Rule) -> Option<String> {
+    let target: Vec<_> = rule.args.iter().filter(|c| c.index == 0).collect();
+    if !target
+        .iter()
+        .any(|c| c.op == Op::Eq && c.runtime == Some(RuntimeValue::OwnPid))
+    {
+        return Some(
+            "signals any process the user may signal: pin argument 0 (the target) with \
+             {\"op\": \"eq\", \"val\": \"own_pid\"}"
+                .into(),
+        );
+    }
+    if target.iter().any(|c| c.runtime.is_none()) {
+        return Some(
+            "argument 0 (the target) may only be compared with own_pid: a constant pid names \
+             another process, or a group (0) or everyone (-1)"
+                .into(),
+        );
+    }
+    None
+}
+
+/// What is wrong with a `pidfd_send_signal` rule, if anything: the pidfd
+/// names a process, the rule must name the signals.
+fn pidfd_signal_problem(rule: &Rule) -> Option<String> {
+    let pinned = rule
+        .args
+        .iter()
+        .any(|c| c.index == 1 && c.op == Op::Eq && c.runtime.is_none());
+    (!pinned).then(|| {
+        "any signal could be sent: pin argument 1 (sig) with an \"eq\" condition per signal".into()
+    })
+}
 
 /// One lint finding.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -301,6 +354,16 @@ fn lint_with_overlay(filter: &Filter, overlay: Option<&Filter>) -> Vec<Finding> 
                 "dangerous in general: allow it only with argument conditions".into(),
             );
         }
+        if SIGNAL_BY_PID.contains(&rule.syscall.as_str()) {
+            if let Some(m) = signal_target_problem(rule) {
+                push(n, s, m);
+            }
+        }
+        if rule.syscall == "pidfd_send_signal" {
+            if let Some(m) = pidfd_signal_problem(rule) {
+                push(n, s, m);
+            }
+        }
         if filter.rules[..i]
             .iter()
             .any(|r| r.syscall == rule.syscall && r.args == rule.args)
@@ -422,6 +485,124 @@ mod tests {
                 m.iter().any(|x| x.contains(want)),
                 "expected {want:?} in {m:?}"
             );
+        }
+    }
+
+    /// Each signal lint, failing and passing.
+    #[test]
+    fn signals_are_pinned_to_the_process_itself_and_to_named_signals() {
+        let pin =
+            r#"{"index": 0, "type": "dword", "op": "eq", "val": "own_pid", "comment": "itself"}"#;
+        let abrt = r#"{"index": 2, "type": "dword", "op": "eq", "val": 6, "comment": "SIGABRT"}"#;
+        let rule = |call: &str, args: &[&str]| {
+            one(&format!(
+                r#"{{"syscall": "{call}", "comment": "c", "args": [{}]}}"#,
+                args.join(", ")
+            ))
+        };
+        let unpinned = "pin argument 0 (the target)";
+        let constant = "may only be compared with own_pid";
+        for call in SIGNAL_BY_PID {
+            // Passing: the target pinned to the process itself.
+            let good = rule(call, &[pin, abrt]);
+            assert!(lint(&good).is_empty(), "{call}: {:?}", messages(&good));
+            // Failing: only the signal pinned; a constant pid; 0; -1 as a
+            // dword; a range that contains 0 and every pid.
+            let bad = [
+                (rule(call, &[abrt]), unpinned),
+                (
+                    rule(
+                        call,
+                        &[
+                            r#"{"index": 0, "type": "dword", "op": "eq", "val": 1, "comment": "init"}"#,
+                            abrt,
+                        ],
+                    ),
+                    unpinned,
+                ),
+                (
+                    rule(
+                        call,
+                        &[
+                            r#"{"index": 0, "type": "dword", "op": "eq", "val": 0, "comment": "group"}"#,
+                        ],
+                    ),
+                    unpinned,
+                ),
+                (
+                    rule(
+                        call,
+                        &[
+                            r#"{"index": 0, "type": "dword", "op": "eq", "val": 4294967295, "comment": "all"}"#,
+                        ],
+                    ),
+                    unpinned,
+                ),
+                (
+                    rule(
+                        call,
+                        &[
+                            r#"{"index": 0, "type": "dword", "op": "le", "val": 100, "comment": "low"}"#,
+                        ],
+                    ),
+                    unpinned,
+                ),
+                (
+                    rule(
+                        call,
+                        &[
+                            pin,
+                            r#"{"index": 0, "type": "dword", "op": "ne", "val": 0, "comment": "x"}"#,
+                        ],
+                    ),
+                    constant,
+                ),
+                (
+                    one(&format!(r#"{{"syscall": "{call}", "comment": "c"}}"#)),
+                    "only with argument conditions",
+                ),
+            ];
+            for (f, want) in bad {
+                let m = messages(&f);
+                assert!(
+                    m.iter().any(|x| x.contains(want)),
+                    "{call}: {want:?} not in {m:?}"
+                );
+            }
+        }
+        // pidfd_send_signal: the signal must be named.
+        let zero2 = r#"{"index": 2, "type": "qword", "op": "eq", "val": 0, "comment": "no info"}"#;
+        let zero3 = r#"{"index": 3, "type": "dword", "op": "eq", "val": 0, "comment": "no flags"}"#;
+        let term = r#"{"index": 1, "type": "dword", "op": "eq", "val": 15, "comment": "SIGTERM"}"#;
+        let good = rule("pidfd_send_signal", &[term, zero2, zero3]);
+        assert!(lint(&good).is_empty(), "{:?}", messages(&good));
+        let pinned = "pin argument 1 (sig)";
+        let bad = [
+            (rule("pidfd_send_signal", &[zero2, zero3]), pinned),
+            (
+                rule(
+                    "pidfd_send_signal",
+                    &[r#"{"index": 1, "type": "dword", "op": "le", "val": 15, "comment": "low"}"#],
+                ),
+                pinned,
+            ),
+            (
+                rule(
+                    "pidfd_send_signal",
+                    &[
+                        r#"{"index": 1, "type": "dword", "op": "eq", "val": "own_pid", "comment": "?"}"#,
+                    ],
+                ),
+                pinned,
+            ),
+            (
+                one(r#"{"syscall": "pidfd_send_signal", "comment": "c"}"#),
+                "only with argument conditions",
+            ),
+        ];
+        for (f, want) in bad {
+            let m = messages(&f);
+            assert!(m.iter().any(|x| x.contains(want)), "{want:?} not in {m:?}");
         }
     }
 

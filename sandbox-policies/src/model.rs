@@ -4,6 +4,11 @@
 //! `{"mismatch_action", "match_action", "filter": [rules]}`; a rule is
 //! `{"syscall", "args"?, "comment"?}`; a condition is `{"index", "type",
 //! "op", "val", "comment"?}`.
+//!
+//! One extension, which [`crate::compile`] resolves before seccompiler sees
+//! the file: `"val": "own_pid"` (with `"op": "eq"` only) compares the
+//! argument with the pid of the process that installs the filter, a value
+//! known only at run time ([`RuntimeValue`]).
 
 use std::fmt;
 
@@ -74,31 +79,69 @@ pub enum Op {
     MaskedEq(u64),
 }
 
+/// A value a condition compares with that is known only when the filter is
+/// installed. The compiled program carries 0 in its place, and the list of
+/// the instructions to patch (see [`crate::compile`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuntimeValue {
+    /// `"own_pid"`: the pid (thread-group id) of the process that installs
+    /// the filter, as `getpid()` returns it there.
+    OwnPid,
+}
+
+impl RuntimeValue {
+    /// The name the JSON uses for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::OwnPid => "own_pid",
+        }
+    }
+}
+
 /// One argument condition.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Condition {
     pub index: u8,
     pub width: Width,
     pub op: Op,
+    /// The constant compared with; 0 when `runtime` is set.
     pub val: u64,
+    /// Set when the value is known only at run time (`"val": "own_pid"`).
+    pub runtime: Option<RuntimeValue>,
     pub comment: Option<String>,
 }
 
 impl Condition {
-    /// Whether the argument value `arg` satisfies this condition.
+    /// Whether the argument value `arg` satisfies this condition. A
+    /// condition on a run-time value holds for no value known in advance:
+    /// use [`Condition::holds_for`].
     pub fn holds(&self, arg: u64) -> bool {
+        self.runtime.is_none() && self.compare(arg, self.val)
+    }
+
+    /// Whether `arg` satisfies this condition in a process whose pid is
+    /// `own_pid` (the value the filter is patched with when it is installed).
+    pub fn holds_for(&self, arg: u64, own_pid: u32) -> bool {
+        let val = match self.runtime {
+            None => self.val,
+            Some(RuntimeValue::OwnPid) => u64::from(own_pid),
+        };
+        self.compare(arg, val)
+    }
+
+    fn compare(&self, arg: u64, val: u64) -> bool {
         let arg = match self.width {
             Width::Dword => arg & 0xffff_ffff,
             Width::Qword => arg,
         };
         match self.op {
-            Op::Eq => arg == self.val,
-            Op::Ne => arg != self.val,
-            Op::Lt => arg < self.val,
-            Op::Le => arg <= self.val,
-            Op::Gt => arg > self.val,
-            Op::Ge => arg >= self.val,
-            Op::MaskedEq(m) => arg & m == self.val,
+            Op::Eq => arg == val,
+            Op::Ne => arg != val,
+            Op::Lt => arg < val,
+            Op::Le => arg <= val,
+            Op::Gt => arg > val,
+            Op::Ge => arg >= val,
+            Op::MaskedEq(m) => arg & m == val,
         }
     }
 }
@@ -205,15 +248,41 @@ fn parse_condition(v: &Value, at: &str) -> Result<Condition, ParseError> {
         }
         _ => return Err(err(at, "op is missing or malformed")),
     };
-    let val = o
-        .get("val")
-        .and_then(Value::as_u64)
-        .ok_or_else(|| err(at, "val must be an unsigned integer"))?;
+    let (val, runtime) = match o.get("val") {
+        Some(Value::String(s)) => {
+            let runtime = match s.as_str() {
+                "own_pid" => RuntimeValue::OwnPid,
+                other => {
+                    return Err(err(
+                        at,
+                        format!("unknown run-time value {other:?} (the one known is \"own_pid\")"),
+                    ))
+                }
+            };
+            if op != Op::Eq {
+                return Err(err(
+                    at,
+                    format!(
+                        "{:?} may only be compared with \"op\": \"eq\"",
+                        runtime.as_str()
+                    ),
+                ));
+            }
+            (0, Some(runtime))
+        }
+        Some(v) => (
+            v.as_u64()
+                .ok_or_else(|| err(at, "val must be an unsigned integer or \"own_pid\""))?,
+            None,
+        ),
+        None => return Err(err(at, "val missing")),
+    };
     Ok(Condition {
         index,
         width,
         op,
         val,
+        runtime,
         comment: comment(o, at)?,
     })
 }
@@ -301,12 +370,42 @@ mod tests {
     }
 
     #[test]
+    fn own_pid_is_a_run_time_value_compared_for_equality() {
+        let f = parse(
+            r#"{"x": {"mismatch_action": "kill_process", "match_action": "allow", "filter": [
+                {"syscall": "tgkill", "comment": "abort", "args": [
+                    {"index": 0, "type": "dword", "op": "eq", "val": "own_pid", "comment": "itself"},
+                    {"index": 2, "type": "dword", "op": "eq", "val": 6, "comment": "SIGABRT"}]}
+            ]}}"#,
+        )
+        .unwrap();
+        let pin = &f[0].rules[0].args[0];
+        assert_eq!(pin.runtime, Some(RuntimeValue::OwnPid));
+        assert_eq!(pin.val, 0);
+        assert!(pin.holds_for(4242, 4242));
+        // dword: the kernel reads a pid_t, the low 32 bits.
+        assert!(pin.holds_for(0xffff_ffff_0000_1092, 4242));
+        assert!(!pin.holds_for(4243, 4242) && !pin.holds_for(0, 4242));
+        // Without a pid, no value is known to satisfy it; not even 0.
+        assert!(!pin.holds(0) && !pin.holds(4242));
+        // A constant condition reads the same either way.
+        let sig = &f[0].rules[0].args[1];
+        assert_eq!(sig.runtime, None);
+        assert!(sig.holds(6) && sig.holds_for(6, 4242) && !sig.holds_for(9, 4242));
+    }
+
+    #[test]
     fn unknown_fields_and_bad_values_are_refused() {
         let bad = [
             r#"{"x": {"mismatch_action": "kill_process", "match_action": "allow", "filter": [], "extra": 1}}"#,
             r#"{"x": {"mismatch_action": "explode", "match_action": "allow", "filter": []}}"#,
             r#"{"x": {"mismatch_action": "kill_process", "match_action": "allow", "filter": [{"syscall": "read", "why": "x"}]}}"#,
             r#"{"x": {"mismatch_action": "kill_process", "match_action": "allow", "filter": [{"syscall": "read", "args": [{"index": 6, "type": "dword", "op": "eq", "val": 0}]}]}}"#,
+            r#"{"x": {"mismatch_action": "kill_process", "match_action": "allow", "filter": [{"syscall": "read", "args": [{"index": 0, "type": "dword", "op": "eq", "val": "0"}]}]}}"#,
+            r#"{"x": {"mismatch_action": "kill_process", "match_action": "allow", "filter": [{"syscall": "read", "args": [{"index": 0, "type": "dword", "op": "eq", "val": "own_tid"}]}]}}"#,
+            r#"{"x": {"mismatch_action": "kill_process", "match_action": "allow", "filter": [{"syscall": "read", "args": [{"index": 0, "type": "dword", "op": "ne", "val": "own_pid"}]}]}}"#,
+            r#"{"x": {"mismatch_action": "kill_process", "match_action": "allow", "filter": [{"syscall": "read", "args": [{"index": 0, "type": "dword", "op": {"masked_eq": 7}, "val": "own_pid"}]}]}}"#,
+            r#"{"x": {"mismatch_action": "kill_process", "match_action": "allow", "filter": [{"syscall": "read", "args": [{"index": 0, "type": "dword", "op": "eq"}]}]}}"#,
         ];
         for b in bad {
             assert!(parse(b).is_err(), "{b}");

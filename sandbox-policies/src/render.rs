@@ -5,7 +5,7 @@
 use std::fmt::Write;
 
 use crate::decode::{self, Decoder};
-use crate::model::{Condition, Filter, Op, Width};
+use crate::model::{Condition, Filter, Op, RuntimeValue, Width};
 use crate::syscalls;
 
 fn arg_label(syscall: &str, c: &Condition) -> (String, Decoder) {
@@ -24,6 +24,15 @@ fn arg_label(syscall: &str, c: &Condition) -> (String, Decoder) {
 /// One condition in words: `arg2 (prot) has no PROT_EXEC`.
 pub fn condition(syscall: &str, c: &Condition) -> String {
     let (label, dec) = arg_label(syscall, c);
+    match c.runtime {
+        // The model allows a run-time value with eq only.
+        Some(RuntimeValue::OwnPid) => {
+            return format!(
+                "{label} == the process's own pid (written into the filter when it is installed)"
+            )
+        }
+        None => {}
+    }
     let val = || decode::name_value(dec, c.val);
     match c.op {
         Op::Eq => format!("{label} == {}", val()),
@@ -112,8 +121,33 @@ pub fn render(files: &[(&str, Vec<Filter>)]) -> String {
     for (file, filters) in files {
         render_file(file, filters, &mut out);
     }
+    out.push_str(RUNTIME_VALUES);
+    out.push_str(UNFILTERABLE);
     out
 }
+
+/// How a condition on the process's own pid gets into a program.
+const RUNTIME_VALUES: &str = "\
+## Values written at installation
+
+A seccomp comparison takes a constant, and a pid is known only at run time. A condition that
+reads \"the process's own pid\" is compiled with 0 in its place; the build lists the instructions
+that hold it (each a `BPF_JMP|BPF_JEQ|BPF_K`, one per such condition, or the build fails), and
+the process writes its own `getpid()` into exactly those instructions before it installs the
+filter (`common::sandbox::install`, which refuses a listed instruction that is anything else or
+not 0). The embedded programs, with those instructions at 0, are the canonical form.
+
+";
+
+/// What no filter can refuse.
+const UNFILTERABLE: &str = "\
+## What no filter can stop
+
+Recent kernels let the uprobe trampoline system calls through seccomp by design: x86_64
+`uretprobe` (335), and `uprobe` (336) where the kernel has it; `kernel/seccomp.c` exempts them
+whatever the installed filters say, so no rule here can refuse them. They do nothing unless
+called from a trampoline the kernel installed for a uprobe.
+";
 
 /// Reads and renders the project's policy files from `dir`.
 pub fn render_dir(dir: &std::path::Path) -> Result<String, String> {
@@ -158,6 +192,41 @@ mod tests {
         let mut out = String::new();
         render_file("t.json", &f, &mut out);
         assert!(out.contains("| 1 | `mmap` | 9 | arg2 (prot) has no PROT_EXEC (W^X)<br>and arg3 (flags) has MAP_ANONYMOUS (anon) | allow | m |"), "{out}");
+    }
+
+    #[test]
+    fn the_own_pid_and_pidfd_signals_read_as_words() {
+        let f = parse(
+            r#"{"t": {"mismatch_action": "kill_process", "match_action": "allow", "filter": [
+                {"syscall": "tgkill", "comment": "a", "args": [
+                    {"index": 0, "type": "dword", "op": "eq", "val": "own_pid", "comment": "itself"}]},
+                {"syscall": "pidfd_send_signal", "comment": "p", "args": [
+                    {"index": 1, "type": "dword", "op": "eq", "val": 15, "comment": "t"},
+                    {"index": 2, "type": "qword", "op": "eq", "val": 0, "comment": "i"},
+                    {"index": 3, "type": "dword", "op": "eq", "val": 0, "comment": "f"}]}
+            ]}}"#,
+        )
+        .unwrap();
+        let r = &f[0].rules;
+        assert_eq!(
+            condition("tgkill", &r[0].args[0]),
+            "arg0 (tgid) == the process's own pid (written into the filter when it is installed)"
+        );
+        assert_eq!(
+            condition("pidfd_send_signal", &r[1].args[0]),
+            "arg1 (sig) == SIGTERM (15)"
+        );
+        assert_eq!(
+            condition("pidfd_send_signal", &r[1].args[1]),
+            "arg2 (info) (64-bit) == 0"
+        );
+        assert_eq!(
+            condition("pidfd_send_signal", &r[1].args[2]),
+            "arg3 (flags) == 0"
+        );
+        let all = render(&[("t.json", f)]);
+        assert!(all.contains("## What no filter can stop"), "{all}");
+        assert!(all.contains("`uretprobe` (335)") && all.contains("`uprobe` (336)"));
     }
 
     /// The committed review must be what the policies produce.

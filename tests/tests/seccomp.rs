@@ -5,20 +5,25 @@
 //!   and must die by SIGSYS; under an allow-all filter installed the same way
 //!   it survives the same call (positive control).
 //! - Per-rule differential: for every rule with argument conditions, the
-//!   allowed values pass and each changed value is killed.
+//!   allowed values pass and each changed value is killed (a condition on
+//!   the process's own pid: the probe's own pid passes; its child's, 1, 0
+//!   and -1 are killed).
+//! - Signals: each process may send SIGABRT to itself (abort) and nothing
+//!   else by pid; the broker may send SIGTERM or SIGKILL through a pidfd,
+//!   and the signal really arrives.
 //! - The real vault and broker live under their policies: thousands of
 //!   decryptions, a deliberate panic (SIGABRT, not SIGSYS), a forbidden call
 //!   (SIGSYS, reported in words), learning mode, graceful shutdown.
 //!
 //! Filters are installed only in child processes, never in the test runner.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::process::ExitStatusExt;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use broker::{Broker, Error, SandboxMode, VaultExit};
-use policy::model::{Filter, Rule};
+use policy::model::{Condition, Filter, Rule, RuntimeValue};
 use suites::{config, secret};
 
 /// What a probe run ended with.
@@ -27,24 +32,67 @@ enum End {
     Survived,
     Signal(i32),
     Exit(i32),
+    /// It stopped itself (SIGSTOP to itself, allowed): the test killed it.
+    Stopped(i32),
 }
 
 fn probe(filter: &str, call: &str, args: &[&str]) -> (End, String) {
-    let out: Output = Command::new(suites::binary("seccomp-probe"))
+    probe_with(&[], filter, call, args)
+}
+
+/// Runs the probe with its options `opts` (`--wait-child`) and waits for it
+/// to end or to stop.
+// The probe is reaped with waitpid(WUNTRACED), not `Child::wait`, which
+// cannot report a stop (a probe that sent itself SIGSTOP would hang it).
+#[allow(clippy::zombie_processes)]
+fn probe_with(opts: &[&str], filter: &str, call: &str, args: &[&str]) -> (End, String) {
+    let mut child = Command::new(suites::binary("seccomp-probe"))
+        .args(opts)
         .arg(filter)
         .arg(call)
         .args(args)
         .stdin(Stdio::null())
-        .output()
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
         .expect("run the probe");
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    let end = match (out.status.code(), out.status.signal()) {
-        (Some(0), _) => End::Survived,
-        (Some(c), _) => End::Exit(c),
-        (None, Some(s)) => End::Signal(s),
-        (None, None) => End::Exit(-1),
+    let mut err = child.stderr.take().expect("piped stderr");
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let pid = libc::pid_t::try_from(child.id()).expect("a pid is a pid_t");
+    let status = loop {
+        let mut status = 0;
+        // SAFETY: `pid` is our own child, which nothing else waits for
+        // (`child.wait()` is never called); `status` is a live int.
+        let r = unsafe { libc::waitpid(pid, &mut status, libc::WUNTRACED) };
+        if r == pid {
+            break status;
+        }
+        let e = std::io::Error::last_os_error();
+        assert_eq!(e.kind(), std::io::ErrorKind::Interrupted, "waitpid: {e}");
     };
-    (end, stderr)
+    let end = if libc::WIFSTOPPED(status) {
+        let mut after = 0;
+        // SAFETY: our own child, stopped and not reaped: SIGKILL ends it
+        // and waitpid reaps it; `after` is a live int.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+            libc::waitpid(pid, &mut after, 0);
+        }
+        End::Stopped(libc::WSTOPSIG(status))
+    } else {
+        let st = std::process::ExitStatus::from_raw(status);
+        match (st.code(), st.signal()) {
+            (Some(0), _) => End::Survived,
+            (Some(c), _) => End::Exit(c),
+            (None, Some(s)) => End::Signal(s),
+            (None, None) => End::Exit(-1),
+        }
+    };
+    (end, reader.join().expect("the stderr reader"))
 }
 
 /// Dangerous calls, with arguments that are harmless if the call is allowed
@@ -75,6 +123,9 @@ const FORBIDDEN: &[(&str, &[&str], bool)] = &[
     ("clone", &["17", "0", "0", "0", "0"], true),
     ("kill", &["1", "0"], true),
     ("tkill", &["tid", "0"], true),
+    ("rt_sigqueueinfo", &["self", "0", "buf"], true),
+    ("rt_tgsigqueueinfo", &["self", "tid", "0", "buf"], true),
+    ("pidfd_send_signal", &["pidfd", "0", "0", "0"], true),
     ("memfd_create", &["path", "0"], true),
     ("memfd_secret", &["0"], true),
     ("ftruncate", &["-1", "0"], true),
@@ -191,7 +242,7 @@ fn template(syscall: &str) -> Option<Vec<String>> {
         "ioctl" => &["0", "0x5401", "buf"],
         "fcntl" => &["0", "1"],
         "wait4" => &["-1", "0", "1", "0"],
-        "kill" => &["0x7fffffff", "15"],
+        "pidfd_send_signal" => &["pidfd", "15", "0", "0"],
         _ => return None,
     };
     Some(t.iter().map(|s| s.to_string()).collect())
@@ -208,10 +259,31 @@ fn numeric(token: &str) -> Option<u64> {
     }
 }
 
+/// Stand-ins for the probe's own pid and its child's when the test reasons
+/// about a rule (the real ones exist only inside each probe).
+const SELF_PID: u32 = 0x3fff_0001;
+const CHILD_PID: u32 = 0x3fff_0002;
+
+/// What a condition on the own pid is tried with, besides `self`: another
+/// process, init, the caller's process group, every process.
+const NOT_SELF: [&str; 4] = ["child", "1", "0", "-1"];
+
+fn value(token: &str) -> Option<u64> {
+    match token {
+        "self" => Some(u64::from(SELF_PID)),
+        "child" => Some(u64::from(CHILD_PID)),
+        t => numeric(t),
+    }
+}
+
+fn holds(c: &Condition, token: &str) -> bool {
+    value(token).is_some_and(|v| c.holds_for(v, SELF_PID))
+}
+
 fn allows(rule: &Rule, args: &[String]) -> bool {
     rule.args
         .iter()
-        .all(|c| numeric(&args[usize::from(c.index)]).is_some_and(|v| c.holds(v)))
+        .all(|c| holds(c, &args[usize::from(c.index)]))
 }
 
 #[test]
@@ -236,8 +308,11 @@ fn every_conditional_rule_passes_its_values_and_kills_changed_ones() {
             };
             for c in &rule.args {
                 let idx = usize::from(c.index);
-                if !numeric(&args[idx]).is_some_and(|v| c.holds(v)) {
-                    args[idx] = c.val.to_string();
+                if !holds(c, &args[idx]) {
+                    args[idx] = match c.runtime {
+                        Some(RuntimeValue::OwnPid) => "self".to_owned(),
+                        None => c.val.to_string(),
+                    };
                 }
             }
             assert!(
@@ -259,48 +334,65 @@ fn every_conditional_rule_passes_its_values_and_kills_changed_ones() {
             }
             for c in &rule.args {
                 let idx = usize::from(c.index);
-                let base = numeric(&args[idx]).unwrap_or(0);
-                let mask = match c.op {
-                    policy::model::Op::MaskedEq(m) => m,
-                    _ => 0,
-                };
-                let candidates = [
-                    base ^ mask,
-                    base ^ 1,
-                    base ^ 2,
-                    base ^ 4,
-                    base + 16,
-                    base ^ 0x80,
-                    0xdead,
-                ];
-                let changed = candidates.into_iter().find(|v| {
+                let allowed_by_some_rule = |token: &str| {
                     let mut a = args.clone();
-                    a[idx] = v.to_string();
-                    !c.holds(*v)
-                        && !f
-                            .rules
-                            .iter()
-                            .filter(|r| r.syscall == rule.syscall)
-                            .any(|r| allows(r, &a))
-                });
-                let Some(v) = changed else {
-                    failures.push(format!(
-                        "{file} rule {}: no value found to violate {c:?}",
-                        i + 1
-                    ));
-                    continue;
+                    a[idx] = token.to_owned();
+                    f.rules
+                        .iter()
+                        .filter(|r| r.syscall == rule.syscall)
+                        .any(|r| allows(r, &a))
                 };
-                let mut a = args.clone();
-                a[idx] = v.to_string();
-                let refs: Vec<&str> = a.iter().map(String::as_str).collect();
-                let (end, msg) = probe(name, &rule.syscall, &refs);
-                cases += 1;
-                if end != End::Signal(libc::SIGSYS) {
-                    failures.push(format!(
-                        "{file} rule {}: {} with arg{idx} changed to {v:#x} was not killed: {end:?} {msg}",
-                        i + 1,
-                        rule.syscall
-                    ));
+                let violations: Vec<String> = if c.runtime == Some(RuntimeValue::OwnPid) {
+                    // Every one of them, not the first that fits.
+                    for token in NOT_SELF {
+                        if holds(c, token) || allowed_by_some_rule(token) {
+                            failures.push(format!(
+                                "{file} rule {}: the policy allows {token} where it pins the own pid",
+                                i + 1
+                            ));
+                        }
+                    }
+                    NOT_SELF.iter().map(|t| t.to_string()).collect()
+                } else {
+                    let base = numeric(&args[idx]).unwrap_or(0);
+                    let mask = match c.op {
+                        policy::model::Op::MaskedEq(m) => m,
+                        _ => 0,
+                    };
+                    let candidates = [
+                        base ^ mask,
+                        base ^ 1,
+                        base ^ 2,
+                        base ^ 4,
+                        base + 16,
+                        base ^ 0x80,
+                        0xdead,
+                    ];
+                    let changed = candidates.into_iter().find(|v| {
+                        !c.holds_for(*v, SELF_PID) && !allowed_by_some_rule(&v.to_string())
+                    });
+                    let Some(v) = changed else {
+                        failures.push(format!(
+                            "{file} rule {}: no value found to violate {c:?}",
+                            i + 1
+                        ));
+                        continue;
+                    };
+                    vec![v.to_string()]
+                };
+                for v in violations {
+                    let mut a = args.clone();
+                    a[idx] = v.clone();
+                    let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+                    let (end, msg) = probe(name, &rule.syscall, &refs);
+                    cases += 1;
+                    if end != End::Signal(libc::SIGSYS) {
+                        failures.push(format!(
+                            "{file} rule {}: {} with arg{idx} changed to {v} was not killed: {end:?} {msg}",
+                            i + 1,
+                            rule.syscall
+                        ));
+                    }
                 }
             }
         }
@@ -561,6 +653,36 @@ const MUST_KILL: &[(&str, &[&str])] = &[
     ("wait4", &["-1", "0", "0", "0"]),                // blocking wait
     ("fcntl", &["0", "4", "0x800"]),                  // F_SETFL
     ("prctl", &["4", "1", "0", "0", "0"]),            // PR_SET_DUMPABLE 1
+    // Signals by pid: kill in any form, to itself, its child, its process
+    // group (0) and every process it may signal (-1); tkill and the queued
+    // signals in any form; tgkill with anything but (itself, SIGABRT).
+    ("kill", &["self", "0"]),
+    ("kill", &["self", "6"]),
+    ("kill", &["child", "15"]),
+    ("kill", &["child", "9"]),
+    ("kill", &["0", "0"]),
+    ("kill", &["-1", "0"]),
+    ("tkill", &["tid", "6"]),
+    ("tkill", &["child", "15"]),
+    ("rt_sigqueueinfo", &["self", "6", "buf"]),
+    ("rt_sigqueueinfo", &["child", "15", "buf"]),
+    ("rt_tgsigqueueinfo", &["self", "tid", "6", "buf"]),
+    ("tgkill", &["self", "tid", "15"]),
+    ("tgkill", &["self", "tid", "19"]),
+    ("tgkill", &["self", "tid", "0"]),
+    ("tgkill", &["child", "child", "6"]),
+    ("tgkill", &["1", "1", "6"]),
+    ("tgkill", &["0", "tid", "6"]),
+    ("tgkill", &["-1", "tid", "6"]),
+    // Signals through a pidfd (the broker may send SIGTERM and SIGKILL
+    // only, with no siginfo and no flags; the vault nothing): SIGSTOP,
+    // SIGINT, 0, a siginfo pointer (also one in the high half only), a flag.
+    ("pidfd_send_signal", &["pidfd", "19", "0", "0"]),
+    ("pidfd_send_signal", &["pidfd", "2", "0", "0"]),
+    ("pidfd_send_signal", &["pidfd", "0", "0", "0"]),
+    ("pidfd_send_signal", &["pidfd", "15", "buf", "0"]),
+    ("pidfd_send_signal", &["pidfd", "9", "0x100000000", "0"]),
+    ("pidfd_send_signal", &["pidfd", "15", "0", "1"]),
 ];
 
 #[test]
@@ -582,4 +704,85 @@ fn security_invariants_hold_for_both_policies() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// tgkill: each program may send SIGABRT to itself (what abort() does) and
+/// no other signal to itself, nor any signal to another process. The
+/// refusals are in `MUST_KILL`; here the allowed call and what the refused
+/// ones would have done.
+#[test]
+fn each_program_may_abort_itself_with_tgkill_and_signal_nothing_else() {
+    for filter in ["vault", "broker", "allow-all"] {
+        let (end, msg) = probe(filter, "tgkill", &["self", "tid", "6"]);
+        assert_eq!(end, End::Signal(libc::SIGABRT), "{filter}: {msg}");
+    }
+    // What each refused form does where nothing refuses it: the pins are
+    // what stands between it and its target.
+    let cases: [(&[&str], End); 6] = [
+        (&["self", "tid", "15"], End::Signal(libc::SIGTERM)),
+        (&["self", "tid", "9"], End::Signal(libc::SIGKILL)),
+        (&["self", "tid", "19"], End::Stopped(libc::SIGSTOP)),
+        (&["child", "child", "6"], End::Survived),
+        (&["0", "tid", "6"], End::Survived),
+        (&["-1", "tid", "6"], End::Survived),
+    ];
+    for (args, control) in cases {
+        assert_eq!(probe("allow-all", "tgkill", args).0, control, "{args:?}");
+        for filter in ["vault", "broker"] {
+            let (end, msg) = probe(filter, "tgkill", args);
+            assert_eq!(end, End::Signal(libc::SIGSYS), "{filter}: {args:?} {msg}");
+        }
+    }
+    // The `child` the refusals aim at is a live process the call reaches.
+    let (end, msg) = probe_with(
+        &["--wait-child"],
+        "allow-all",
+        "tgkill",
+        &["child", "child", "6"],
+    );
+    assert_eq!(end, End::Survived, "{msg}");
+    assert!(msg.contains("child ended by signal 6"), "{msg}");
+}
+
+/// pidfd_send_signal: the broker may send SIGTERM and SIGKILL, without
+/// siginfo or flags, and the signal reaches the process; the vault may not
+/// use it at all. (The other forms are in `MUST_KILL`.)
+#[test]
+fn the_broker_signals_through_a_pidfd_only_sigterm_or_sigkill_and_the_vault_not_at_all() {
+    for (sig, filter) in [
+        ("15", "broker"),
+        ("9", "broker"),
+        ("15", "allow-all"),
+        ("9", "allow-all"),
+    ] {
+        let (end, msg) = probe_with(
+            &["--wait-child"],
+            filter,
+            "pidfd_send_signal",
+            &["pidfd", sig, "0", "0"],
+        );
+        assert_eq!(end, End::Survived, "{filter} {sig}: {msg}");
+        assert!(
+            msg.contains(&format!("child ended by signal {sig}")),
+            "{filter} {sig}: the child was not signalled: {msg}"
+        );
+    }
+    // The report would notice a signal that did not arrive.
+    let (end, msg) = probe_with(
+        &["--wait-child"],
+        "allow-all",
+        "pidfd_send_signal",
+        &["pidfd", "0", "0", "0"],
+    );
+    assert_eq!(end, End::Survived, "{msg}");
+    assert!(msg.contains("child still running"), "{msg}");
+    for sig in ["15", "9", "0", "19"] {
+        let args = ["pidfd", sig, "0", "0"];
+        let (end, msg) = probe("vault", "pidfd_send_signal", &args);
+        assert_eq!(end, End::Signal(libc::SIGSYS), "vault: {args:?} {msg}");
+        assert_eq!(
+            probe("allow-all", "pidfd_send_signal", &args).0,
+            End::Survived
+        );
+    }
 }

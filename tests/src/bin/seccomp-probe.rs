@@ -3,27 +3,128 @@
 //! raw system call given on the command line.
 //!
 //! ```text
-//! seccomp-probe vault|broker|allow-all SYSCALL [ARG...]
+//! seccomp-probe [--wait-child] vault|broker|allow-all SYSCALL [ARG...]
 //! ```
 //!
 //! SYSCALL is a name or a number. An ARG is a number (decimal, `0x` hex, or
 //! negative) or one of: `buf` (a zeroed 4 KiB buffer), `page` (a page-aligned
 //! read-write 4 KiB mapping), `path` (a C string naming a path that does not
-//! exist), `self` (our pid), `tid` (our thread id). If the call returns, the
-//! probe prints what it returned and exits 0; a call the filter refuses kills
-//! it with SIGSYS. After a successful fork, vfork or clone the child exits at
-//! once.
+//! exist), `self` (our pid), `tid` (our thread id), `child` (the pid of a
+//! child forked for the purpose, which only sleeps) and `pidfd` (a pidfd for
+//! that child, from `pidfd_open`). Every token is resolved before the filter
+//! is installed. If the call returns, the probe prints what it returned and
+//! exits 0; a call the filter refuses kills it with SIGSYS. After a
+//! successful fork, vfork or clone the child exits at once.
+//!
+//! The sleeping child dies with the probe (`PR_SET_PDEATHSIG` SIGKILL),
+//! however the probe ends, and is reaped by whoever adopts it. With
+//! `--wait-child`, the probe, once the call has returned, polls the child
+//! with `wait4(WNOHANG)` for up to two seconds and says how it ended (or
+//! that it still runs): proof that a signal really arrived. Only the
+//! broker's filter (and allow-all) lets the probe make those calls.
 
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 use common::sandbox::{self, Mode};
 
 const PATH: &std::ffi::CStr = c"/nonexistent-seccomp-probe/dir/file";
 
+/// Forks a child that sleeps until a signal ends it, and dies with us.
+/// Returns once the child is ready: the parent-death signal set and the
+/// probe's stdio closed (a signal that stopped it before that would leave
+/// it holding the probe's stderr after the probe ended).
+fn sleeping_child() -> Result<libc::pid_t, std::io::Error> {
+    let mut ready = [0; 2];
+    // SAFETY: `ready` has room for the two descriptors pipe2 returns.
+    if unsafe { libc::pipe2(ready.as_mut_ptr(), libc::O_CLOEXEC) } == -1 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: two fresh descriptors that pipe2 just returned, owned by
+    // nothing else.
+    let (rd, wr) = unsafe {
+        (
+            OwnedFd::from_raw_fd(ready[0]),
+            OwnedFd::from_raw_fd(ready[1]),
+        )
+    };
+    // SAFETY: getpid has no preconditions.
+    let parent = unsafe { libc::getpid() };
+    // SAFETY: the probe has one thread here, so the child may run anything;
+    // it makes only raw system calls and never returns from this block.
+    let pid = unsafe { libc::fork() };
+    if pid == -1 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if pid == 0 {
+        // SAFETY: prctl, getppid, close, write, pause and _exit have no
+        // memory preconditions beyond the one-byte buffer, which is live;
+        // the child ends here, by a signal or _exit.
+        unsafe {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+            // The probe may have ended before the line above took effect.
+            if libc::getppid() != parent {
+                libc::_exit(0);
+            }
+            // Not a holder of the probe's stdio: whoever reads the probe's
+            // output sees its end when the probe ends.
+            for fd in 0..3 {
+                libc::close(fd);
+            }
+            libc::close(rd.as_raw_fd());
+            libc::write(wr.as_raw_fd(), [1u8].as_ptr().cast(), 1);
+            libc::close(wr.as_raw_fd());
+            loop {
+                libc::pause();
+            }
+        }
+    }
+    drop(wr);
+    let mut byte = [0u8; 1];
+    // SAFETY: `byte` is a live one-byte buffer; read blocks until the child
+    // writes or ends (EOF).
+    let n = unsafe { libc::read(rd.as_raw_fd(), byte.as_mut_ptr().cast(), 1) };
+    if n != 1 {
+        return Err(std::io::Error::other("the sleeping child did not start"));
+    }
+    Ok(pid)
+}
+
+/// After the call: how the child ended within two seconds, in words.
+fn child_fate(child: libc::pid_t) -> String {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let mut status = 0;
+        // SAFETY: `status` is a live int; WNOHANG never blocks.
+        let r = unsafe { libc::wait4(child, &mut status, libc::WNOHANG, std::ptr::null_mut()) };
+        if r == child {
+            return if libc::WIFSIGNALED(status) {
+                format!("child ended by signal {}", libc::WTERMSIG(status))
+            } else {
+                format!("child exited {}", libc::WEXITSTATUS(status))
+            };
+        }
+        if r == -1 {
+            return format!("child: wait4 failed ({})", std::io::Error::last_os_error());
+        }
+        if Instant::now() >= deadline {
+            return "child still running".into();
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let wait_child = args.first().is_some_and(|a| a == "--wait-child");
+    if wait_child {
+        args.remove(0);
+    }
     if args.len() < 2 || args.len() > 8 {
-        eprintln!("usage: seccomp-probe vault|broker|allow-all SYSCALL [ARG...] (at most 6 args)");
+        eprintln!(
+            "usage: seccomp-probe [--wait-child] vault|broker|allow-all SYSCALL [ARG...] (at most 6 args)"
+        );
         return ExitCode::from(2);
     }
     let nr = match args[1].parse::<i64>() {
@@ -56,6 +157,34 @@ fn main() -> ExitCode {
     let me = i64::from(std::process::id());
     // SAFETY: gettid has no preconditions.
     let tid = unsafe { libc::syscall(libc::SYS_gettid) };
+    let wants_child = wait_child || args[2..].iter().any(|a| a == "child" || a == "pidfd");
+    let child = if wants_child {
+        match sleeping_child() {
+            Ok(pid) => Some(pid),
+            Err(e) => {
+                eprintln!("cannot fork the sleeping child: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    } else {
+        None
+    };
+    let pidfd = match child {
+        Some(pid) if args[2..].iter().any(|a| a == "pidfd") => {
+            // SAFETY: pidfd_open takes a pid and flags and returns a new fd.
+            let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+            match i32::try_from(fd) {
+                // SAFETY: a fresh descriptor the call just returned, owned
+                // by nothing else.
+                Ok(fd) if fd >= 0 => Some(unsafe { OwnedFd::from_raw_fd(fd) }),
+                _ => {
+                    eprintln!("pidfd_open: {}", std::io::Error::last_os_error());
+                    return ExitCode::from(2);
+                }
+            }
+        }
+        _ => None,
+    };
     let mut vals = [0i64; 6];
     for (i, a) in args[2..].iter().enumerate() {
         vals[i] = match a.as_str() {
@@ -64,6 +193,8 @@ fn main() -> ExitCode {
             "path" => PATH.as_ptr() as i64,
             "self" => me,
             "tid" => tid,
+            "child" => child.map(i64::from).unwrap_or(-1),
+            "pidfd" => pidfd.as_ref().map_or(-1, |fd| i64::from(fd.as_raw_fd())),
             s => {
                 let parsed = match s.strip_prefix("0x") {
                     Some(h) => i64::from_str_radix(h, 16),
@@ -112,5 +243,9 @@ fn main() -> ExitCode {
     std::hint::black_box(&mut buf);
     // stderr: the one stream every policy lets the process write.
     eprintln!("survived: {} returned {ret} ({errno})", args[1]);
+    if let (true, Some(child)) = (wait_child, child) {
+        eprintln!("{}", child_fate(child));
+    }
+    drop(pidfd);
     ExitCode::SUCCESS
 }
