@@ -287,6 +287,34 @@ fn sigint_sighup_and_sigterm_shut_both_processes_down_gracefully() {
 }
 
 #[test]
+fn under_its_filter_the_broker_escalates_to_a_stuck_vault_through_its_pidfd() {
+    // The broker program's filter lets it signal only through a pidfd: the
+    // shutdown escalation (SIGTERM after the grace period, then SIGKILL) of
+    // a vault that does not answer must go that way, not die by SIGSYS.
+    let mut r = Running::start(&["--interval-ms", "600000"]);
+    let vault = r.vault_pid();
+    r.wait_for("broker.json installed (enforcing)");
+    r.wait_for("#1 ");
+    // SAFETY: stopping the vault this test's broker spawned.
+    assert_eq!(
+        unsafe { libc::kill(i32::try_from(vault).unwrap(), libc::SIGSTOP) },
+        0
+    );
+    suites::wait_for_state(vault, 'T');
+    r.signal(libc::SIGTERM);
+    let out = r.child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(
+        std::os::unix::process::ExitStatusExt::signal(&out.status),
+        Some(libc::SIGSYS),
+        "the broker was killed by its own filter: {err}"
+    );
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("vault killed (SIGKILL)"), "{err}");
+    assert!(gone(vault), "the vault outlived the broker");
+}
+
+#[test]
 fn a_killed_broker_takes_the_vault_with_it() {
     let mut run = Running::start(&[]);
     let pid = run.vault_pid();
