@@ -295,11 +295,10 @@ fn under_its_filter_the_broker_escalates_to_a_stuck_vault_through_its_pidfd() {
     let vault = r.vault_pid();
     r.wait_for("broker.json installed (enforcing)");
     r.wait_for("#1 ");
+    let vault_pid = i32::try_from(vault).unwrap();
     // SAFETY: stopping the vault this test's broker spawned.
-    assert_eq!(
-        unsafe { libc::kill(i32::try_from(vault).unwrap(), libc::SIGSTOP) },
-        0
-    );
+    let stopped = unsafe { libc::kill(vault_pid, libc::SIGSTOP) };
+    assert_eq!(stopped, 0);
     suites::wait_for_state(vault, 'T');
     r.signal(libc::SIGTERM);
     let out = r.child.wait_with_output().unwrap();
