@@ -94,12 +94,31 @@ pub fn copy_for_nobody(names: &[&str]) -> PathBuf {
     std::fs::create_dir_all(&dir).expect("temp dir");
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).expect("chmod dir");
     for name in names {
-        let to = dir.join(name);
-        std::fs::copy(binary(name), &to).expect("copy binary");
-        std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o755))
-            .expect("chmod binary");
+        install_file(&binary(name), &dir.join(name), 0o755);
     }
     dir
+}
+
+/// Copies `from` to `to` with `mode`, through the `install` program: the
+/// test process itself never holds the new file open for writing. (If it
+/// did, a child forked meanwhile by another test thread would inherit that
+/// descriptor until its own exec, and executing the new file would fail
+/// with ETXTBSY.)
+pub fn install_file(from: &std::path::Path, to: &std::path::Path, mode: u32) {
+    let out = std::process::Command::new("install")
+        .arg("-m")
+        .arg(format!("{mode:o}"))
+        .arg(from)
+        .arg(to)
+        .output()
+        .expect("install (coreutils)");
+    assert!(
+        out.status.success(),
+        "install {} {}: {}",
+        from.display(),
+        to.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// The state letter of `pid` in `/proc/PID/stat` (`R`, `S`, `T`, `Z`...).

@@ -40,8 +40,7 @@ fn chown(p: &Path, uid: u32) {
 /// A copy of the vault at `dir/name` with `mode`.
 fn vault_at(dir: &Path, name: &str, mode: u32) -> PathBuf {
     let p = dir.join(name);
-    std::fs::copy(suites::binary("vault"), &p).unwrap();
-    chmod(&p, mode);
+    suites::install_file(&suites::binary("vault"), &p, mode);
     p
 }
 
@@ -211,17 +210,15 @@ fn an_ordinary_user_trusts_root_and_itself_and_a_sticky_tmp_but_no_one_else() {
     // A root-owned vault directly in the sticky, root-owned temp dir:
     // accepted (no one else can rename or remove it there).
     let in_tmp = std::env::temp_dir().join(format!("privsep-vault-tmp-{}", std::process::id()));
-    std::fs::copy(suites::binary("vault"), &in_tmp).unwrap();
-    chmod(&in_tmp, 0o755);
+    suites::install_file(&suites::binary("vault"), &in_tmp, 0o755);
     let tmp_mode = std::fs::metadata(std::env::temp_dir()).unwrap().mode();
     if tmp_mode & 0o1000 != 0 {
         driver_as_nobody(&dir, &in_tmp).expect("a root-owned vault in sticky /tmp");
     }
     // Owned by another ordinary user: refused, by name.
     let other = own.join("other");
-    std::fs::copy(suites::binary("vault"), &other).unwrap();
+    suites::install_file(&suites::binary("vault"), &other, 0o755);
     chown(&other, 4242);
-    chmod(&other, 0o755);
     let err = driver_as_nobody(&dir, &other).unwrap_err();
     assert!(
         err.contains(&format!(
