@@ -179,12 +179,14 @@ fn main() {
                     // notice the head, not be rescued by a fresh answer.
                     "head-backwards" => {}
                     "tail-beyond" if decrypts == 1 => {
-                        // An honest refusal, then a request-ring tail past the
-                        // broker's head: its next send must refuse it.
-                        send(&Response::Error(ErrorCode::DecryptFailed));
+                        // A request-ring tail past the broker's head, then an
+                        // honest refusal: the broker's next send must refuse
+                        // the tail. (In this order, so that the corruption is
+                        // in place before the broker can send again.)
                         let req_tail = raw.word(layout::REQUEST_CONTROL + layout::TAIL);
                         let t = req_tail.load(Ordering::SeqCst);
                         req_tail.store(t.wrapping_add(4096), Ordering::SeqCst);
+                        send(&Response::Error(ErrorCode::DecryptFailed));
                     }
                     "rewrite" => {
                         // A valid refusal, rewritten over and over while the
