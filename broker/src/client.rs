@@ -231,7 +231,7 @@ impl Broker {
         let mut buf = SecretBuf::new_in(MAX_FRAME as usize, memory_for(config.ring))?;
         let (id, _) = link.exchange(
             &Request::PublicKey,
-            "start-up",
+            crate::session::START_UP,
             config.start_timeout,
             &mut buf,
             false,
@@ -268,6 +268,14 @@ impl Broker {
                 return Err(Error::PublicKey(e.to_string()));
             }
         };
+        // No tracer may hold the vault. It cannot attach after the vault's
+        // first instruction (the vault is non-dumpable from there, and it was
+        // started with CLONE_UNTRACED), and the vault checks itself; this is
+        // the same check from outside, before any secret is sent to it.
+        if let Some(tracer) = tracer_of(vault_pid) {
+            link.stop(config.shutdown_grace);
+            return Err(Error::VaultTraced { tracer });
+        }
         let fingerprint = openssl::sha::sha256(&der);
         let key = Arc::new(KeyInfo {
             public,
@@ -640,6 +648,7 @@ impl Broker {
                     exit,
                     during: "shutdown",
                     said: crate::error::LastWords(None),
+                    program: None,
                 })
             };
         }
@@ -654,6 +663,22 @@ impl Broker {
     /// Number of lanes (ring pairs, vault worker threads).
     pub fn lanes(&self) -> usize {
         self.session().link.lanes()
+    }
+}
+
+/// The `TracerPid` of process `pid`, if it is non-zero (or unreadable,
+/// which counts as traced: pid 0 is then reported).
+fn tracer_of(pid: u32) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok();
+    let tracer = status.as_deref().and_then(|st| {
+        st.lines()
+            .find_map(|l| l.strip_prefix("TracerPid:"))
+            .and_then(|v| v.trim().parse::<u32>().ok())
+    });
+    match tracer {
+        Some(0) => None,
+        Some(t) => Some(t),
+        None => Some(0),
     }
 }
 

@@ -21,10 +21,19 @@ pub struct LastWords(pub Option<String>);
 impl fmt::Display for LastWords {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.0 {
-            Some(line) => write!(f, "; its last message: \"{line}\""),
+            // Debug quoting: a quote or backslash in the vault's text cannot
+            // close the quotation early.
+            Some(line) => write!(f, "; its last message: {line:?}"),
             None => Ok(()),
         }
     }
+}
+
+fn program_note(program: &Option<std::path::PathBuf>) -> String {
+    program
+        .as_ref()
+        .map(|p| format!("; the vault program was {}", p.display()))
+        .unwrap_or_default()
 }
 
 /// Errors of the broker.
@@ -36,19 +45,22 @@ pub enum Error {
     Launch(#[from] LaunchError),
     #[error("cannot create the ring")]
     Ring(#[source] RingError),
-    #[error("vault {exit} (during {during}){said}")]
+    #[error("vault {exit} (during {during}){said}{}", program_note(.program))]
     VaultDied {
         exit: VaultExit,
         during: &'static str,
         said: LastWords,
+        /// The vault program, when it died during start-up (the wrong
+        /// program may have been found).
+        program: Option<std::path::PathBuf>,
     },
-    #[error("the vault did not answer {during} within {after:?}; it was killed ({exit})")]
+    #[error("the vault did not answer {during} within {after:?}, and was stopped: {exit}")]
     Timeout {
         during: &'static str,
         after: Duration,
         exit: VaultExit,
     },
-    #[error("the vault broke the protocol during {during}; it was killed ({exit})")]
+    #[error("the vault broke the protocol during {during}, and was stopped: {exit}")]
     Protocol {
         during: &'static str,
         exit: VaultExit,
@@ -60,6 +72,8 @@ pub enum Error {
         during: &'static str,
         code: ErrorCode,
     },
+    #[error("the vault is being traced by pid {tracer} (its TracerPid); it was stopped before it held any secret")]
+    VaultTraced { tracer: u32 },
     #[error("the vault's public key is unusable: {0}")]
     PublicKey(String),
     #[error("encryption with the vault's public key failed: {0}")]

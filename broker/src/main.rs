@@ -62,6 +62,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // The vault's exit status is collected by pid: an ignored SIGCHLD
+    // (inherited across exec) would have the kernel discard it.
+    // SAFETY: setting the default disposition; no handler is involved.
+    unsafe { libc::signal(libc::SIGCHLD, libc::SIG_DFL) };
     // Before anything else has effects: non-dumpable, no core files, no
     // tracer, the vault checked and prepared; started from a readable file,
     // this re-executes the program from an execute-only copy (with the same

@@ -82,6 +82,14 @@ pub(crate) struct Session {
     pub key: std::sync::Arc<KeyInfo>,
 }
 
+/// What a request during start-up is called (see `Broker::start_session`).
+pub(crate) const START_UP: &str = "start-up";
+
+/// The vault's program, named in errors of its start-up.
+fn program_if_starting(p: &VaultProcess, during: &str) -> Option<std::path::PathBuf> {
+    (during == START_UP).then(|| p.program().to_owned())
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // Nothing here panics while holding these locks; if something did, the
     // state (indices, process handle) is still consistent.
@@ -146,6 +154,7 @@ impl Link {
                 exit,
                 during,
                 said: LastWords(v.process.last_line(Duration::ZERO)),
+                program: program_if_starting(&v.process, during),
             }),
             None => Ok(()),
         }
@@ -252,6 +261,7 @@ impl Link {
                     exit,
                     during,
                     said: LastWords(v.process.last_line(LAST_WORDS_WAIT)),
+                    program: program_if_starting(&v.process, during),
                 }
             }
             RingError::Timeout(_) => Error::Timeout {

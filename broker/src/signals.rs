@@ -5,7 +5,7 @@
 //! signalfd instead: the password prompt and the demo loop poll it, so a
 //! signal at any moment ends the run through the normal, wiping shutdown
 //! path, never in the middle of a handler. The vault does not inherit the
-//! mask: std resets it in the child before exec.
+//! mask: `launch::child` unblocks every signal just before its exec.
 
 use std::os::fd::{AsFd, BorrowedFd};
 use std::time::Duration;

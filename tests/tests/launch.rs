@@ -390,16 +390,16 @@ fn a_vault_flooding_its_stderr_with_escapes_neither_blocks_nor_reaches_the_termi
     );
     for l in &from_vault {
         assert!(
-            l.chars().count() <= prefix.len() + broker::launch::output::MAX_LINE_CHARS + 1,
-            "a line longer than the cap: {} chars",
-            l.chars().count()
+            l.is_ascii() && l.len() <= prefix.len() + broker::launch::output::MAX_LINE_CHARS + 3,
+            "a line that is not plain ASCII or is longer than the cap: {l:?}"
         );
     }
-    // The forged line is shown, but as the vault's.
+    // The forged line is shown, but as the vault's, its check mark and its
+    // right-to-left override as visible escapes.
+    let forged = format!("{prefix}broker: all secrets verified \\u{{2713}}\\u{{202e}}");
     assert!(
-        text.lines()
-            .any(|l| l == format!("{prefix}broker: all secrets verified ✓")),
-        "{}",
+        text.lines().any(|l| l == forged),
+        "no {forged:?} in:\n{}",
         &text[..text.len().min(2000)]
     );
     assert!(
@@ -629,4 +629,105 @@ fn where_the_kernel_refuses_executable_memfds_the_error_says_why_and_what_to_do(
     assert_eq!(code, Some(0), "{out}\n{err}");
     assert!(out.contains("an execute-only sealed copy (memfd"), "{out}");
     let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_forged_vault_handoff_is_refused_by_an_installed_broker() {
+    // The re-exec hands the checked vault to the program's second image in
+    // environment variables. Set by anyone else, for an installed broker
+    // (which never re-executes), they would slip a vault past the trust
+    // check: here, a sealed execute-only memfd like the ones the broker makes.
+    let prefix = fixture_dir("forged");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let profile = suites::bin_dir()
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap()
+        .to_owned();
+    let st = Command::new("make")
+        .args(["-s", "-C"])
+        .arg(&root)
+        .arg("install-bins")
+        .arg(format!("PREFIX={}", prefix.display()))
+        .arg(format!("PROFILE={profile}"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let fake = broker::launch::image::Image::prepare(&suites::binary("vault"), c"vault").unwrap();
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&fake.fd());
+    let mut cmd = Command::new(prefix.join("bin/broker"));
+    cmd.args(["demo", "--password-stdin", "--iterations", "1"])
+        .env("PRIVSEP_VAULT_REEXEC_VAULT_FD", "3")
+        .env(
+            "PRIVSEP_VAULT_REEXEC_VAULT_PATH",
+            "/usr/libexec/looks-legit/vault",
+        )
+        .uid(suites::NOBODY)
+        .gid(suites::NOBODY)
+        .stdin(Stdio::null());
+    // SAFETY: dup2 between fork and exec (async-signal-safe), onto fd 3.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::dup2(fd, 3) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{err}");
+    assert!(
+        err.contains("this process was not started from its own execute-only copy"),
+        "{err}"
+    );
+    assert!(!stdout.contains("[1/4]"), "{stdout}");
+    drop(fake);
+    let _ = std::fs::remove_dir_all(prefix);
+}
+
+#[test]
+fn an_own_file_that_its_owner_cannot_read_is_refused() {
+    // Any process of the user can chmod and rewrite a file of the user's:
+    // execute-only protects nothing there, and it cannot be copied.
+    let dir = suites::copy_for_nobody(&["residue-driver"]);
+    let own = dir.join("own");
+    std::fs::create_dir(&own).unwrap();
+    let v = vault_at(&own, "vault", 0o111);
+    chown(&v, suites::NOBODY);
+    chown(&own, suites::NOBODY);
+    let err = driver_as_nobody(&dir, &v).unwrap_err();
+    assert!(
+        err.contains("is your own file but not readable to you"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn an_application_that_ignores_sigchld_still_shuts_its_vault_down() {
+    // The kernel reaps the vault and discards its status: the broker must
+    // see the end through the pidfd and say so, not spin on ECHILD.
+    let mut child = Command::new(suites::binary("residue-driver"))
+        .args(["--sigchld", "ignore"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+    assert!(line.starts_with("ready "), "{line:?}");
+    writeln!(stdin, "shutdown").unwrap();
+    line.clear();
+    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+    assert!(
+        line.contains("ended, but how is unknown") || line.contains("exited cleanly"),
+        "{line:?}"
+    );
+    writeln!(stdin, "exit").unwrap();
+    assert!(child.wait().unwrap().success());
 }

@@ -2,24 +2,28 @@
 //!
 //! `clone3(CLONE_PIDFD)` creates the process and hands back a pidfd for it
 //! in the same call, so the broker can signal exactly this process for its
-//! whole life and never a recycled pid (with `fork` then `pidfd_open`, the
-//! fallback where `clone3` is refused, the child cannot be reaped before the
-//! broker waits for it, so that is race-free too). The child is a copy of a
-//! multi-threaded process: between `clone3` and `execveat` it makes only
+//! whole life and never a recycled pid. Where `clone3` is refused (an
+//! application's own filter may answer it ENOSYS, as container runtimes
+//! do), `clone(CLONE_PIDFD)` does the same. Both with `CLONE_UNTRACED`: a
+//! tracer of the broker is not handed the vault. The parent thread blocks
+//! every signal around the call, so the child starts with all of them
+//! blocked, and with `CLONE_CLEAR_SIGHAND` none of the application's
+//! handlers (reset by hand after `clone`). The child is a copy of a
+//! multi-threaded process: between the clone and `execveat` it makes only
 //! async-signal-safe calls, on values prepared before, and allocates
 //! nothing. It:
 //!
-//! 1. unblocks every signal and resets SIGPIPE to its default (as `std`
-//!    does for its children);
-//! 2. starts its own process group (a Ctrl-C on the terminal reaches the
-//!    broker only, which then shuts the vault down in order);
-//! 3. moves every descriptor it needs out of the way (to 64 and above), then
+//! 1. starts its own process group (a Ctrl-C on the terminal reaches the
+//!    broker only, which then shuts the vault down in order), and resets
+//!    SIGPIPE to its default (as `std` does for its children);
+//! 2. moves every descriptor it needs out of the way (to 64 and above), then
 //!    places them: `/dev/null` at 0 and 1, the output pipe at 2, the rings
 //!    at 3..;
-//! 4. marks every other descriptor close-on-exec (`close_range`), so nothing
+//! 3. marks every other descriptor close-on-exec (`close_range`), so nothing
 //!    the application left open reaches the vault;
-//! 5. `execveat(image, "", argv, [], AT_EMPTY_PATH)`: the verified image
-//!    itself runs, with an empty environment.
+//! 4. unblocks every signal (the vault installs its own handlers first
+//!    thing) and runs `execveat(image, "", argv, [], AT_EMPTY_PATH)`: the
+//!    verified image itself, with an empty environment.
 //!
 //! A failing step writes its number and `errno` to a close-on-exec pipe
 //! and exits 127; the parent reads that pipe to tell a failed start from a
@@ -29,8 +33,6 @@ use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
-use common::sys::cvt;
-
 use super::output;
 
 /// Most descriptors placed in the child (rings and their data parts).
@@ -38,11 +40,11 @@ pub const MAX_FDS: usize = 32;
 
 /// What each step of the child is, for the error message.
 const STEPS: [&str; 6] = [
-    "unblocking signals",
-    "resetting SIGPIPE",
     "starting its own process group",
+    "resetting its signal handlers",
     "moving descriptors",
     "placing descriptors",
+    "unblocking signals",
     "executing the image",
 ];
 
@@ -223,80 +225,108 @@ fn read_status(pipe: OwnedFd) -> io::Result<Option<(i32, i32)>> {
     }
 }
 
-/// `clone3(CLONE_PIDFD)`, or `fork` then `pidfd_open` where `clone3` is
-/// refused (an application's own filter may answer it ENOSYS, as container
-/// runtimes do). The child runs [`child`] and never returns.
+/// `CLONE_CLEAR_SIGHAND` (Linux 5.5, clone3 only).
+const CLONE_CLEAR_SIGHAND: u64 = 0x1_0000_0000;
+
+/// Blocks every signal on the calling thread until dropped.
+struct AllBlocked(libc::sigset_t);
+
+impl AllBlocked {
+    fn new() -> Self {
+        // SAFETY: sigset manipulation on locals; pthread_sigmask affects the
+        // calling thread only and writes the old mask into a live local.
+        unsafe {
+            let mut all: libc::sigset_t = std::mem::zeroed();
+            let mut old: libc::sigset_t = std::mem::zeroed();
+            libc::sigfillset(&mut all);
+            libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+            Self(old)
+        }
+    }
+}
+
+impl Drop for AllBlocked {
+    fn drop(&mut self) {
+        // SAFETY: restores the mask saved by `new` on the same thread.
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &self.0, std::ptr::null_mut()) };
+    }
+}
+
+/// `clone3(CLONE_PIDFD | CLONE_UNTRACED | CLONE_CLEAR_SIGHAND)`, or
+/// `clone(CLONE_PIDFD | CLONE_UNTRACED)` where `clone3` is refused. The
+/// child runs [`child`] and never returns.
 fn clone_with_pidfd(plan: &Plan) -> Result<(libc::pid_t, OwnedFd), ChildError> {
     let mut pidfd: libc::c_int = -1;
+    let base = u64::try_from(libc::CLONE_PIDFD | libc::CLONE_UNTRACED).unwrap_or(0);
     let args = CloneArgs {
-        flags: u64::try_from(libc::CLONE_PIDFD).unwrap_or(0),
+        flags: base | CLONE_CLEAR_SIGHAND,
         pidfd: std::ptr::addr_of_mut!(pidfd) as usize as u64,
         exit_signal: u64::try_from(libc::SIGCHLD).unwrap_or(17),
         ..CloneArgs::default()
     };
+    let blocked = AllBlocked::new();
     // SAFETY: clone3 without CLONE_VM and without a stack is a fork: the
     // child gets a copy of this thread and its memory. The child runs only
     // `child`, which makes async-signal-safe calls and never returns.
-    let ret = unsafe {
+    let mut ret = unsafe {
         libc::syscall(
             libc::SYS_clone3,
             std::ptr::addr_of!(args),
             std::mem::size_of::<CloneArgs>(),
         )
     };
+    let mut handlers_cleared = true;
+    if ret == -1
+        && matches!(
+            io::Error::last_os_error().raw_os_error(),
+            Some(libc::ENOSYS) | Some(libc::EPERM) | Some(libc::EINVAL)
+        )
+    {
+        handlers_cleared = false;
+        let flags =
+            libc::c_ulong::try_from(libc::CLONE_PIDFD | libc::CLONE_UNTRACED | libc::SIGCHLD)
+                .unwrap_or(0);
+        // SAFETY: clone without CLONE_VM and with a null stack is a fork
+        // (x86_64 argument order: flags, stack, parent_tid, child_tid,
+        // tls); with CLONE_PIDFD the kernel stores the pidfd through
+        // parent_tid, a live local. The child runs only `child`.
+        ret = unsafe {
+            libc::syscall(
+                libc::SYS_clone,
+                flags,
+                0usize,
+                std::ptr::addr_of_mut!(pidfd),
+                0usize,
+                0usize,
+            )
+        };
+    }
     match ret {
         0 => {
             // SAFETY: we are the child; `plan` is our copy of the parent's.
-            unsafe { child(plan) }
+            unsafe { child(plan, handlers_cleared) }
         }
         pid if pid > 0 => {
+            drop(blocked);
             let pid = libc::pid_t::try_from(pid).map_err(|_| {
-                ChildError::Clone(io::Error::other("clone3 returned an impossible pid"))
+                ChildError::Clone(io::Error::other("clone returned an impossible pid"))
             })?;
             // SAFETY: the kernel stored a new pidfd owned by no one else.
             Ok((pid, unsafe { OwnedFd::from_raw_fd(pidfd) }))
         }
-        _ => {
-            let e = io::Error::last_os_error();
-            if !matches!(e.raw_os_error(), Some(libc::ENOSYS) | Some(libc::EPERM)) {
-                return Err(ChildError::Clone(e));
-            }
-            fork_then_pidfd(plan)
-        }
+        _ => Err(ChildError::Clone(io::Error::last_os_error())),
     }
 }
 
-fn fork_then_pidfd(plan: &Plan) -> Result<(libc::pid_t, OwnedFd), ChildError> {
-    // SAFETY: the child runs only `child` (async-signal-safe calls, never
-    // returns).
-    let pid = cvt(unsafe { libc::fork() }).map_err(ChildError::Clone)?;
-    if pid == 0 {
-        // SAFETY: we are the child.
-        unsafe { child(plan) }
-    }
-    // SAFETY: pidfd_open takes a pid and flags. The child cannot have been
-    // reaped: only this process waits for it, and it has not yet.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0u32) };
-    match RawFd::try_from(fd) {
-        Ok(fd) if fd >= 0 => {
-            // SAFETY: a new pidfd owned by no one else.
-            Ok((pid, unsafe { OwnedFd::from_raw_fd(fd) }))
-        }
-        _ => {
-            let e = io::Error::last_os_error();
-            // SAFETY: our own child, not yet reaped.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-            reap(pid);
-            Err(ChildError::Clone(e))
-        }
-    }
-}
+/// Highest signal number whose handler the child resets by hand.
+const MAX_SIGNAL: libc::c_int = 64;
 
-/// The child, between the clone and the exec.
+/// The child, between the clone and the exec. Every signal is blocked on
+/// entry (the parent blocked them around the clone).
 ///
 /// # Safety
 /// Call only in a freshly cloned child; never returns.
-unsafe fn child(plan: &Plan) -> ! {
+unsafe fn child(plan: &Plan, handlers_cleared: bool) -> ! {
     let mut status_fd = plan.err_w;
     let fail = |step: i32, fd: RawFd| -> ! {
         let errno = io::Error::last_os_error().raw_os_error().unwrap_or(0);
@@ -313,9 +343,7 @@ unsafe fn child(plan: &Plan) -> ! {
     // SAFETY: (the whole block) only async-signal-safe calls, on
     // descriptors and locals prepared by the parent; nothing is allocated.
     unsafe {
-        let mut none: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut none);
-        if libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut()) != 0 {
+        if libc::setpgid(0, 0) != 0 {
             fail(0, status_fd);
         }
         let mut dfl: libc::sigaction = std::mem::zeroed();
@@ -323,14 +351,24 @@ unsafe fn child(plan: &Plan) -> ! {
         if libc::sigaction(libc::SIGPIPE, &dfl, std::ptr::null_mut()) != 0 {
             fail(1, status_fd);
         }
-        if libc::setpgid(0, 0) != 0 {
-            fail(2, status_fd);
+        if !handlers_cleared {
+            // What CLONE_CLEAR_SIGHAND does: every handled signal back to its
+            // default (ignored ones stay ignored; KILL and STOP refuse).
+            for sig in 1..=MAX_SIGNAL {
+                let mut old: libc::sigaction = std::mem::zeroed();
+                if libc::sigaction(sig, std::ptr::null(), &mut old) == 0
+                    && old.sa_sigaction != libc::SIG_IGN
+                    && old.sa_sigaction != libc::SIG_DFL
+                {
+                    libc::sigaction(sig, &dfl, std::ptr::null_mut());
+                }
+            }
         }
         // Out of the way first, so that placing one cannot clobber another.
         let high = |fd: RawFd, fd_now: RawFd| -> RawFd {
             let h = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 64);
             if h == -1 {
-                fail(3, fd_now);
+                fail(2, fd_now);
             }
             h
         };
@@ -345,13 +383,13 @@ unsafe fn child(plan: &Plan) -> ! {
         // dup2 clears close-on-exec on its target.
         for (from, to) in [(devnull, 0), (devnull, 1), (stderr, 2)] {
             if libc::dup2(from, to) == -1 {
-                fail(4, status_fd);
+                fail(3, status_fd);
             }
         }
         let mut target: RawFd = 3;
         for fd in fds.iter().take(plan.count) {
             if libc::dup2(*fd, target) == -1 {
-                fail(4, status_fd);
+                fail(3, status_fd);
             }
             target += 1;
         }
@@ -364,6 +402,11 @@ unsafe fn child(plan: &Plan) -> ! {
             libc::c_uint::MAX,
             libc::CLOSE_RANGE_CLOEXEC,
         );
+        let mut none: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut none);
+        if libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut()) != 0 {
+            fail(4, status_fd);
+        }
         libc::syscall(
             libc::SYS_execveat,
             image,

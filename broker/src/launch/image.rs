@@ -88,6 +88,14 @@ pub struct Image {
     fd: OwnedFd,
     path: PathBuf,
     kind: ImageKind,
+    /// The file belongs to the (non-root) user running the broker: any of
+    /// that user's processes could have changed it before it was copied.
+    users_own: bool,
+}
+
+fn euid() -> libc::uid_t {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() }
 }
 
 impl Image {
@@ -96,15 +104,33 @@ impl Image {
     /// `name` (the process's name after the exec, `memfd:NAME`).
     pub fn prepare(path: &Path, name: &CStr) -> Result<Self, ImageError> {
         let t = trust::open_trusted(path)?;
+        let users_own = t.stat.st_uid == euid() && euid() != 0;
         match trust::openat(
             t.dir.as_fd(),
             osstr(&t.name),
             libc::O_RDONLY | libc::O_NOFOLLOW,
         ) {
+            // The user's own file, unreadable to them: its owner (any of
+            // their processes) can chmod it and change it at any time, and
+            // it would run from the live file. Refused rather than trusted.
+            Err(e) if e.raw_os_error() == Some(libc::EACCES) && users_own => {
+                Err(TrustError::Refused {
+                    path: t.path.clone(),
+                    reason: format!(
+                        "{} is your own file but not readable to you: any process of yours \
+                         could change it after it is checked, and it cannot be copied; make \
+                         it readable (it then runs from a sealed copy) or install it \
+                         root-owned (`sudo make install`)",
+                        t.path.display()
+                    ),
+                }
+                .into())
+            }
             Err(e) if e.raw_os_error() == Some(libc::EACCES) => Ok(Self {
                 fd: t.file,
                 path: t.path,
                 kind: ImageKind::ExecuteOnly,
+                users_own: false,
             }),
             Err(source) => Err(ImageError::Copy {
                 path: t.path,
@@ -129,6 +155,7 @@ impl Image {
                         fd,
                         path: t.path,
                         kind: ImageKind::SealedCopy,
+                        users_own,
                     }),
                     // Root reads every file: for it the copy protects
                     // nothing the checked file itself does not, so where the
@@ -141,6 +168,7 @@ impl Image {
                             fd: t.file,
                             path: t.path,
                             kind: ImageKind::Direct,
+                            users_own,
                         })
                     }
                     Err(e) => Err(e),
@@ -151,8 +179,9 @@ impl Image {
 
     /// Takes a descriptor handed across the broker's own re-exec and checks
     /// that it is still what [`Image::prepare`] made: a sealed, execute-only
-    /// memfd, or a trusted file this user cannot read.
-    pub fn from_handoff(fd: OwnedFd, path: PathBuf) -> Result<Self, ImageError> {
+    /// memfd, or a root-owned file this user cannot read. `users_own` is
+    /// what `prepare` found (a sealed copy no longer shows its file's owner).
+    pub fn from_handoff(fd: OwnedFd, path: PathBuf, users_own: bool) -> Result<Self, ImageError> {
         let bad = |reason: String| ImageError::BadHandoff {
             what: path.display().to_string(),
             reason,
@@ -174,14 +203,30 @@ impl Image {
                 fd,
                 path,
                 kind: ImageKind::SealedCopy,
+                users_own,
             });
         }
         trust::check_open_file(fd.as_fd(), &path).map_err(|e| bad(e.to_string()))?;
+        if st.st_uid != 0 || euid() == 0 {
+            return Err(bad("a file that is not root's, run from itself".into()));
+        }
+        // Execute-only for us, or it would have been copied.
+        let own = format!("/proc/self/fd/{}", fd.as_raw_fd());
+        match std::fs::File::open(&own) {
+            Err(e) if e.raw_os_error() == Some(libc::EACCES) => {}
+            _ => return Err(bad("a file this user can read, run from itself".into())),
+        }
         Ok(Self {
             fd,
             path,
             kind: ImageKind::ExecuteOnly,
+            users_own: false,
         })
+    }
+
+    /// Whether the file belongs to the (non-root) user running the broker.
+    pub fn users_own(&self) -> bool {
+        self.users_own
     }
 
     /// The descriptor to exec.
@@ -204,18 +249,54 @@ impl Image {
         self.fd
     }
 
+    /// Whether this process runs from an execute-only sealed copy made by
+    /// [`sealed_copy`] (the broker's own re-exec): its program is a memfd
+    /// (the device of every memfd) of mode 0111. No one can make such a
+    /// copy of a program they cannot read, so an installed execute-only
+    /// program never passes this.
+    pub fn running_from_sealed_copy() -> bool {
+        let exe = trust::openat(
+            // SAFETY: AT_FDCWD with an absolute path.
+            unsafe { BorrowedFd::borrow_raw(libc::AT_FDCWD) },
+            std::ffi::OsStr::new("/proc/self/exe"),
+            libc::O_PATH,
+        );
+        // SAFETY: a static name; memfd_create makes a new descriptor.
+        let probe = unsafe { libc::memfd_create(c"probe".as_ptr(), libc::MFD_CLOEXEC) };
+        if probe == -1 {
+            return false;
+        }
+        // SAFETY: just created, owned by no one else.
+        let probe = unsafe { OwnedFd::from_raw_fd(probe) };
+        match (exe, trust::fstat(probe.as_fd())) {
+            (Ok(exe), Ok(memfd)) => trust::fstat(exe.as_fd()).is_ok_and(|st| {
+                st.st_dev == memfd.st_dev
+                    && st.st_mode & libc::S_IFMT == libc::S_IFREG
+                    && st.st_mode & 0o7777 == 0o111
+            }),
+            _ => false,
+        }
+    }
+
     /// What a person reading the demo should know.
     pub fn describe(&self) -> String {
+        let own = if self.users_own {
+            " (a file of your own user: any process of your user could have replaced it \
+             before it was copied; install it root-owned, `sudo make install`, for the \
+             same-user promise)"
+        } else {
+            ""
+        };
         match self.kind {
             ImageKind::SealedCopy => format!(
-                "an execute-only sealed copy (memfd, mode 0111) of {}",
+                "an execute-only sealed copy (memfd, mode 0111) of {}{own}",
                 self.path.display()
             ),
             ImageKind::ExecuteOnly => {
                 format!("{}, installed execute-only", self.path.display())
             }
             ImageKind::Direct => format!(
-                "{} itself (the kernel refuses executable memfds; as root, a copy would protect nothing more)",
+                "{} itself (the kernel refuses executable memfds; as root, a copy would protect nothing more){own}",
                 self.path.display()
             ),
         }

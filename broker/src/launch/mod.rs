@@ -58,14 +58,18 @@ pub enum LaunchError {
     Protect(#[from] ProtectError),
 }
 
-/// Where the vault is looked for, beside a program at `exe`: `vault` in the
-/// same directory (a build directory), then `../libexec/privsep-vault/vault`
-/// (the layout `make install` makes).
+/// Where the vault is looked for, from a program at `exe`: first
+/// `../libexec/privsep-vault/vault` (the layout `make install` makes; a
+/// directory of this project's own, so an unrelated program called `vault`
+/// beside an installed `broker`, such as another vault product's in
+/// `/usr/local/bin`, is never taken for it), then `vault` in the same
+/// directory (a build directory).
 pub fn vault_candidates(exe: &std::path::Path) -> Vec<PathBuf> {
-    let mut c = vec![exe.with_file_name("vault")];
+    let mut c = Vec::new();
     if let Some(prefix) = exe.parent().and_then(std::path::Path::parent) {
         c.push(prefix.join("libexec/privsep-vault/vault"));
     }
+    c.push(exe.with_file_name("vault"));
     c
 }
 

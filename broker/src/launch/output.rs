@@ -8,12 +8,16 @@
 //! - drains the pipe continuously on a thread of its own: a vault that
 //!   writes more than a pipe holds never blocks, whatever the broker's own
 //!   standard error is doing;
-//! - forwards each line, with control characters (C0, C1, DEL, escape
-//!   sequences' introducers, bidirectional overrides) stripped, its length
-//!   capped, and the prefix `vault[PID]: ` it cannot forge; at most
-//!   [`MAX_LINES`] lines per vault, then one line saying how many more there
-//!   were. Forwarding goes through a bounded queue to one writer thread, so
-//!   a stuck terminal drops lines instead of stopping the drain;
+//! - forwards each line in plain printable ASCII: escape sequences removed
+//!   whole, every other control character dropped, runs of spaces collapsed
+//!   (a padded line cannot push text to the start of the next row), and
+//!   anything else (all of Unicode: bidirectional and invisible format
+//!   characters, look-alikes, bytes that are controls on an 8-bit terminal)
+//!   written as a visible `\u{..}` escape; its length capped, and the prefix
+//!   `vault[PID]: ` it cannot forge; at most [`MAX_LINES`] lines per vault,
+//!   then one line saying how many more there were. Forwarding goes through
+//!   a bounded queue to one writer thread, so a stuck terminal drops lines
+//!   instead of stopping the drain;
 //! - keeps the last line, which the error reporting the vault's death
 //!   quotes ([`crate::error::LastWords`]).
 //!
@@ -171,21 +175,23 @@ fn drain(mut pipe: std::fs::File, pid: u32, shared: &Shared, forward: &SyncSende
     }
     let dropped = dropped.into_inner();
     if dropped > 0 {
-        let _ = forward.try_send(format!(
-            "vault[{pid}]: ({dropped} more line(s) of output not shown)\n"
-        ));
+        // The vault has ended: the drain has nothing else to do, so it may
+        // wait a little for room in the queue (never forever: a stuck
+        // terminal must not keep this thread).
+        let mut note = format!("vault[{pid}]: ({dropped} more line(s) of output not shown)\n");
+        for _ in 0..50 {
+            match forward.try_send(note) {
+                Err(TrySendError::Full(back)) => {
+                    note = back;
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                _ => break,
+            }
+        }
     }
     let mut st = shared.state.lock().unwrap_or_else(|p| p.into_inner());
     st.eof = true;
     shared.ended.notify_all();
-}
-
-/// Whether `c` may reach a terminal: no control characters (C0, DEL, C1:
-/// what escape sequences are made of) and no bidirectional formatting
-/// characters (which can make a line read differently from what it is).
-fn shown(c: char) -> bool {
-    !c.is_control()
-        && !matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
 /// Removes terminal escape sequences whole (not only their control
@@ -235,38 +241,38 @@ fn strip_escapes(text: &str) -> String {
 }
 
 /// One line as it may be shown: invalid UTF-8 replaced, escape sequences
-/// removed whole, tabs made spaces, every other control and bidirectional
-/// character removed, the vault's own `vault: ` prefix dropped (the broker
-/// adds its own), at most [`MAX_LINE_CHARS`] characters. `None` for a line
-/// left empty.
+/// removed whole, other controls dropped (a tab counts as a space), runs of
+/// spaces collapsed, every character outside printable ASCII written as
+/// `\u{..}`, the vault's own `vault: ` prefix dropped (the broker adds its
+/// own), at most [`MAX_LINE_CHARS`] characters. `None` for a line left empty.
 pub fn clean_line(raw: &[u8], cut: bool) -> Option<String> {
     let text = strip_escapes(&String::from_utf8_lossy(raw));
-    let mut out = String::with_capacity(text.len().min(MAX_LINE_CHARS * 4));
-    let mut chars = 0;
+    let mut out = String::with_capacity(text.len().min(MAX_LINE_CHARS * 2));
     let mut truncated = cut;
     for c in text.chars() {
         let c = if c == '\t' { ' ' } else { c };
-        if !shown(c) {
+        if c.is_control() || (c == ' ' && (out.is_empty() || out.ends_with(' '))) {
             continue;
         }
-        if chars == MAX_LINE_CHARS {
+        let piece = if c.is_ascii() {
+            c.to_string()
+        } else {
+            format!("\\u{{{:x}}}", u32::from(c))
+        };
+        if out.len() + piece.len() > MAX_LINE_CHARS {
             truncated = true;
             break;
         }
-        out.push(c);
-        chars += 1;
+        out.push_str(&piece);
     }
-    let trimmed = out.trim();
-    let body = trimmed
-        .strip_prefix("vault: ")
-        .unwrap_or(trimmed)
-        .trim_start();
+    let trimmed = out.trim_end();
+    let body = trimmed.strip_prefix("vault: ").unwrap_or(trimmed);
     if body.is_empty() {
         return None;
     }
     let mut body = body.to_owned();
     if truncated {
-        body.push('…');
+        body.push_str("...");
     }
     Some(body)
 }
@@ -279,9 +285,21 @@ mod tests {
     fn escape_sequences_and_controls_never_pass() {
         let raw = b"\x1b[2J\x1b]0;owned\x07vault: hello\r\x08 \xc2\x9b31m world \xe2\x80\xae!";
         let line = clean_line(raw, false).unwrap();
-        assert!(line.chars().all(shown), "{line:?}");
-        assert!(!line.contains('\x1b') && !line.contains('\r') && !line.contains('\u{9b}'));
-        assert_eq!(line, "hello  world !");
+        assert!(
+            line.chars().all(|c| c.is_ascii() && !c.is_control()),
+            "{line:?}"
+        );
+        assert_eq!(line, "hello world \\u{202e}!");
+        // Padding cannot push text onto the next row, nor can look-alikes
+        // or invisible characters pass as themselves.
+        assert_eq!(
+            clean_line(
+                "a      \t   broker: x \u{61c}\u{200b}\u{2713}".as_bytes(),
+                false
+            )
+            .as_deref(),
+            Some("a broker: x \\u{61c}\\u{200b}\\u{2713}")
+        );
         assert_eq!(clean_line(b"\x1b\x07\r", false), None);
         assert_eq!(clean_line(b"vault: x", false).as_deref(), Some("x"));
         assert_eq!(
@@ -294,9 +312,11 @@ mod tests {
     fn long_lines_are_cut() {
         let raw = vec![b'a'; MAX_LINE_CHARS * 3];
         let line = clean_line(&raw, false).unwrap();
-        assert_eq!(line.chars().count(), MAX_LINE_CHARS + 1);
-        assert!(line.ends_with('…'));
-        assert!(clean_line(b"short", true).unwrap().ends_with('…'));
+        assert_eq!(line.len(), MAX_LINE_CHARS + 3);
+        assert!(line.ends_with("..."));
+        assert!(clean_line(b"short", true).unwrap().ends_with("..."));
+        let wide = "\u{2713}".repeat(MAX_LINE_CHARS);
+        assert!(clean_line(wide.as_bytes(), false).unwrap().len() <= MAX_LINE_CHARS + 3);
     }
 
     #[test]

@@ -23,6 +23,9 @@ pub enum VaultExit {
     Exited(i32),
     /// A signal ended it.
     Signaled(i32),
+    /// It ended, but its exit status was collected elsewhere (the
+    /// application ignores SIGCHLD, or reaps every child itself).
+    Unknown,
 }
 
 /// Exit status the vault uses for a configuration it refuses.
@@ -87,6 +90,9 @@ impl fmt::Display for VaultExit {
                 write!(f, "crashed ({})", signal_name(sig))
             }
             Self::Signaled(sig) => write!(f, "killed by {}", signal_name(sig)),
+            Self::Unknown => f.write_str(
+                "ended, but how is unknown: something else collected its exit status (is SIGCHLD ignored?)",
+            ),
         }
     }
 }
@@ -159,6 +165,7 @@ impl VaultArgs {
 #[derive(Debug)]
 pub struct VaultProcess {
     pid: libc::pid_t,
+    program: std::path::PathBuf,
     pidfd: OwnedFd,
     exit: Option<VaultExit>,
     output: Output,
@@ -238,11 +245,17 @@ impl VaultProcess {
         };
         Ok(Self {
             pid: started.pid,
+            program: image.path().to_owned(),
             pidfd: started.pidfd,
             exit: None,
             output,
             _parent: parent_tx,
         })
+    }
+
+    /// The program it runs (the checked path).
+    pub fn program(&self) -> &std::path::Path {
+        &self.program
     }
 
     /// The vault's pid.
@@ -258,9 +271,25 @@ impl VaultProcess {
             let r = unsafe { libc::waitpid(self.pid, &mut status, libc::WNOHANG) };
             if r == self.pid {
                 self.exit = Some(VaultExit::from_wait_status(status));
+            } else if r == -1 && self.pidfd_readable() {
+                // Not ours to reap any more (ECHILD), and the pidfd says it
+                // has ended: an ignored SIGCHLD, or a reaper of the
+                // application's, took its status.
+                self.exit = Some(VaultExit::Unknown);
             }
         }
         self.exit
+    }
+
+    /// Whether the pidfd is readable now: the process has ended.
+    fn pidfd_readable(&self) -> bool {
+        let mut pfd = libc::pollfd {
+            fd: self.pidfd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one live pollfd; poll only writes its revents.
+        unsafe { libc::poll(&mut pfd, 1, 0) == 1 && pfd.revents & libc::POLLIN != 0 }
     }
 
     /// Waits up to `limit` for the vault to end (the pidfd becomes readable

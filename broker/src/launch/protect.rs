@@ -43,6 +43,7 @@ use super::{find_vault, LaunchError};
 const ENV_VAULT_FD: &str = "PRIVSEP_VAULT_REEXEC_VAULT_FD";
 const ENV_VAULT_PATH: &str = "PRIVSEP_VAULT_REEXEC_VAULT_PATH";
 const ENV_FROM: &str = "PRIVSEP_VAULT_REEXEC_FROM";
+const ENV_OWN: &str = "PRIVSEP_VAULT_REEXEC_VAULT_OWN";
 
 /// The vault image prepared by [`protect_process`], for [`crate::Broker`].
 static VAULT: OnceLock<Arc<Image>> = OnceLock::new();
@@ -118,7 +119,7 @@ pub enum ProtectError {
         #[source]
         source: io::Error,
     },
-    #[error("{ENV_VAULT_FD} is set, but this process was not started from its execute-only copy (it was dumpable at its start); unset it")]
+    #[error("{ENV_VAULT_FD} is set, but this process was not started from its own execute-only copy: the variable is forged or stale; unset it")]
     ForgedHandoff,
     #[error("{ENV_VAULT_FD}={value:?} is not a descriptor number")]
     BadHandoff { value: String },
@@ -178,11 +179,18 @@ fn take_handoff() -> Result<Option<(Image, PathBuf)>, LaunchError> {
     };
     let path = std::env::var_os(ENV_VAULT_PATH).unwrap_or_default();
     let from = std::env::var_os(ENV_FROM).unwrap_or_default();
+    let users_own = std::env::var_os(ENV_OWN).is_some_and(|v| v == "1");
     // Single-threaded (the documented precondition): nothing reads the
     // environment concurrently.
-    std::env::remove_var(ENV_VAULT_FD);
-    std::env::remove_var(ENV_VAULT_PATH);
-    std::env::remove_var(ENV_FROM);
+    for var in [ENV_VAULT_FD, ENV_VAULT_PATH, ENV_FROM, ENV_OWN] {
+        std::env::remove_var(var);
+    }
+    // Only our own first image hands over, and only to its execute-only
+    // copy: anyone else setting these variables (for an installed program,
+    // say) is forging a vault past the trust check.
+    if !Image::running_from_sealed_copy() {
+        return Err(ProtectError::ForgedHandoff.into());
+    }
     let text = value.to_string_lossy().into_owned();
     let fd: RawFd = text
         .parse()
@@ -206,7 +214,8 @@ fn take_handoff() -> Result<Option<(Image, PathBuf)>, LaunchError> {
             source,
         },
     )?;
-    let image = Image::from_handoff(fd, PathBuf::from(path)).map_err(LaunchError::Image)?;
+    let image =
+        Image::from_handoff(fd, PathBuf::from(path), users_own).map_err(LaunchError::Image)?;
     Ok(Some((image, PathBuf::from(from))))
 }
 
@@ -229,6 +238,7 @@ fn reexec(vault: Image) -> ProtectError {
         Err(e) => return ProtectError::Image(e),
     };
     let vault_path = vault.path().as_os_str().to_owned();
+    let users_own = if vault.users_own() { "1" } else { "0" };
     let vault_fd = vault.into_fd();
     // The vault's image crosses the exec: not close-on-exec.
     // SAFETY: F_SETFD on our own descriptor.
@@ -236,8 +246,11 @@ fn reexec(vault: Image) -> ProtectError {
         return step("keeping the vault descriptor open")(e);
     }
     let mut env: Vec<(OsString, OsString)> = std::env::vars_os()
-        .filter(|(k, _)| k != ENV_VAULT_FD && k != ENV_VAULT_PATH && k != ENV_FROM)
+        .filter(|(k, _)| {
+            ![ENV_VAULT_FD, ENV_VAULT_PATH, ENV_FROM, ENV_OWN].contains(&k.to_str().unwrap_or(""))
+        })
         .collect();
+    env.push((ENV_OWN.into(), users_own.into()));
     env.push((ENV_VAULT_FD.into(), vault_fd.as_raw_fd().to_string().into()));
     env.push((ENV_VAULT_PATH.into(), vault_path));
     env.push((ENV_FROM.into(), from.into_os_string()));

@@ -10,7 +10,7 @@
 //! (`pubkey HEX` of the DER key), `status` (`status DECRYPTS WIPES`),
 //! `shutdown` (`shutdown EXIT`), `exit`.
 //! Options: `--key-bits N`, `--ring sealed|secret`, `--vault PATH`,
-//! `--vault-arg ARG` (repeatable; passed to the vault).
+//! `--vault-arg ARG` (repeatable; passed to the vault), `--sigchld ignore`.
 //!
 //! It hardens itself only at the top of `main` and does not call
 //! `broker::protect_process`: an application that does not use the
@@ -67,6 +67,12 @@ fn main() {
                 config.ring = broker::RingBacking::parse(v).expect("--ring sealed|secret")
             }
             ("--vault", Some(v)) => config.vault_path = Some(v.into()),
+            // An application that ignores SIGCHLD: its children are reaped
+            // by the kernel, and their exit status is lost.
+            ("--sigchld", Some(v)) if v == "ignore" => {
+                // SAFETY: setting a disposition, before any thread exists.
+                unsafe { libc::signal(libc::SIGCHLD, libc::SIG_IGN) };
+            }
             ("--vault-arg", Some(v)) => config.vault_args.push(v.clone()),
             (other, _) => panic!("unknown option {other}"),
         }
