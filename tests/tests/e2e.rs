@@ -317,7 +317,11 @@ fn a_stopped_vault_times_out_and_is_killed() {
         took >= Duration::from_millis(500) && took < Duration::from_secs(5),
         "{took:?}"
     );
-    assert!(err.to_string().contains("was killed"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("and was stopped: killed (SIGKILL)"),
+        "{err}"
+    );
 }
 
 #[test]
