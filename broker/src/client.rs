@@ -79,12 +79,17 @@ pub struct Config {
     /// Most secrets stored at once; one more is refused.
     pub max_secrets: usize,
     /// Ring pairs, each served by its own thread in the vault: requests from
-    /// that many threads run in parallel. By default one per CPU, at most 4.
+    /// that many threads run in parallel. 0 (the default): one per CPU, at
+    /// most 4, and fewer if the memory-lock limit requires it
+    /// ([`common::budget`]); a number asked for is never shrunk (the start
+    /// fails, naming the figure, if the limit is too low for it).
     pub lanes: usize,
 }
 
 /// Most lanes a vault serves.
 pub const MAX_LANES: usize = 16;
+/// Most lanes chosen by default (one per CPU up to this).
+pub const DEFAULT_MAX_LANES: usize = 4;
 
 impl Default for Config {
     fn default() -> Self {
@@ -100,9 +105,7 @@ impl Default for Config {
             vault_args: Vec::new(),
             ring: Backing::SealedMemfd,
             max_secrets: MAX_SECRETS,
-            lanes: std::thread::available_parallelism()
-                .map_or(1, |n| n.get())
-                .min(4),
+            lanes: 0,
         }
     }
 }
@@ -113,8 +116,9 @@ pub struct WipeEvidence {
     /// Non-zero bytes the vault left of the request frame in the ring after
     /// reading it (0: the vault wiped it). `None` if it could not be told.
     pub request_frame_residue: Option<usize>,
-    /// Non-zero bytes left in both rings after the broker read the answer
-    /// (0: nothing, neither ciphertext nor plaintext, is left in shared memory).
+    /// Non-zero bytes left in both rings of the lane the exchange used after
+    /// the broker read the answer (0: nothing, neither ciphertext nor
+    /// plaintext, is left in that shared memory).
     pub ring_residue: usize,
     /// Non-zero bytes left in the broker's private copy after the closure
     /// returned (0: wiped).
@@ -198,7 +202,20 @@ impl Broker {
 
     /// Starts a vault and waits for its public key.
     fn start_session(config: &Config, image: &Image) -> Result<(Session, SecretBuf), Error> {
-        let lanes = config.lanes.clamp(1, MAX_LANES);
+        // The vault inherits this process's RLIMIT_MEMLOCK, and cannot
+        // exceed it (it has no CAP_IPC_LOCK): choose what fits before
+        // anything starts.
+        let wanted = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(DEFAULT_MAX_LANES);
+        let asked = (config.lanes != 0).then(|| config.lanes.clamp(1, MAX_LANES));
+        let plan = common::budget::plan(
+            asked,
+            wanted,
+            config.heap_size,
+            common::budget::memlock_limit(),
+        )?;
+        let lanes = plan.lanes;
         let mut all_fds = Vec::with_capacity(lanes);
         let mut chans = Vec::with_capacity(lanes);
         for _ in 0..lanes {
@@ -210,7 +227,7 @@ impl Broker {
             common::seal::seals(all_fds[0].control.as_fd()).map_err(|e| Error::Ring(e.into()))?;
         let args = VaultArgs {
             key_bits: config.key_bits,
-            heap_size: config.heap_size,
+            heap_size: Some(plan.arena),
             heap_min: config.heap_min,
             sandbox_mode: config.sandbox_mode,
             extra: config.vault_args.clone(),

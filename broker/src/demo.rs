@@ -184,12 +184,16 @@ fn show_heap(s: &HeapStatus, arena_ok: bool) {
         numbers.join("  ")
     );
     println!(
-        "  secure heap used: {} B before key generation, {} B after (+{} B); baseline {} B {}",
+        "  secure heap used: {} B before key generation (OpenSSL's own state), {} B after it (+{} B), {} B once every lane had warmed up: the baseline {}",
         s.used_before_keygen,
-        s.baseline,
-        s.baseline.saturating_sub(s.used_before_keygen),
+        s.after_keygen,
+        s.after_keygen.saturating_sub(s.used_before_keygen),
         s.baseline,
         tick(arena_ok)
+    );
+    println!(
+        "  arena high-water mark {} B of {} B; allocations refused because it was full: {}",
+        s.high_water, s.arena_size, s.refused
     );
 }
 
@@ -457,11 +461,6 @@ pub fn run(opts: &Options, mut signals: Signals, protection: &Protection) -> Exi
             break;
         }
         i += 1;
-        let before = match broker.heap_status() {
-            Ok(s) => s,
-            Err(e) => return fail(&broker, &e),
-        };
-        let alloc_ok = before.verified();
         let read = broker.with_secret_evidence(SECRET_NAME, |pw| pw.len());
         let (n, evidence) = match read {
             Ok(v) => v,
@@ -471,12 +470,16 @@ pub fn run(opts: &Options, mut signals: Signals, protection: &Protection) -> Exi
             Ok(s) => s,
             Err(e) => return fail(&broker, &e),
         };
+        // The vault checked its key before the decryption (it refuses to
+        // decrypt otherwise); at rest after it, the arena must hold exactly
+        // its baseline: more would be secure memory leaking, less a freed key.
+        let alloc_ok = after.verified() && after.at_baseline();
         let vault_wiped = after.wipes_verified == after.decrypts && after.decrypts == i;
         println!(
-            "  #{i:<4} allocation {} ({} B ≥ baseline {} B) · with_secret lent {n} bytes · wiped: vault copy {} ({} of {}) · request frame in ring {} · rings {} · broker copy {}",
+            "  #{i:<4} allocation {} ({} B = baseline {} B) · with_secret lent {n} bytes · wiped: vault copy {} ({} of {}) · request frame in ring {} · rings {} · broker copy {}",
             tick(alloc_ok),
-            before.used,
-            before.baseline,
+            after.used,
+            after.baseline,
             tick(vault_wiped),
             after.wipes_verified,
             after.decrypts,

@@ -43,6 +43,8 @@ pub enum Error {
     KeyBits { bits: u32 },
     #[error(transparent)]
     Launch(#[from] LaunchError),
+    #[error(transparent)]
+    MemLock(#[from] common::budget::TooLittle),
     #[error("cannot create the ring")]
     Ring(#[source] RingError),
     #[error("vault {exit} (during {during}){said}{}", program_note(.program))]

@@ -52,7 +52,8 @@ impl Lane {
 
 /// What a request observed of the wipes: the residue of its request frame
 /// on the lane it used (`None` if that could not be told), and the non-zero
-/// bytes left in every ring.
+/// bytes left in both rings of that lane (the other lanes are other
+/// requests' business, and may be in use at this very moment).
 pub(crate) type Observed = (Option<usize>, usize);
 
 /// The longest a wait for an answer sleeps first, and the longest it spins.
@@ -164,14 +165,15 @@ impl Link {
     /// are tried from the first: a lane used a moment ago has its vault
     /// thread still spinning, while an idle one sleeps and must be woken
     /// (a futex wake costs tens of microseconds on a virtual machine).
-    fn lane(&self) -> MutexGuard<'_, Lane> {
-        for l in &self.lanes {
+    fn lane(&self) -> (usize, MutexGuard<'_, Lane>) {
+        for (i, l) in self.lanes.iter().enumerate() {
             if let Ok(l) = l.try_lock() {
-                return l;
+                return (i, l);
             }
         }
         let n = self.lanes.len();
-        lock(&self.lanes[self.next_lane.fetch_add(1, Ordering::Relaxed) % n])
+        let i = self.next_lane.fetch_add(1, Ordering::Relaxed) % n;
+        (i, lock(&self.lanes[i]))
     }
 
     /// How the wait for this answer is spent: while a core is free for
@@ -216,7 +218,7 @@ impl Link {
         self.error_if_closed(during)?;
         let inflight = self.inflight.fetch_add(1, Ordering::SeqCst) + 1;
         let (presleep, spin) = self.plan(inflight);
-        let mut lane = self.lane();
+        let (index, mut lane) = self.lane();
         let id = lane.next_id;
         lane.next_id = lane.next_id.wrapping_add(1);
         let enc = protocol::encode_request(id, req);
@@ -232,10 +234,7 @@ impl Link {
             .and_then(|()| lane.chan.rx.recv_into(dst, Some(deadline), &mut alive));
         let evidence = (observe && result.is_ok()).then(|| {
             let residue = lane.chan.tx.last_frame_residue();
-            (
-                residue,
-                self.handles.iter().map(RingHandle::nonzero_bytes).sum(),
-            )
+            (residue, self.handles[index].nonzero_bytes())
         });
         drop(lane);
         self.inflight.fetch_sub(1, Ordering::SeqCst);

@@ -7,6 +7,7 @@
 //! - [`protocol`]: the versioned binary wire format.
 //! - [`secret`]: page-backed, locked, never-dumped buffers for plaintext.
 //! - [`secretmem`]: `memfd_secret(2)`, memory even root cannot read.
+//! - [`budget`]: the one memory-lock budget of both processes.
 //! - [`harden`]: process hardening used by both sides.
 //! - [`sandbox`]: installing a seccomp filter compiled at build time, and
 //!   the learning mode's SIGSYS handler.
@@ -15,6 +16,7 @@
 //! Everything read from shared memory comes from an untrusted peer: it is read
 //! once, validated, then used.
 
+pub mod budget;
 pub mod harden;
 pub mod protocol;
 pub mod ring;

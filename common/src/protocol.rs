@@ -17,11 +17,11 @@
 use std::fmt;
 
 /// Version of this wire format; a peer speaking another one is refused.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 /// Length of the fixed header.
 pub const HEADER_LEN: usize = 8;
 /// Length of an encoded [`HeapStatus`] body.
-pub const HEAP_STATUS_LEN: usize = 64;
+pub const HEAP_STATUS_LEN: usize = 88;
 
 const REQ_PUBLIC_KEY: u8 = 0x01;
 const REQ_DECRYPT: u8 = 0x02;
@@ -151,9 +151,17 @@ pub struct HeapStatus {
     pub used: u64,
     /// `CRYPTO_secure_used()` just before key generation.
     pub used_before_keygen: u64,
-    /// `CRYPTO_secure_used()` right after key generation: the baseline every
-    /// decrypt re-checks.
+    /// `CRYPTO_secure_used()` right after key generation.
+    pub after_keygen: u64,
+    /// `CRYPTO_secure_used()` once every lane made its first private
+    /// operation (Montgomery caches, blinding, per-thread state, all in the
+    /// arena): the baseline every decrypt re-checks; at rest, usage stays
+    /// exactly there.
     pub baseline: u64,
+    /// The most the arena has held, in bytes.
+    pub high_water: u64,
+    /// Allocations the full arena refused (each failed its operation).
+    pub refused: u64,
     /// One bit per private number (d, p, q, dp, dq, qinv, in that order): set
     /// when the BIGNUM carries `BN_FLG_SECURE`.
     pub secure_flags: u8,
@@ -178,8 +186,16 @@ impl HeapStatus {
         self.initialized
             && self.secure_flags == ALL_PRIVATE_NUMBERS
             && self.in_arena == ALL_PRIVATE_NUMBERS
-            && self.baseline > self.used_before_keygen
+            && self.after_keygen > self.used_before_keygen
+            && self.baseline >= self.after_keygen
             && self.used >= self.baseline
+    }
+
+    /// Whether the arena holds exactly its baseline: true whenever the
+    /// vault is at rest (no operation in flight); more is a leak of secure
+    /// memory, less a freed key.
+    pub fn at_baseline(&self) -> bool {
+        self.used == self.baseline
     }
 
     fn encode(&self) -> [u8; HEAP_STATUS_LEN] {
@@ -196,6 +212,9 @@ impl HeapStatus {
             self.baseline,
             self.decrypts,
             self.wipes_verified,
+            self.after_keygen,
+            self.high_water,
+            self.refused,
         ];
         for (i, w) in words.iter().enumerate() {
             b[8 + 8 * i..16 + 8 * i].copy_from_slice(&w.to_le_bytes());
@@ -226,6 +245,9 @@ impl HeapStatus {
             baseline: word(4),
             decrypts: word(5),
             wipes_verified: word(6),
+            after_keygen: word(7),
+            high_water: word(8),
+            refused: word(9),
         })
     }
 }
@@ -461,7 +483,10 @@ mod tests {
             min_size: 16,
             used: 5000,
             used_before_keygen: 800,
+            after_keygen: 4000,
             baseline: 4900,
+            high_water: 9000,
+            refused: 1,
             secure_flags: ALL_PRIVATE_NUMBERS,
             in_arena: ALL_PRIVATE_NUMBERS,
             decrypts: 3,
@@ -484,7 +509,7 @@ mod tests {
     #[test]
     fn hostile_frames_are_typed_errors() {
         assert_eq!(
-            decode_request(&[1, 2, 3]),
+            decode_request(&[VERSION, 2, 3]),
             Err(ProtocolError::Short { len: 3 })
         );
         assert_eq!(
@@ -492,23 +517,23 @@ mod tests {
             Err(ProtocolError::Version { got: 9 })
         );
         assert_eq!(
-            decode_request(&[1, 0x55, 0, 0, 0, 0, 0, 0]),
+            decode_request(&[VERSION, 0x55, 0, 0, 0, 0, 0, 0]),
             Err(ProtocolError::UnknownKind { kind: 0x55 })
         );
         assert!(matches!(
-            decode_request(&[1, 1, 0, 0, 0, 0, 0, 0, 1]),
+            decode_request(&[VERSION, 1, 0, 0, 0, 0, 0, 0, 1]),
             Err(ProtocolError::BodyLength { .. })
         ));
         assert!(matches!(
-            decode_response(&[1, 0x83, 0, 0, 0, 0, 0, 0, 1, 2]),
+            decode_response(&[VERSION, 0x83, 0, 0, 0, 0, 0, 0, 1, 2]),
             Err(ProtocolError::BodyLength { .. })
         ));
         assert_eq!(
-            decode_response(&[1, 0xFF, 99, 0, 0, 0, 0, 0]),
+            decode_response(&[VERSION, 0xFF, 99, 0, 0, 0, 0, 0]),
             Err(ProtocolError::UnknownErrorCode { code: 99 })
         );
         assert_eq!(
-            decode_response(&[1, 0x81, 1, 0, 0, 0, 0, 0]),
+            decode_response(&[VERSION, 0x81, 1, 0, 0, 0, 0, 0]),
             Err(ProtocolError::StrayCode {
                 kind: 0x81,
                 code: 1

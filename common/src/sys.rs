@@ -184,10 +184,25 @@ pub unsafe fn wipe_volatile(ptr: *mut u8, len: usize) {
 /// # Safety
 /// `ptr..ptr+len` must be valid for reads for the whole call.
 pub unsafe fn count_nonzero_volatile(ptr: *const u8, len: usize) -> usize {
-    (0..len)
-        // SAFETY: every index is < len, within the caller's range.
-        .filter(|&i| unsafe { ptr.add(i).read_volatile() } != 0)
-        .count()
+    let byte = |i: usize| -> usize {
+        // SAFETY: every index passed is < len, within the caller's range.
+        usize::from(unsafe { ptr.add(i).read_volatile() } != 0)
+    };
+    let head = ptr.align_offset(8).min(len);
+    let mut n: usize = (0..head).map(byte).sum();
+    let mut i = head;
+    // Whole aligned words first: a zero word is eight zero bytes, and most
+    // of a wiped ring is zero (eight times fewer volatile reads).
+    while i + 8 <= len {
+        // SAFETY: i + 8 <= len and ptr + i is 8-aligned (i >= head).
+        #[allow(clippy::cast_ptr_alignment)]
+        let w = unsafe { ptr.add(i).cast::<u64>().read_volatile() };
+        if w != 0 {
+            n += w.to_ne_bytes().iter().filter(|b| **b != 0).count();
+        }
+        i += 8;
+    }
+    n + (i..len).map(byte).sum::<usize>()
 }
 
 /// `FUTEX_WAIT` on a word of a **shared** mapping (not the private variant:

@@ -47,7 +47,7 @@ fn scripted_demo_runs_the_whole_lifecycle() {
     );
     assert_eq!(code, Some(0), "stdout:\n{out}\nstderr:\n{err}");
     for needle in [
-        "CRYPTO_secure_malloc_init(262144, 16) = 1",
+        "CRYPTO_secure_malloc_init(1048576, 16) = 1",
         "d ✓  p ✓  q ✓  dp ✓  dq ✓  qinv ✓",
         "Seccomp 2 ✓  NoNewPrivs 1 ✓",
         "CapBnd 0000000000000000 ✓",

@@ -7,10 +7,18 @@
 //!   q, dp, dq and qinv with `BN_secure_new`;
 //! - it is never wrapped in an `EVP_PKEY` (which would export a second,
 //!   non-secure copy of every private number to the provider);
-//! - `RSA_FLAG_CACHE_PRIVATE` is cleared before any private operation, so p
-//!   and q are not copied into cached Montgomery contexts in the normal heap;
+//! - `RSA_FLAG_CACHE_PRIVATE` stays on, as OpenSSL sets it: the cached
+//!   Montgomery contexts of p and q (copies of p and q, R² mod p, R² mod q)
+//!   are what its fastest 2048-bit path needs, and like every other
+//!   allocation OpenSSL makes in the vault they come from the arena
+//!   (`crate::alloc`);
 //! - the stack that key generation used is overwritten afterwards;
 //! - the public key is exported from a public-only key built from (n, e).
+//!
+//! The caches, the blinding values and each thread's DRBG appear with a
+//! thread's first private operation, so every lane makes one
+//! ([`Key::warm_up`]) before the vault serves; the usage measured then is
+//! the baseline ([`Key::settle`]): at rest it stays exactly there.
 //!
 //! Decryption is RSA-OAEP with SHA-256 (as in the original): a raw private
 //! operation (`RSA_NO_PADDING`) into a secure-heap buffer, then the OAEP check
@@ -19,6 +27,7 @@
 
 use std::ffi::{c_int, c_void};
 use std::ptr;
+use std::sync::atomic::Ordering;
 
 use common::protocol::{HeapStatus, ALL_PRIVATE_NUMBERS};
 use openssl_sys as ffi;
@@ -27,8 +36,6 @@ use zeroize::Zeroize;
 use crate::heap::{self, HeapError, SecureBuf};
 
 extern "C" {
-    fn RSA_clear_flags(r: *mut ffi::RSA, flags: c_int);
-    fn RSA_test_flags(r: *const ffi::RSA, flags: c_int) -> c_int;
     fn RSA_padding_check_PKCS1_OAEP_mgf1(
         to: *mut u8,
         tlen: c_int,
@@ -42,7 +49,6 @@ extern "C" {
     ) -> c_int;
 }
 
-const RSA_FLAG_CACHE_PRIVATE: c_int = 0x0004;
 const BN_FLG_SECURE: c_int = 0x08;
 
 /// Key sizes offered.
@@ -76,20 +82,12 @@ impl KeyBits {
         }
     }
 
-    /// Default arena size: room for the key, the DRBG and the per-request
-    /// buffers, with a margin.
-    ///
-    /// The largest buffer is the plaintext of a 64 KiB envelope, which the
-    /// arena's buddy allocator serves from a free 64 KiB block next to the
-    /// key's few KiB.
-    pub fn default_arena(self) -> usize {
-        256 * 1024
-    }
-
-    /// Smallest arena that holds this key with its working buffers,
-    /// including the plaintext of a 64 KiB envelope.
+    /// Smallest arena that holds OpenSSL's own state (all of it lives in
+    /// the arena: about 250 KiB), this key, one lane's working state and
+    /// the plaintext of a 64 KiB envelope. The default, by lanes, is
+    /// `common::budget::default_arena`.
     pub fn min_arena(self) -> usize {
-        128 * 1024
+        512 * 1024
     }
 }
 
@@ -105,8 +103,6 @@ pub enum KeyError {
     },
     #[error("secure heap usage did not grow during key generation ({before} -> {after} bytes); refusing to serve")]
     HeapDidNotGrow { before: usize, after: usize },
-    #[error("RSA_FLAG_CACHE_PRIVATE is still set on the key")]
-    CacheFlag,
     #[error("cannot export the public key: {0}")]
     Export(String),
     #[error(transparent)]
@@ -116,7 +112,7 @@ pub enum KeyError {
     #[error("decryption failed")]
     Decrypt,
     #[error(
-        "secure heap usage {used} fell below the baseline {baseline} measured after key generation"
+        "secure heap usage {used} fell below the baseline {baseline} measured once every lane had warmed up"
     )]
     BelowBaseline { used: usize, baseline: usize },
     #[error("an envelope of {len} bytes is over the limit of {max}")]
@@ -139,7 +135,11 @@ pub struct Key {
     bits: KeyBits,
     size: usize,
     used_before: usize,
-    baseline: usize,
+    /// Usage right after key generation.
+    after_keygen: usize,
+    /// Usage once every lane has made its first private operation (see
+    /// [`Key::settle`]); until then, `after_keygen`.
+    baseline: std::sync::atomic::AtomicUsize,
     arena_size: usize,
     min_size: usize,
 }
@@ -167,7 +167,8 @@ impl Key {
             bits,
             size: 0,
             used_before,
-            baseline: 0,
+            after_keygen: 0,
+            baseline: std::sync::atomic::AtomicUsize::new(0),
             arena_size,
             min_size,
         };
@@ -190,20 +191,67 @@ impl Key {
         if !ok {
             return Err(KeyError::Generate(openssl_errors()));
         }
-        // SAFETY: the key is live and no private operation has run yet.
-        unsafe { RSA_clear_flags(key.rsa.as_ptr(), RSA_FLAG_CACHE_PRIVATE) };
         // SAFETY: the key is live.
         let size = unsafe { ffi::RSA_size(key.rsa.as_ptr()) };
         key.size = usize::try_from(size).map_err(|_| KeyError::Generate("RSA_size".into()))?;
-        key.baseline = heap::used();
+        key.after_keygen = heap::used();
+        key.baseline.store(key.after_keygen, Ordering::SeqCst);
         key.verify_placement()?;
-        if key.baseline <= key.used_before {
+        if key.after_keygen <= key.used_before {
             return Err(KeyError::HeapDidNotGrow {
                 before: key.used_before,
-                after: key.baseline,
+                after: key.after_keygen,
             });
         }
         Ok(key)
+    }
+
+    /// One of each operation the vault serves, on this thread, with a
+    /// throwaway secret: an envelope (a fresh AES-256 key wrapped with
+    /// RSA-OAEP-SHA256, a short message sealed with AES-256-GCM) opened with
+    /// [`Key::unseal`], which is a private RSA decryption with the OAEP check
+    /// and an AES-GCM decryption. It builds what OpenSSL keeps for later
+    /// ones (the Montgomery caches of p and q, blinding, the digest and
+    /// cipher implementations it fetches, this thread's DRBG and error
+    /// state), all of it in the arena, so that usage at rest no longer moves.
+    pub fn warm_up(&self) -> Result<(), KeyError> {
+        let fail = |e: openssl::error::ErrorStack| KeyError::Generate(e.to_string());
+        let public = self.public_rsa()?;
+        let pkey = openssl::pkey::PKey::from_rsa(public).map_err(fail)?;
+        let mut data_key = [0u8; DATA_KEY_LEN];
+        let mut nonce = [0u8; common::protocol::NONCE_LEN];
+        openssl::rand::rand_bytes(&mut data_key).map_err(fail)?;
+        openssl::rand::rand_bytes(&mut nonce).map_err(fail)?;
+        let mut enc = openssl::encrypt::Encrypter::new(&pkey).map_err(fail)?;
+        enc.set_rsa_padding(openssl::rsa::Padding::PKCS1_OAEP)
+            .map_err(fail)?;
+        enc.set_rsa_oaep_md(openssl::hash::MessageDigest::sha256())
+            .map_err(fail)?;
+        enc.set_rsa_mgf1_md(openssl::hash::MessageDigest::sha256())
+            .map_err(fail)?;
+        let mut wrapped = vec![0u8; enc.encrypt_len(&data_key).map_err(fail)?];
+        let n = enc.encrypt(&data_key, &mut wrapped).map_err(fail)?;
+        wrapped.truncate(n);
+        let mut tag = [0u8; common::protocol::TAG_LEN];
+        let sealed = openssl::symm::encrypt_aead(
+            openssl::symm::Cipher::aes_256_gcm(),
+            &data_key,
+            Some(&nonce),
+            common::protocol::ENVELOPE_AAD,
+            b"vault warm-up",
+            &mut tag,
+        )
+        .map_err(fail)?;
+        data_key.zeroize();
+        let (mut out, _) = self.unseal(&wrapped, &nonce, &tag, &sealed)?;
+        out.wipe_and_verify();
+        Ok(())
+    }
+
+    /// Takes the baseline every later check compares with: the usage now,
+    /// once every lane has warmed up and the vault is at rest.
+    pub fn settle(&self) {
+        self.baseline.store(heap::used(), Ordering::SeqCst);
     }
 
     fn private_numbers(&self) -> [*const ffi::BIGNUM; 6] {
@@ -264,10 +312,6 @@ impl Key {
                 });
             }
         }
-        // SAFETY: the key is live.
-        if unsafe { RSA_test_flags(self.rsa.as_ptr(), RSA_FLAG_CACHE_PRIVATE) } != 0 {
-            return Err(KeyError::CacheFlag);
-        }
         Ok(())
     }
 
@@ -276,11 +320,9 @@ impl Key {
     /// private number still in the arena.
     pub fn verify_allocation(&self) -> Result<(), KeyError> {
         let used = heap::used();
-        if used < self.baseline {
-            return Err(KeyError::BelowBaseline {
-                used,
-                baseline: self.baseline,
-            });
+        let baseline = self.baseline.load(Ordering::SeqCst);
+        if used < baseline {
+            return Err(KeyError::BelowBaseline { used, baseline });
         }
         self.verify_placement()
     }
@@ -296,7 +338,10 @@ impl Key {
             min_size: w(self.min_size),
             used: w(heap::used()),
             used_before_keygen: w(self.used_before),
-            baseline: w(self.baseline),
+            after_keygen: w(self.after_keygen),
+            baseline: w(self.baseline.load(Ordering::SeqCst)),
+            high_water: w(crate::alloc::high_water()),
+            refused: w(crate::alloc::refused()),
             secure_flags: secure_flags & ALL_PRIVATE_NUMBERS,
             in_arena: in_arena & ALL_PRIVATE_NUMBERS,
             decrypts,
@@ -304,9 +349,8 @@ impl Key {
         }
     }
 
-    /// The public key as DER SubjectPublicKeyInfo, exported from a public-only
-    /// copy of (n, e) so that no export path ever sees a private number.
-    pub fn public_der(&self) -> Result<Vec<u8>, KeyError> {
+    /// A public-only copy of (n, e).
+    fn public_rsa(&self) -> Result<openssl::rsa::Rsa<openssl::pkey::Public>, KeyError> {
         let mut n = ptr::null();
         let mut e = ptr::null();
         let mut d = ptr::null();
@@ -323,14 +367,19 @@ impl Key {
             }
         };
         let (n, e) = (to_vec(n), to_vec(e));
-        let export = || -> Result<Vec<u8>, openssl::error::ErrorStack> {
-            let rsa = openssl::rsa::Rsa::from_public_components(
-                openssl::bn::BigNum::from_slice(&n)?,
-                openssl::bn::BigNum::from_slice(&e)?,
-            )?;
-            rsa.public_key_to_der()
-        };
-        export().map_err(|e| KeyError::Export(e.to_string()))
+        openssl::rsa::Rsa::from_public_components(
+            openssl::bn::BigNum::from_slice(&n).map_err(|e| KeyError::Export(e.to_string()))?,
+            openssl::bn::BigNum::from_slice(&e).map_err(|e| KeyError::Export(e.to_string()))?,
+        )
+        .map_err(|e| KeyError::Export(e.to_string()))
+    }
+
+    /// The public key as DER SubjectPublicKeyInfo, exported from a public-only
+    /// copy of (n, e) so that no export path ever sees a private number.
+    pub fn public_der(&self) -> Result<Vec<u8>, KeyError> {
+        self.public_rsa()?
+            .public_key_to_der()
+            .map_err(|e| KeyError::Export(e.to_string()))
     }
 
     /// Decrypts an RSA-OAEP-SHA256 ciphertext into a secure-heap buffer and
@@ -383,14 +432,14 @@ impl Key {
         // Intermediate values of the modular exponentiation may sit on the
         // stack below us; overwrite them.
         scrub_stack_after_decrypt();
-        match result {
-            Ok(len) => Ok((out, len)),
-            Err(e) => {
-                // SAFETY: clears this thread's OpenSSL error queue.
-                unsafe { ffi::ERR_clear_error() };
-                Err(e)
-            }
-        }
+        // The OAEP check raises an error on every call and marks it cleared
+        // when the padding was good (constant time); the entry, with the
+        // file and function names it copies, stays in this thread's error
+        // queue until cleared. Cleared after every decryption, so the arena
+        // at rest holds exactly its baseline.
+        // SAFETY: clears this thread's OpenSSL error queue.
+        unsafe { ffi::ERR_clear_error() };
+        result.map(|len| (out, len))
     }
 }
 
@@ -550,13 +599,13 @@ mod tests {
     #[test]
     fn the_placement_check_catches_a_key_outside_the_arena_and_passes_one_inside() {
         assert!(!heap::initialized());
-        match Key::generate(KeyBits::B2048, 262144, 16) {
+        match Key::generate(KeyBits::B2048, 1048576, 16) {
             Err(KeyError::NotSecure { name: "d", why }) => assert!(why.contains("arena"), "{why}"),
             other => panic!("a key outside the arena was accepted: {other:?}"),
         }
-        heap::validate(262144, 16, 2048, KeyBits::B2048.min_arena()).unwrap();
-        heap::init(262144, 16).unwrap();
-        let key = Key::generate(KeyBits::B2048, 262144, 16).expect("key in the arena");
+        heap::validate(1048576, 16, 2048, KeyBits::B2048.min_arena()).unwrap();
+        heap::init(1048576, 16).unwrap();
+        let key = Key::generate(KeyBits::B2048, 1048576, 16).expect("key in the arena");
         let s = key.status(0, 0);
         assert_eq!(
             (s.secure_flags, s.in_arena),

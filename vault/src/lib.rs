@@ -2,6 +2,7 @@
 //! installs exactly the vault's filter through the same code path. The
 //! process itself is `main.rs`.
 
+pub mod alloc;
 pub mod heap;
 pub mod key;
 pub mod sandbox;

@@ -146,7 +146,7 @@ fn parse_args() -> Result<Config, String> {
     Ok(Config {
         parent,
         bits,
-        heap_size: heap_size.unwrap_or(bits.default_arena()),
+        heap_size: heap_size.unwrap_or(common::budget::default_arena(lanes)),
         heap_min,
         mode,
         selftest,
@@ -214,11 +214,19 @@ fn abort_on_panic() {
 fn main() -> ExitCode {
     // Step 0: how were we started? (Read before hardening changes it.)
     let dumpable_at_start = common::harden::is_dumpable().unwrap_or(true);
+    // Before OpenSSL allocates anything: its allocator, which serves every
+    // block from the secure heap once the arena exists.
+    let allocator = vault::alloc::install();
     // Step 1: before anything else, since execve may have left us dumpable.
     step!("hardening", common::harden::harden_process(), EXIT_STARTUP);
     step!(
         "checking how it was started",
         startup::check_start(dumpable_at_start),
+        EXIT_STARTUP
+    );
+    step!(
+        "installing OpenSSL's secure-heap allocator",
+        allocator,
         EXIT_STARTUP
     );
     abort_on_panic();
@@ -229,6 +237,19 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    // Everything this process will lock, against the limit it has (it drops
+    // CAP_IPC_LOCK below, so the limit binds even when root started it):
+    // refused now, with the figure, rather than failing half-way.
+    step!(
+        "checking the memory-lock budget",
+        common::budget::plan(
+            Some(cfg.lanes),
+            cfg.lanes,
+            Some(cfg.heap_size),
+            common::budget::memlock_limit()
+        ),
+        EXIT_CONFIG
+    );
     step!(
         "binding to the broker",
         startup::bind_to_parent(cfg.parent),
@@ -284,10 +305,20 @@ fn main() -> ExitCode {
         heap::init(cfg.heap_size, cfg.heap_min),
         EXIT_STARTUP
     );
+    step!(
+        "finding the secure heap's arena",
+        vault::alloc::record_arena(cfg.heap_size),
+        EXIT_STARTUP
+    );
 
     // Step 3: OpenSSL reads its configuration and seeds its DRBG now, while
     // files and the first getrandom are still allowed; then the filter.
     openssl::init();
+    step!(
+        "checking OpenSSL's allocator",
+        vault::alloc::check_installed(),
+        EXIT_STARTUP
+    );
     let mut seed = [0u8; 32];
     step!(
         "seeding the random generator",
@@ -313,13 +344,19 @@ fn main() -> ExitCode {
     // Every worker reaches its own code (past glibc's and std's per-thread
     // set-up: rseq, robust list, signal stack) before the filter goes on.
     let started = Arc::new(std::sync::Barrier::new(lanes.len() + 1));
+    let warmup = Arc::new(serve::Warmup::new(lanes.len() + 1));
     for (chan, request) in lanes {
         let (tx, rx) = std::sync::mpsc::channel::<Arc<serve::Shared>>();
         let started = started.clone();
+        let warmup = warmup.clone();
         let spawned = std::thread::Builder::new().spawn(move || {
             started.wait();
             match rx.recv() {
                 Ok(shared) => {
+                    if !warmup.lane(&shared) {
+                        // Start-up failed (the main thread reports it).
+                        return Ok(serve::Exit::Shutdown);
+                    }
                     let mut server = serve::Server::new(chan, shared, request);
                     let outcome = server.run();
                     server.finish();
@@ -382,6 +419,13 @@ fn main() -> ExitCode {
         let _ = tx.send(shared.clone());
         joins.push(handle);
     }
+    // Every lane's first private operation (the Montgomery caches, the
+    // blinding, each thread's DRBG: all in the arena), then the baseline.
+    step!(
+        "warming up the lanes",
+        warmup.main(&shared),
+        EXIT_STARTUP
+    );
     let mut server = serve::Server::new(first_chan, shared.clone(), first_request);
     let mut outcome = server.run();
     server.finish();

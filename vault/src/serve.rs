@@ -255,9 +255,7 @@ impl Server {
                     KeyError::CiphertextLength { .. } => ErrorCode::Malformed,
                     KeyError::EnvelopeTooLarge { .. } => ErrorCode::TooLarge,
                     KeyError::Decrypt => ErrorCode::DecryptFailed,
-                    KeyError::BelowBaseline { .. }
-                    | KeyError::NotSecure { .. }
-                    | KeyError::CacheFlag => {
+                    KeyError::BelowBaseline { .. } | KeyError::NotSecure { .. } => {
                         crate::say(&format!(
                             "vault: secure heap check failed, refusing to decrypt: {e}"
                         ));
@@ -291,4 +289,58 @@ enum Action {
     Status,
     Shutdown,
     Decrypt(Result<(crate::heap::SecureBuf, usize), KeyError>),
+}
+
+/// Every lane's first private operation, before the vault serves, and the
+/// baseline taken after them (see [`crate::key::Key::warm_up`]). Each lane
+/// thread calls [`Warmup::lane`], the main thread [`Warmup::main`]; all of
+/// them return together, and all say whether every lane warmed up.
+#[derive(Debug)]
+pub struct Warmup {
+    warmed: std::sync::Barrier,
+    settled: std::sync::Barrier,
+    failed: std::sync::atomic::AtomicBool,
+}
+
+impl Warmup {
+    /// For `lanes` threads (the main one included).
+    pub fn new(lanes: usize) -> Self {
+        Self {
+            warmed: std::sync::Barrier::new(lanes),
+            settled: std::sync::Barrier::new(lanes),
+            failed: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    fn warm(&self, shared: &Shared) -> Result<(), KeyError> {
+        let r = shared.key.warm_up();
+        if r.is_err() {
+            self.failed.store(true, Ordering::SeqCst);
+        }
+        r
+    }
+
+    /// A lane thread's part: warm up, wait for the baseline.
+    pub fn lane(&self, shared: &Shared) -> bool {
+        let _ = self.warm(shared);
+        self.warmed.wait();
+        self.settled.wait();
+        !self.failed.load(Ordering::SeqCst)
+    }
+
+    /// The main thread's part: warm up its own lane, wait for the others,
+    /// take the baseline, let every lane serve.
+    pub fn main(&self, shared: &Shared) -> Result<(), KeyError> {
+        let own = self.warm(shared);
+        self.warmed.wait();
+        if !self.failed.load(Ordering::SeqCst) {
+            shared.key.settle();
+        }
+        self.settled.wait();
+        own?;
+        if self.failed.load(Ordering::SeqCst) {
+            return Err(KeyError::Decrypt);
+        }
+        Ok(())
+    }
 }
