@@ -302,6 +302,7 @@ impl Link {
             h.wipe_all();
         }
         v.closed = Some(exit);
+        v.process.flush_output(LAST_WORDS_WAIT);
     }
 
     /// Orderly shutdown: ask the vault to wipe and exit; if it does not
@@ -326,6 +327,7 @@ impl Link {
             h.wipe_all();
         }
         v.closed = Some(exit);
+        v.process.flush_output(LAST_WORDS_WAIT);
         exit
     }
 
