@@ -301,6 +301,7 @@ impl Link {
             h.wipe_all();
         }
         v.closed = Some(exit);
+        v.process.flush_output(LAST_WORDS_WAIT);
     }
 
     /// Orderly shutdown: ask the vault to wipe and exit; if it does not
@@ -325,6 +326,7 @@ impl Link {
             h.wipe_all();
         }
         v.closed = Some(exit);
+        v.process.flush_output(LAST_WORDS_WAIT);
         exit
     }
 

@@ -17,7 +17,10 @@
 //!   `vault[PID]: ` it cannot forge; at most [`MAX_LINES`] lines per vault,
 //!   then one line saying how many more there were. Forwarding goes through
 //!   a bounded queue to one writer thread, so a stuck terminal drops lines
-//!   instead of stopping the drain;
+//!   instead of stopping the drain (the queue holds more than one vault's
+//!   allowance, so with one vault nothing is dropped but beyond the cap);
+//!   when the vault has ended, the broker waits (briefly) for its lines to
+//!   be written, so that a program exiting right after does not lose them;
 //! - keeps the last line, which the error reporting the vault's death
 //!   quotes ([`crate::error::LastWords`]).
 //!
@@ -33,14 +36,22 @@ use std::time::{Duration, Instant};
 
 use common::sys::cvt;
 
-/// Longest line forwarded, in characters; longer ones are cut with `…`.
+/// Longest line forwarded, in characters; longer ones are cut with `...`.
 pub const MAX_LINE_CHARS: usize = 300;
 /// Most lines forwarded for one vault.
 pub const MAX_LINES: usize = 500;
 /// Bytes of one line kept while it is being assembled.
 const MAX_LINE_BYTES: usize = 4 * MAX_LINE_CHARS;
-/// Lines waiting for the writer thread; more are dropped.
-const QUEUE: usize = 256;
+/// Items waiting for the writer thread; more are dropped. Room for one
+/// vault's whole allowance, its summary line and its flush marker.
+const QUEUE: usize = 2 * MAX_LINES + 8;
+
+/// What the writer thread is given.
+enum Item {
+    Line(String),
+    /// Everything queued before this has been written once it is reached.
+    Flush(Arc<Shared>),
+}
 
 /// Creates the pipe: `(read end, write end)`, both close-on-exec.
 pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
@@ -62,6 +73,9 @@ struct Shared {
 struct State {
     last: Option<String>,
     eof: bool,
+    /// The writer has written everything this vault sent (or the marker
+    /// could not be queued).
+    flushed: bool,
 }
 
 /// The drain of one vault's standard error.
@@ -78,7 +92,7 @@ impl Output {
     }
 
     /// As [`Output::start`], forwarding into `forward`.
-    fn start_to(read: OwnedFd, pid: u32, forward: SyncSender<String>) -> io::Result<Self> {
+    fn start_to(read: OwnedFd, pid: u32, forward: SyncSender<Item>) -> io::Result<Self> {
         let shared = Arc::new(Shared::default());
         let s = shared.clone();
         std::thread::Builder::new()
@@ -106,29 +120,61 @@ impl Output {
         }
         st.last.clone()
     }
+
+    /// Waits, up to `wait`, until the vault has closed the pipe and every
+    /// line it sent has been written out.
+    pub fn flush(&self, wait: Duration) {
+        let deadline = Instant::now() + wait;
+        let mut st = self.shared.state.lock().unwrap_or_else(|p| p.into_inner());
+        while !(st.eof && st.flushed) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            st = self
+                .shared
+                .ended
+                .wait_timeout(st, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
 }
 
 /// The one writer thread of the process, fed through a bounded queue.
-fn forwarder() -> io::Result<SyncSender<String>> {
-    static TX: OnceLock<SyncSender<String>> = OnceLock::new();
+fn forwarder() -> io::Result<SyncSender<Item>> {
+    static TX: OnceLock<SyncSender<Item>> = OnceLock::new();
     if let Some(tx) = TX.get() {
         return Ok(tx.clone());
     }
-    let (tx, rx) = sync_channel::<String>(QUEUE);
+    let (tx, rx) = sync_channel::<Item>(QUEUE);
     std::thread::Builder::new()
         .name("vault-stderr-out".into())
         .spawn(move || {
-            for line in rx {
-                let mut err = io::stderr().lock();
-                let _ = err.write_all(line.as_bytes());
-                let _ = err.flush();
+            for item in rx {
+                match item {
+                    Item::Line(line) => {
+                        let mut err = io::stderr().lock();
+                        let _ = err.write_all(line.as_bytes());
+                        let _ = err.flush();
+                    }
+                    Item::Flush(shared) => shared.mark_flushed(),
+                }
             }
         })?;
     Ok(TX.get_or_init(|| tx).clone())
 }
 
+impl Shared {
+    fn mark_flushed(&self) {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.flushed = true;
+        self.ended.notify_all();
+    }
+}
+
 /// Reads the pipe until the vault closes it, forwarding clean lines.
-fn drain(mut pipe: std::fs::File, pid: u32, shared: &Shared, forward: &SyncSender<String>) {
+fn drain(mut pipe: std::fs::File, pid: u32, shared: &Arc<Shared>, forward: &SyncSender<Item>) {
     let mut line = Vec::with_capacity(256);
     let mut cut = false;
     let mut sent = 0usize;
@@ -143,7 +189,7 @@ fn drain(mut pipe: std::fs::File, pid: u32, shared: &Shared, forward: &SyncSende
             dropped.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        match forward.try_send(shown) {
+        match forward.try_send(Item::Line(shown)) {
             Ok(()) => sent += 1,
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 dropped.fetch_add(1, Ordering::Relaxed);
@@ -175,22 +221,18 @@ fn drain(mut pipe: std::fs::File, pid: u32, shared: &Shared, forward: &SyncSende
     }
     let dropped = dropped.into_inner();
     if dropped > 0 {
-        // The vault has ended: the drain has nothing else to do, so it may
-        // wait a little for room in the queue (never forever: a stuck
-        // terminal must not keep this thread).
-        let mut note = format!("vault[{pid}]: ({dropped} more line(s) of output not shown)\n");
-        for _ in 0..50 {
-            match forward.try_send(note) {
-                Err(TrySendError::Full(back)) => {
-                    note = back;
-                    std::thread::sleep(Duration::from_millis(2));
-                }
-                _ => break,
-            }
-        }
+        let _ = forward.try_send(Item::Line(format!(
+            "vault[{pid}]: ({dropped} more line(s) of output not shown)\n"
+        )));
     }
+    let queued = forward.try_send(Item::Flush(shared.clone())).is_ok();
     let mut st = shared.state.lock().unwrap_or_else(|p| p.into_inner());
     st.eof = true;
+    if !queued {
+        // No room for the marker (several vaults flooding at once): do not
+        // make anyone wait for it.
+        st.flushed = true;
+    }
     shared.ended.notify_all();
 }
 
@@ -338,7 +380,9 @@ mod tests {
             out.last_line(Duration::from_secs(10)).as_deref(),
             Some("the end")
         );
-        let first = rx.recv().unwrap();
-        assert_eq!(first, "vault[1]: noise\n");
+        match rx.recv().unwrap() {
+            Item::Line(first) => assert_eq!(first, "vault[1]: noise\n"),
+            Item::Flush(_) => panic!("a flush before any line"),
+        }
     }
 }

@@ -343,6 +343,14 @@ impl VaultProcess {
         }
     }
 
+    /// Once the vault has ended, waits up to `wait` until everything it
+    /// wrote has been forwarded (a program that exits next loses nothing).
+    pub fn flush_output(&self, wait: Duration) {
+        if self.exit.is_some() {
+            self.output.flush(wait);
+        }
+    }
+
     /// The last line the vault wrote on its standard error; once it has
     /// ended, waits up to `wait` for the rest of its output to be read.
     pub fn last_line(&self, wait: Duration) -> Option<String> {
