@@ -8,7 +8,9 @@
 //!
 //! - the secure heap's arena, which since OpenSSL's allocator was routed
 //!   into it holds all of OpenSSL's state in the vault (about 250 KiB before
-//!   the key, 20-30 KiB more per lane, 64 KiB more per envelope in flight);
+//!   the key, 20-30 KiB more per lane, 64 KiB more per envelope in flight),
+//!   and the stacks of the threads that use the key (256 KiB each, one per
+//!   lane);
 //! - per lane, its ring pair (mapped and locked by both processes) and its
 //!   private request buffer.
 //!
@@ -25,9 +27,10 @@ use crate::sys::round_to_pages;
 pub const BROKER_POOL: usize = 8;
 /// The arena holds OpenSSL's state before the key (measured: ~250 KiB).
 const ARENA_BASE: usize = 512 * 1024;
-/// Per lane: its thread's DRBG and error state, and room for a 64 KiB
-/// envelope and its working buffers in flight.
-const ARENA_PER_LANE: usize = 96 * 1024;
+/// Per lane: its thread's stack (256 KiB, `vault::arena_thread`), DRBG
+/// and error state, and room for a 64 KiB envelope and its working buffers
+/// in flight.
+const ARENA_PER_LANE: usize = (256 + 96) * 1024;
 /// Smallest default arena.
 const MIN_DEFAULT_ARENA: usize = 1024 * 1024;
 
@@ -150,8 +153,9 @@ mod tests {
     #[test]
     fn the_default_arena_is_a_power_of_two_that_grows_with_lanes() {
         assert_eq!(default_arena(1), 1 << 20);
-        assert_eq!(default_arena(4), 1 << 20);
-        assert_eq!(default_arena(8), 2 << 20);
+        assert_eq!(default_arena(2), 2 << 20);
+        assert_eq!(default_arena(4), 2 << 20);
+        assert_eq!(default_arena(8), 4 << 20);
         assert!(default_arena(16).is_power_of_two());
     }
 
@@ -165,7 +169,9 @@ mod tests {
         assert!(shrunk.lanes < 4 && shrunk.vault < four);
         let e = plan(None, 4, None, Some(one - 1)).unwrap_err();
         assert_eq!(e.need, one);
-        assert!(e.to_string().contains(&format!("ulimit -l {}", one.div_ceil(1024))));
+        assert!(e
+            .to_string()
+            .contains(&format!("ulimit -l {}", one.div_ceil(1024))));
         // Asked-for lanes are not shrunk.
         assert!(plan(Some(4), 4, None, Some(four - 1)).is_err());
     }

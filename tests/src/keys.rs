@@ -5,34 +5,44 @@ use openssl::bn::{BigNum, BigNumContext, BigNumRef};
 
 use crate::scan::{Memory, Region};
 
-/// The arena: an anonymous read-write mapping of exactly `size` bytes,
-/// locked and dont-dump, between two inaccessible guard pages.
+/// The arena: `size` bytes of anonymous, locked, dont-dump memory between
+/// two inaccessible guard pages. Inside it, the vault's thread stacks each
+/// have an inaccessible page of their own (`vault::arena_thread`), so the
+/// arena may show as several adjacent mappings: they are merged.
 pub fn arena(mem: &Memory, size: u64) -> Region {
     let rs = &mem.regions;
-    let found: Vec<&Region> = rs
-        .iter()
-        .enumerate()
-        .filter(|(i, r)| {
-            r.len() == size
-                && r.path.is_empty()
-                && r.perms.starts_with("rw")
-                && r.has_flag("lo")
-                && r.has_flag("dd")
-                && *i > 0
-                && rs[i - 1].perms.starts_with("---")
-                && rs[i - 1].end == r.start
-                && rs
-                    .get(i + 1)
-                    .is_some_and(|n| n.perms.starts_with("---") && n.start == r.end)
-        })
-        .map(|(_, r)| r)
-        .collect();
+    let arena_like = |r: &Region| r.path.is_empty() && r.has_flag("lo") && r.has_flag("dd");
+    let mut found: Vec<Region> = Vec::new();
+    let mut i = 0;
+    while i < rs.len() {
+        if !arena_like(&rs[i]) {
+            i += 1;
+            continue;
+        }
+        let mut j = i;
+        while j + 1 < rs.len() && arena_like(&rs[j + 1]) && rs[j + 1].start == rs[j].end {
+            j += 1;
+        }
+        let (first, last) = (&rs[i], &rs[j]);
+        let guarded = i > 0
+            && rs[i - 1].perms.starts_with("---")
+            && rs[i - 1].end == first.start
+            && rs
+                .get(j + 1)
+                .is_some_and(|n| n.perms.starts_with("---") && n.start == last.end);
+        if guarded && last.end - first.start == size && first.perms.starts_with("rw") {
+            let mut merged = first.clone();
+            merged.end = last.end;
+            found.push(merged);
+        }
+        i = j + 1;
+    }
     assert_eq!(
         found.len(),
         1,
         "expected exactly one secure-heap arena of {size} bytes: {found:?}"
     );
-    found[0].clone()
+    found.remove(0)
 }
 
 pub fn le(bytes_be: &[u8]) -> Vec<u8> {
@@ -115,6 +125,17 @@ pub fn derive(n: &BigNumRef, e: &BigNumRef, p: &BigNumRef, q: &BigNumRef) -> Pri
         let mut inv = BigNum::new().unwrap();
         inv.mod_inverse(a, m, &mut ctx).unwrap();
         numbers.push((tag.to_owned(), inv));
+    }
+    // The Montgomery constants OpenSSL caches for p and q (BN_MONT_CTX):
+    // R^2 mod m, with R = 2^ri and ri the bit length of m rounded up to
+    // whole 64-bit words.
+    for (tag, m) in [("R^2 mod p", p), ("R^2 mod q", q)] {
+        let ri = (m.num_bits() + 63) / 64 * 64;
+        let mut r2 = BigNum::new().unwrap();
+        r2.set_bit(2 * ri).unwrap();
+        let mut rr = BigNum::new().unwrap();
+        rr.nnmod(&r2, m, &mut ctx).unwrap();
+        numbers.push((tag.to_owned(), rr));
     }
     let _ = n;
     Private { numbers }

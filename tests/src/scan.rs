@@ -107,6 +107,18 @@ impl Memory {
         hits
     }
 
+    /// Every occurrence of every needle (at least 8 bytes each), in one
+    /// pass over each mapping: `(needle index, address, region)`.
+    pub fn find_many(&self, needles: &[Vec<u8>]) -> Vec<(usize, u64, &Region)> {
+        let mut hits = Vec::new();
+        for (r, b) in self.regions.iter().zip(&self.bytes) {
+            for (i, off) in find_many(b, needles) {
+                hits.push((i, r.start + off as u64, r));
+            }
+        }
+        hits
+    }
+
     /// The region holding `addr`.
     pub fn region_of(&self, addr: u64) -> Option<&Region> {
         self.regions.iter().find(|r| r.contains(addr))
@@ -116,12 +128,27 @@ impl Memory {
 /// Reads every readable mapping of `pid` (skipping `[vvar]`/`[vsyscall]`,
 /// which are not process memory).
 pub fn read(pid: u32) -> io::Result<Memory> {
+    read_where(pid, |_| true)
+}
+
+/// Reads the mappings of `pid` where data made at run time can be: every
+/// readable mapping but the read-only images of files (program and library
+/// code and constants, which cannot hold a value computed at run time).
+/// Several times faster than [`read`] on a process linked with libcrypto.
+pub fn read_data(pid: u32) -> io::Result<Memory> {
+    read_where(pid, |r| {
+        r.path.is_empty() || r.path.starts_with('[') || r.perms.as_bytes().get(1) == Some(&b'w')
+    })
+}
+
+fn read_where(pid: u32, keep: impl Fn(&Region) -> bool) -> io::Result<Memory> {
     let regions = regions(pid)?;
     let mem = File::open(format!("/proc/{pid}/mem"))?;
     let mut bytes = Vec::with_capacity(regions.len());
     let mut failed = Vec::new();
     for r in &regions {
         if !r.readable()
+            || !keep(r)
             || r.path == "[vvar]"
             || r.path == "[vsyscall]"
             || r.path == "[vvar_vclock]"
@@ -178,6 +205,36 @@ pub fn find_all(hay: &[u8], needle: &[u8]) -> Vec<usize> {
                     out.push(at);
                 }
                 i = at + 1;
+            }
+        }
+    }
+    out
+}
+
+/// Finds every occurrence of every needle (each at least 8 bytes long) in
+/// one pass: each position's next 8 bytes are looked up among the needles'
+/// first 8. Returns `(needle index, offset)` pairs.
+pub fn find_many(hay: &[u8], needles: &[Vec<u8>]) -> Vec<(usize, usize)> {
+    let mut by_prefix: std::collections::HashMap<u64, Vec<usize>> = Default::default();
+    for (i, n) in needles.iter().enumerate() {
+        assert!(n.len() >= 8, "needle {i} is shorter than 8 bytes");
+        let mut p = [0u8; 8];
+        p.copy_from_slice(&n[..8]);
+        by_prefix.entry(u64::from_ne_bytes(p)).or_default().push(i);
+    }
+    let mut out = Vec::new();
+    if hay.len() < 8 {
+        return out;
+    }
+    for at in 0..=hay.len() - 8 {
+        let mut p = [0u8; 8];
+        p.copy_from_slice(&hay[at..at + 8]);
+        if let Some(ids) = by_prefix.get(&u64::from_ne_bytes(p)) {
+            for &i in ids {
+                let n = &needles[i];
+                if hay.len() - at >= n.len() && &hay[at..at + n.len()] == n.as_slice() {
+                    out.push((i, at));
+                }
             }
         }
     }

@@ -232,7 +232,9 @@ pub fn find_arena(inside: usize, size: usize) -> Result<(usize, usize), AllocErr
             return Ok((a, b));
         }
     }
-    Err(AllocError::ArenaNotFound("no mapping holds a secure block".into()))
+    Err(AllocError::ArenaNotFound(
+        "no mapping holds a secure block".into(),
+    ))
 }
 
 /// Records the arena's bounds (after `CRYPTO_secure_malloc_init`, while the

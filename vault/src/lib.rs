@@ -3,6 +3,7 @@
 //! process itself is `main.rs`.
 
 pub mod alloc;
+pub mod arena_thread;
 pub mod heap;
 pub mod key;
 pub mod sandbox;

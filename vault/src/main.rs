@@ -334,27 +334,30 @@ fn main() -> ExitCode {
             EXIT_STARTUP
         ));
     }
-    // The worker threads of lanes 1.. exist before the filter, which is then
-    // installed on every thread at once (TSYNC): the policy needs no thread
-    // creation at all. They wait for the key, which comes after the filter.
+    // Every lane runs on a thread of its own whose stack is an arena block
+    // (see `vault::arena_thread`: OpenSSL's fast path copies dp and dq onto
+    // the stack), lane 0's thread generating the key first. They all exist
+    // before the filter, which is then installed on every thread at once
+    // (TSYNC): the policy needs no thread creation at all. They wait for the
+    // key, which comes after the filter. This (main) thread never touches it.
     let handles: Vec<_> = chans.iter().map(Channel::handle).collect();
     let mut lanes: Vec<(Channel, SecretBuf)> = chans.into_iter().zip(requests).collect();
     let (first_chan, first_request) = lanes.remove(0);
     let mut workers = Vec::with_capacity(lanes.len());
-    // Every worker reaches its own code (past glibc's and std's per-thread
+    // Every thread reaches its own code (past glibc's and std's per-thread
     // set-up: rseq, robust list, signal stack) before the filter goes on.
-    let started = Arc::new(std::sync::Barrier::new(lanes.len() + 1));
+    let started = Arc::new(std::sync::Barrier::new(lanes.len() + 2));
     let warmup = Arc::new(serve::Warmup::new(lanes.len() + 1));
     for (chan, request) in lanes {
         let (tx, rx) = std::sync::mpsc::channel::<Arc<serve::Shared>>();
         let started = started.clone();
         let warmup = warmup.clone();
-        let spawned = std::thread::Builder::new().spawn(move || {
+        let spawned = vault::arena_thread::spawn(move || {
             started.wait();
             match rx.recv() {
                 Ok(shared) => {
                     if !warmup.lane(&shared) {
-                        // Start-up failed (the main thread reports it).
+                        // Start-up failed (lane 0 reports it).
                         return Ok(serve::Exit::Shutdown);
                     }
                     let mut server = serve::Server::new(chan, shared, request);
@@ -366,15 +369,27 @@ fn main() -> ExitCode {
                 Err(_) => Ok(serve::Exit::Shutdown),
             }
         });
-        let handle = step!("starting the worker threads", spawned, EXIT_STARTUP);
+        let handle = step!("starting the lane threads", spawned, EXIT_STARTUP);
         workers.push((tx, handle));
     }
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    let lane0_started = started.clone();
+    let mode = cfg.mode;
+    let first = vault::arena_thread::spawn(move || -> ExitCode {
+        lane0_started.wait();
+        if go_rx.recv().is_err() {
+            // The filter could not be installed: the main thread reports it.
+            return ExitCode::from(EXIT_STARTUP);
+        }
+        first_lane(cfg, handles, first_chan, first_request, workers, &warmup)
+    });
+    let first = step!("starting the lane threads", first, EXIT_STARTUP);
     started.wait();
-    if cfg.mode.is_learning() {
+    if mode.is_learning() {
         say(&format!(
             "vault: SANDBOX LEARNING MODE ({}): forbidden system calls are {}, not killed. Never use this for real secrets.",
-            cfg.mode.as_str(),
-            match cfg.mode {
+            mode.as_str(),
+            match mode {
                 Mode::Trap => "named here and answered ENOSYS",
                 _ => "logged by the kernel (dmesg, audit type 1326) and allowed",
             }
@@ -382,10 +397,28 @@ fn main() -> ExitCode {
     }
     step!(
         "installing the seccomp filter",
-        sandbox::install(cfg.mode),
+        sandbox::install(mode),
         EXIT_STARTUP
     );
+    let _ = go_tx.send(());
+    first.join().unwrap_or(ExitCode::from(EXIT_SERVE))
+}
 
+type Worker = (
+    std::sync::mpsc::Sender<Arc<serve::Shared>>,
+    vault::arena_thread::ArenaThread<Result<serve::Exit, serve::ServeError>>,
+);
+
+/// Lane 0's thread, inside the sandbox: generates the key, hands it to the
+/// other lanes, warms every lane up, serves lane 0, and ends them all.
+fn first_lane(
+    cfg: Config,
+    handles: Vec<common::ring::RingHandle>,
+    first_chan: Channel,
+    first_request: SecretBuf,
+    workers: Vec<Worker>,
+    warmup: &serve::Warmup,
+) -> ExitCode {
     // Step 4: the key, generated inside the sandbox.
     let key = step!(
         "generating the key",
@@ -421,11 +454,7 @@ fn main() -> ExitCode {
     }
     // Every lane's first private operation (the Montgomery caches, the
     // blinding, each thread's DRBG: all in the arena), then the baseline.
-    step!(
-        "warming up the lanes",
-        warmup.main(&shared),
-        EXIT_STARTUP
-    );
+    step!("warming up the lanes", warmup.main(&shared), EXIT_STARTUP);
     let mut server = serve::Server::new(first_chan, shared.clone(), first_request);
     let mut outcome = server.run();
     server.finish();
@@ -433,9 +462,10 @@ fn main() -> ExitCode {
     // last of them.
     shared.stop_all();
     for j in joins {
-        match j.join() {
-            Ok(Err(e)) if outcome.is_ok() => outcome = Err(e),
-            _ => {}
+        if let Some(Err(e)) = j.join() {
+            if outcome.is_ok() {
+                outcome = Err(e);
+            }
         }
     }
     drop(shared);

@@ -5,7 +5,8 @@
 //! Commands (one per line; each answered with one line on stdout):
 //! `store` (answered `send-secret`, then the next line of stdin is read into
 //! a locked buffer with `terminal::read_password` and stored: `stored`),
-//! `read` (`read LEN`), `reads N` (N reads, `reads N TOTAL_LEN`), `delete` (`deleted`), `plant HEX` (keeps the bytes in
+//! `read` (`read LEN`), `reads N` (N reads, `reads N TOTAL_LEN`), `preads T N`
+//! (N reads on each of T threads at once, `preads T N TOTAL_LEN`), `delete` (`deleted`), `plant HEX` (keeps the bytes in
 //! an ordinary heap `Vec`, the positive control: `planted`), `pubkey`
 //! (`pubkey HEX` of the DER key), `status` (`status DECRYPTS WIPES`),
 //! `shutdown` (`shutdown EXIT`), `exit`.
@@ -123,6 +124,29 @@ fn main() {
                         .expect("with_secret");
                 }
                 say(&format!("reads {count} {total}"));
+            }
+            "preads" => {
+                // `preads THREADS COUNT`: COUNT reads on each of THREADS
+                // threads at once (every lane busy).
+                let (t, n) = arg.split_once(' ').expect("preads THREADS COUNT");
+                let (t, n): (usize, u64) = (t.parse().expect("threads"), n.parse().expect("count"));
+                let total: usize = std::thread::scope(|s| {
+                    let hs: Vec<_> = (0..t)
+                        .map(|_| {
+                            s.spawn(|| {
+                                (0..n)
+                                    .map(|_| {
+                                        broker
+                                            .with_secret("canary", |p| p.len())
+                                            .expect("with_secret")
+                                    })
+                                    .sum::<usize>()
+                            })
+                        })
+                        .collect();
+                    hs.into_iter().map(|h| h.join().expect("reader")).sum()
+                });
+                say(&format!("preads {t} {n} {total}"));
             }
             "delete" => {
                 broker.delete("canary").expect("delete");
