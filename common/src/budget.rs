@@ -43,6 +43,15 @@ pub fn default_arena(lanes: usize) -> usize {
         .unwrap_or(usize::MAX)
 }
 
+/// The smallest arena the vault accepts for `lanes`: OpenSSL's state, the
+/// key, a stack per lane (measured: 1 MiB holds two lanes with a 64 KiB
+/// envelope in flight, 512 KiB not even one).
+pub fn min_arena(lanes: usize) -> usize {
+    (400 * 1024 + lanes * 256 * 1024)
+        .checked_next_power_of_two()
+        .unwrap_or(usize::MAX)
+}
+
 /// A request buffer (one frame), page-rounded as it is mapped.
 fn buffer() -> usize {
     round_to_pages(MAX_FRAME as usize).unwrap_or(usize::MAX)

@@ -108,8 +108,12 @@ pub enum ErrorCode {
     HeapCheckFailed = 3,
     /// A request or answer does not fit the limits.
     TooLarge = 4,
-    /// An internal step failed (allocation in the secure heap, OpenSSL).
+    /// An internal step failed (OpenSSL).
     Internal = 5,
+    /// The secure heap's arena had no room for this request's working
+    /// memory; nothing fell back to ordinary memory. Smaller requests (or
+    /// the same one later) may still be served.
+    ArenaFull = 6,
 }
 
 impl ErrorCode {
@@ -120,6 +124,7 @@ impl ErrorCode {
             3 => Self::HeapCheckFailed,
             4 => Self::TooLarge,
             5 => Self::Internal,
+            6 => Self::ArenaFull,
             _ => return Err(ProtocolError::UnknownErrorCode { code }),
         })
     }
@@ -132,6 +137,7 @@ impl ErrorCode {
             Self::HeapCheckFailed => "the vault's secure heap check failed; it refuses to decrypt",
             Self::TooLarge => "the request or its answer is larger than the protocol allows",
             Self::Internal => "an internal step in the vault failed",
+            Self::ArenaFull => "the vault's secure heap had no room for this request (nothing fell back to ordinary memory); a larger arena (heap_size) would serve it",
         }
     }
 }

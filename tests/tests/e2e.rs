@@ -500,3 +500,123 @@ fn more_secrets_than_the_maximum_are_refused() {
     b.store("s3", secret(b"x"))
         .expect("room again after a delete");
 }
+
+#[test]
+fn a_full_arena_fails_each_request_cleanly_and_the_vault_goes_on() {
+    // Positive control first: the same secret reads back with room.
+    let b = Broker::spawn(config()).expect("spawn");
+    b.store("pw", secret(b"ARENA-CONTROL")).unwrap();
+    assert_eq!(
+        b.with_secret("pw", <[u8]>::to_vec).unwrap(),
+        b"ARENA-CONTROL"
+    );
+    b.shutdown().unwrap();
+    // The vault takes every free block of its arena once it has warmed up.
+    let b = Broker::spawn(broker::Config {
+        vault_args: vec!["--selftest".into(), "fill-arena".into()],
+        ..config()
+    })
+    .expect("spawn");
+    b.store("pw", secret(b"ARENA-FULL")).unwrap();
+    for _ in 0..3 {
+        let err = b.with_secret("pw", |_| ()).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::Refused {
+                    code: common::protocol::ErrorCode::ArenaFull,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string().contains("no room for this request"),
+            "{err}"
+        );
+    }
+    // It goes on answering, says what it refused, and ends cleanly.
+    let s = b.heap_status().unwrap();
+    assert!(s.refused > 0 && s.used == s.arena_size, "{s:?}");
+    assert!(s.verified(), "{s:?}");
+    assert_eq!(s.decrypts, 0);
+    assert_eq!(b.shutdown().unwrap(), VaultExit::Exited(0));
+}
+
+/// Starts `residue-driver ARGS` with RLIMIT_MEMLOCK at `limit` bytes;
+/// returns its first line and its standard error.
+fn driver_with_memlock(limit: usize, args: &[&str]) -> (String, String, Option<u32>) {
+    use std::io::{BufRead, Read};
+    use std::os::unix::process::CommandExt;
+    let lim = libc::rlim_t::try_from(limit).unwrap();
+    let mut cmd = std::process::Command::new(suites::binary("residue-driver"));
+    cmd.args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    // SAFETY: setrlimit between fork and exec, on a live local.
+    unsafe {
+        cmd.pre_exec(move || {
+            let l = libc::rlimit {
+                rlim_cur: lim,
+                rlim_max: lim,
+            };
+            if libc::setrlimit(libc::RLIMIT_MEMLOCK, &l) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let vault = line
+        .trim()
+        .strip_prefix("ready ")
+        .and_then(|p| p.parse().ok());
+    let threads = vault.map(|v| u32::try_from(suites::threads(v).len()).unwrap());
+    drop(child.stdin.take());
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    child.wait().unwrap();
+    (line, err, threads)
+}
+
+#[test]
+fn a_memory_lock_limit_too_small_shrinks_the_default_lanes_or_names_the_figure() {
+    use common::budget::{default_arena, vault_needs};
+    let one = vault_needs(default_arena(1), 1);
+    let two = vault_needs(default_arena(2), 2);
+    assert!(one < two);
+    // Too small for even one lane: refused before anything starts, with the
+    // exact figure to raise the limit to.
+    let (line, err, _) = driver_with_memlock(one - 4096, &[]);
+    assert!(!line.starts_with("ready"), "{line}");
+    assert!(
+        err.contains("RLIMIT_MEMLOCK allows")
+            && err.contains(&format!("ulimit -l {}", one.div_ceil(1024))),
+        "{err}"
+    );
+    // Room for one lane, not two: the default shrinks to one lane.
+    let (line, err, threads) = driver_with_memlock(two - 4096, &[]);
+    assert!(line.starts_with("ready "), "{line}\n{err}");
+    assert_eq!(threads, Some(2), "one lane thread beside the main one");
+    // Two lanes asked for explicitly are not shrunk: refused, with the figure.
+    let (line, err, _) = driver_with_memlock(two - 4096, &["--lanes", "2"]);
+    assert!(!line.starts_with("ready"), "{line}");
+    assert!(
+        err.contains(&format!("ulimit -l {}", two.div_ceil(1024))),
+        "{err}"
+    );
+    // Positive control: with the room, two lanes.
+    let (line, err, threads) = driver_with_memlock(two, &["--lanes", "2"]);
+    assert!(line.starts_with("ready "), "{line}\n{err}");
+    assert_eq!(threads, Some(3));
+}

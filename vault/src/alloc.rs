@@ -70,14 +70,38 @@ static REFUSED: AtomicUsize = AtomicUsize::new(0);
 /// The most the arena has held (`CRYPTO_secure_used` after allocations).
 static HIGH_WATER: AtomicUsize = AtomicUsize::new(0);
 
+std::thread_local! {
+    /// Allocations the full arena refused on this thread.
+    static REFUSED_HERE: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 /// How many allocations the full arena has refused so far.
 pub fn refused() -> usize {
     REFUSED.load(Ordering::Relaxed)
 }
 
+/// How many allocations the full arena has refused on this thread (to tell
+/// a failure for want of room from another one).
+pub fn refused_here() -> usize {
+    REFUSED_HERE.with(std::cell::Cell::get)
+}
+
 /// The arena's high-water mark, in bytes (buddy-rounded, as OpenSSL counts).
 pub fn high_water() -> usize {
     HIGH_WATER.load(Ordering::Relaxed)
+}
+
+/// Accounts for one allocation from the arena, by this allocator or
+/// directly (`vault::heap::SecureBuf`): refused, or the new high-water mark.
+pub fn note(granted: bool) {
+    if granted {
+        // SAFETY: called after an arena allocation: the arena and the lock
+        // this takes exist.
+        HIGH_WATER.fetch_max(unsafe { CRYPTO_secure_used() }, Ordering::Relaxed);
+    } else {
+        REFUSED.fetch_add(1, Ordering::Relaxed);
+        REFUSED_HERE.with(|c| c.set(c.get() + 1));
+    }
 }
 
 fn initialized() -> bool {
@@ -106,12 +130,7 @@ unsafe extern "C" fn vault_malloc(num: usize, file: *const c_char, line: c_int) 
         // SAFETY: OpenSSL's own secure allocator, arena initialised; it
         // returns NULL when the arena is full (no fall back).
         let p = unsafe { CRYPTO_secure_malloc(num, file, line) };
-        if p.is_null() {
-            REFUSED.fetch_add(1, Ordering::Relaxed);
-        } else {
-            // SAFETY: the arena (and the lock this takes) exists.
-            HIGH_WATER.fetch_max(unsafe { CRYPTO_secure_used() }, Ordering::Relaxed);
-        }
+        note(!p.is_null());
         return p;
     }
     // SAFETY: plain libc allocation.
@@ -265,4 +284,97 @@ pub fn record_arena(size: usize) -> Result<(usize, usize), AllocError> {
     ARENA_START.store(a, Ordering::Release);
     ARENA_END.store(b, Ordering::Release);
     Ok((a, b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs the test `name` again in a fresh process of this test binary,
+    /// where `f` does the work: OpenSSL's allocator is chosen once per
+    /// process, before OpenSSL allocates anything, which in the test runner
+    /// other tests may already have made it do.
+    fn in_fresh_process(name: &str, f: fn() -> bool) {
+        if std::env::var_os("VAULT_ALLOC_TEST_CHILD").is_some() {
+            assert!(f(), "{name} failed in its fresh process");
+            return;
+        }
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([name, "--exact", "--test-threads=1", "--quiet"])
+            .env("VAULT_ALLOC_TEST_CHILD", "1")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{name}: its fresh process failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    #[test]
+    fn installed_too_late_is_refused() {
+        in_fresh_process("alloc::tests::installed_too_late_is_refused", || {
+            // Something made OpenSSL allocate first: the install is refused.
+            openssl::init();
+            let _ = openssl::rand::rand_bytes(&mut [0u8; 8]);
+            matches!(install(), Err(AllocError::TooLate))
+        });
+    }
+
+    unsafe extern "C" fn other_malloc(n: usize, _: *const c_char, _: c_int) -> *mut c_void {
+        // SAFETY: plain libc allocation.
+        unsafe { libc::malloc(n) }
+    }
+
+    #[test]
+    fn every_block_comes_from_the_arena_once_it_exists_and_none_when_full() {
+        in_fresh_process(
+            "alloc::tests::every_block_comes_from_the_arena_once_it_exists_and_none_when_full",
+            || {
+                if install().is_err()
+                    || crate::heap::init(1 << 20, 16).is_err()
+                    || record_arena(1 << 20).is_err()
+                {
+                    return false;
+                }
+                let file = c"test".as_ptr();
+                // SAFETY: this allocator's own functions, on blocks they gave.
+                unsafe {
+                    let p = vault_malloc(100, file, 0);
+                    let in_arena_ok = in_arena(p);
+                    p.cast::<u8>().write_bytes(0xAB, 100);
+                    let q = vault_realloc(p, 5000, file, 0);
+                    let kept = q.cast::<u8>().read() == 0xAB && in_arena(q);
+                    vault_free(q, file, 0);
+                    // OpenSSL's own allocations land there too.
+                    let mut bn = openssl::bn::BigNum::new().unwrap();
+                    bn.set_bit(4000).unwrap();
+                    let limbs = bn.to_vec();
+                    let openssl_ok = !limbs.is_empty();
+                    // Fill the arena: allocation fails, never falls back.
+                    let mut n = 0;
+                    while !vault_malloc(4096, file, 0).is_null() {
+                        n += 1;
+                    }
+                    let refused_ok = refused() >= 1 && refused_here() >= 1 && n > 100;
+                    in_arena_ok && kept && openssl_ok && refused_ok && high_water() > 0
+                }
+            },
+        );
+    }
+
+    #[test]
+    fn a_replaced_allocator_is_noticed() {
+        in_fresh_process("alloc::tests::a_replaced_allocator_is_noticed", || {
+            if install().is_err() {
+                return false;
+            }
+            // Before OpenSSL allocates anything, another library could
+            // still install its own functions after ours.
+            // SAFETY: valid function pointers of the right signatures.
+            let ok = unsafe { CRYPTO_set_mem_functions(other_malloc, vault_realloc, vault_free) };
+            ok == 1 && matches!(check_installed(), Err(AllocError::Replaced))
+        });
+    }
 }

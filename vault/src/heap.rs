@@ -115,6 +115,9 @@ impl SecureBuf {
     pub fn new(len: usize) -> Result<Self, HeapError> {
         // SAFETY: plain allocation; file/line are a static C string and line.
         let p = unsafe { CRYPTO_secure_zalloc(len.max(1), c"vault/heap.rs".as_ptr(), 0) };
+        if initialized() {
+            crate::alloc::note(!p.is_null());
+        }
         let ptr = NonNull::new(p.cast::<u8>()).ok_or(HeapError::Alloc { len })?;
         if !contains(ptr.as_ptr().cast()) {
             // Without an arena OpenSSL would have used malloc: never accept that.
@@ -168,6 +171,21 @@ impl Drop for SecureBuf {
             )
         }
     }
+}
+
+/// Takes every block the arena can still give, largest first, down to 16
+/// bytes, and keeps them until the returned value is dropped (for the
+/// regression suite's `fill-arena` selftest: the arena is then full).
+pub fn fill() -> Vec<SecureBuf> {
+    let mut held = Vec::new();
+    let mut size = 1 << 20;
+    while size >= 16 {
+        match SecureBuf::new(size) {
+            Ok(b) => held.push(b),
+            Err(_) => size /= 2,
+        }
+    }
+    held
 }
 
 #[cfg(test)]

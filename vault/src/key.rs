@@ -81,14 +81,6 @@ impl KeyBits {
             Self::B4096 => 4096,
         }
     }
-
-    /// Smallest arena that holds OpenSSL's own state (all of it lives in
-    /// the arena: about 250 KiB), this key, one lane's working state and
-    /// the plaintext of a 64 KiB envelope. The default, by lanes, is
-    /// `common::budget::default_arena`.
-    pub fn min_arena(self) -> usize {
-        512 * 1024
-    }
 }
 
 /// Errors of key generation, verification and decryption.
@@ -96,6 +88,8 @@ impl KeyBits {
 pub enum KeyError {
     #[error("RSA key generation failed: {0}")]
     Generate(String),
+    #[error("the secure heap's arena ({size} bytes) is full: OpenSSL's allocations were refused (none fell back to ordinary memory); give the vault a larger arena")]
+    ArenaFull { size: usize },
     #[error("the private number {name} is outside the secure heap ({why}); refusing to serve")]
     NotSecure {
         name: &'static str,
@@ -158,6 +152,7 @@ impl Key {
     /// scrubs the stack and verifies where every private number lives.
     pub fn generate(bits: KeyBits, arena_size: usize, min_size: usize) -> Result<Self, KeyError> {
         let used_before = heap::used();
+        let refused_before = crate::alloc::refused_here();
         // SAFETY: RSA_new/BN_new return owned objects or NULL (checked).
         let rsa = ptr::NonNull::new(unsafe { ffi::RSA_new() })
             .ok_or_else(|| KeyError::Generate(openssl_errors()))?;
@@ -189,6 +184,9 @@ impl Key {
         };
         scrub_stack();
         if !ok {
+            if crate::alloc::refused_here() > refused_before {
+                return Err(KeyError::ArenaFull { size: arena_size });
+            }
             return Err(KeyError::Generate(openssl_errors()));
         }
         // SAFETY: the key is live.
@@ -603,7 +601,7 @@ mod tests {
             Err(KeyError::NotSecure { name: "d", why }) => assert!(why.contains("arena"), "{why}"),
             other => panic!("a key outside the arena was accepted: {other:?}"),
         }
-        heap::validate(1048576, 16, 2048, KeyBits::B2048.min_arena()).unwrap();
+        heap::validate(1048576, 16, 2048, common::budget::min_arena(1)).unwrap();
         heap::init(1048576, 16).unwrap();
         let key = Key::generate(KeyBits::B2048, 1048576, 16).expect("key in the arena");
         let s = key.status(0, 0);

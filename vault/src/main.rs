@@ -56,10 +56,14 @@ enum Selftest {
     /// sequences and forged lines, then serve: the broker must keep
     /// draining (the vault must not block) and show none of it raw.
     FloodStderr,
+    /// Once warmed up, take every free block of the arena, then serve: each
+    /// decryption must fail for want of room (never fall back to ordinary
+    /// memory) while the vault goes on answering and shuts down cleanly.
+    FillArena,
 }
 
 const USAGE: &str = "usage: vault --parent-pid PID [--key-bits 2048|3072|4096] [--heap-size BYTES] [--heap-min BYTES]
-             [--sandbox-mode enforce|trap|log] [--selftest panic|forbidden-syscall|flood-stderr] [--secret-ring] [--lanes N]
+             [--sandbox-mode enforce|trap|log] [--selftest panic|forbidden-syscall|flood-stderr|fill-arena] [--secret-ring] [--lanes N]
 The vault is started by the broker, which passes the sealed rings of its N lanes at fds 3.. (and, with
 --secret-ring, their data parts in memfd_secret memory after them); it is not meant to be run by hand.";
 
@@ -131,9 +135,10 @@ fn parse_args() -> Result<Config, String> {
                     "panic" => Selftest::Panic,
                     "forbidden-syscall" => Selftest::ForbiddenSyscall,
                     "flood-stderr" => Selftest::FloodStderr,
+                    "fill-arena" => Selftest::FillArena,
                     _ => {
                         return Err(format!(
-                            "--selftest {v:?}: use panic, forbidden-syscall or flood-stderr"
+                            "--selftest {v:?}: use panic, forbidden-syscall, flood-stderr or fill-arena"
                         ))
                     }
                 });
@@ -296,7 +301,7 @@ fn main() -> ExitCode {
             cfg.heap_size,
             cfg.heap_min,
             cfg.bits.bits(),
-            cfg.bits.min_arena()
+            common::budget::min_arena(cfg.lanes)
         ),
         EXIT_CONFIG
     );
@@ -437,7 +442,7 @@ fn first_lane(
             ));
         }
         Some(Selftest::FloodStderr) => flood_stderr(),
-        None => {}
+        Some(Selftest::FillArena) | None => {}
     }
 
     // Step 5: serve, one lane per thread; this thread serves the first.
@@ -455,6 +460,8 @@ fn first_lane(
     // Every lane's first private operation (the Montgomery caches, the
     // blinding, each thread's DRBG: all in the arena), then the baseline.
     step!("warming up the lanes", warmup.main(&shared), EXIT_STARTUP);
+    // Held until the vault ends (the selftest's blocks).
+    let _filled = (cfg.selftest == Some(Selftest::FillArena)).then(vault::heap::fill);
     let mut server = serve::Server::new(first_chan, shared.clone(), first_request);
     let mut outcome = server.run();
     server.finish();

@@ -165,6 +165,7 @@ impl Server {
     fn handle(&mut self) -> Result<Option<Exit>, ServeError> {
         // Parse the private copy; the ring bytes are already wiped.
         let frame_len = self.request.len();
+        let refused_before = crate::alloc::refused_here();
         let mut header_id = 0u32;
         let parsed = self.request.expose(|frame| {
             if frame.len() >= 8 {
@@ -251,7 +252,12 @@ impl Server {
                     .map_err(|source| ServeError::Send { id, source })?;
             }
             Action::Decrypt(Err(e)) => {
+                // The arena refused this thread memory during the request:
+                // that, not the ciphertext, is why it failed.
+                let arena_full = crate::alloc::refused_here() > refused_before;
                 let code = match e {
+                    KeyError::Heap(_) => ErrorCode::ArenaFull,
+                    _ if arena_full => ErrorCode::ArenaFull,
                     KeyError::CiphertextLength { .. } => ErrorCode::Malformed,
                     KeyError::EnvelopeTooLarge { .. } => ErrorCode::TooLarge,
                     KeyError::Decrypt => ErrorCode::DecryptFailed,

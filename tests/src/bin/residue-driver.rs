@@ -11,7 +11,8 @@
 //! (`pubkey HEX` of the DER key), `status` (`status DECRYPTS WIPES`),
 //! `shutdown` (`shutdown EXIT`), `exit`.
 //! Options: `--key-bits N`, `--ring sealed|secret`, `--vault PATH`,
-//! `--vault-arg ARG` (repeatable; passed to the vault), `--sigchld ignore`.
+//! `--vault-arg ARG` (repeatable; passed to the vault), `--sigchld ignore`,
+//! `--heap-size BYTES`, `--lanes N`.
 //!
 //! It hardens itself only at the top of `main` and does not call
 //! `broker::protect_process`: an application that does not use the
@@ -68,6 +69,8 @@ fn main() {
                 config.ring = broker::RingBacking::parse(v).expect("--ring sealed|secret")
             }
             ("--vault", Some(v)) => config.vault_path = Some(v.into()),
+            ("--heap-size", Some(v)) => config.heap_size = Some(v.parse().expect("--heap-size")),
+            ("--lanes", Some(v)) => config.lanes = v.parse().expect("--lanes"),
             // An application that ignores SIGCHLD: its children are reaped
             // by the kernel, and their exit status is lost.
             ("--sigchld", Some(v)) if v == "ignore" => {
@@ -115,6 +118,11 @@ fn main() {
                     .expect("with_secret");
                 say(&format!("read {n}"));
             }
+            // `try-read`: a read whose failure is an answer, not a panic.
+            "try-read" => match broker.with_secret("canary", |p| p.len()) {
+                Ok(n) => say(&format!("read {n}")),
+                Err(e) => say(&format!("error {e}")),
+            },
             "reads" => {
                 let count: u64 = arg.parse().expect("reads COUNT");
                 let mut total = 0usize;
