@@ -58,6 +58,11 @@ pub(crate) type Observed = (Option<usize>, usize);
 
 /// The longest a wait for an answer sleeps first, and the longest it spins.
 const MAX_SPIN: Duration = Duration::from_millis(5);
+/// How late a sleep may end: Linux lets a timed sleep overrun by the
+/// thread's timer slack, 50 microseconds by default, and a wake-up on a
+/// virtual machine adds some. A sleep planned to end before the answer is
+/// due is shortened by this much.
+const TIMER_SLACK: Duration = Duration::from_micros(80);
 /// How long, after the vault died, the broker waits for the rest of its
 /// output (its last message) to be read from the pipe.
 const LAST_WORDS_WAIT: Duration = Duration::from_millis(500);
@@ -186,7 +191,7 @@ impl Link {
             return (Duration::ZERO, DEFAULT_SPIN);
         }
         let recent = Duration::from_nanos(self.latency_ns.load(Ordering::Relaxed));
-        let presleep = (recent * 3 / 4).min(MAX_SPIN);
+        let presleep = (recent * 3 / 4).saturating_sub(TIMER_SLACK).min(MAX_SPIN);
         let spin = (recent / 2).clamp(DEFAULT_SPIN, MAX_SPIN);
         (presleep, spin)
     }

@@ -46,6 +46,12 @@ impl Json {
     fn num(&mut self, key: &str, v: f64) {
         self.0.push(format!("  \"{key}\": {v:.3}"));
     }
+    fn get(&self, key: &str) -> Option<f64> {
+        let prefix = format!("  \"{key}\": ");
+        self.0
+            .iter()
+            .find_map(|l| l.strip_prefix(&prefix).and_then(|v| v.parse().ok()))
+    }
     fn write(&self, path: &str) {
         let _ = std::fs::write(path, format!("{{\n{}\n}}\n", self.0.join(",\n")));
     }
@@ -205,89 +211,268 @@ fn read_samples(b: &Broker, n: usize) -> Vec<Duration> {
     samples
 }
 
-/// The vault's own decryption (legacy RSA object, no Montgomery cache,
-/// secure-heap buffers), in this process.
-struct VaultMethod {
-    key: vault::key::Key,
-    ct: Vec<u8>,
+/// A decryption configuration measured in a process of its own: OpenSSL's
+/// allocator is chosen once per process, before it allocates anything, and
+/// a secure-heap arena can be made only once. The child generates its key,
+/// then answers `run N` with N decryption times (microseconds) on one line.
+struct Child {
+    child: std::process::Child,
+    out: std::io::BufReader<std::process::ChildStdout>,
 }
 
-impl VaultMethod {
-    fn new(bits: u32) -> Self {
-        let kb = vault::key::KeyBits::from_bits(bits).expect("bits");
-        // One key alive at a time: its baseline is the arena's usage with it.
-        let key = vault::key::Key::generate(kb, 4 << 20, 16).expect("keygen");
-        let public =
-            openssl::rsa::Rsa::public_key_from_der(&key.public_der().expect("der")).expect("pub");
-        let ct = oaep_encrypt(&public, b"0123456789abcdef0123456789abcdef");
-        VaultMethod { key, ct }
+impl Child {
+    fn start(kind: &str, bits: u32) -> Self {
+        let mut child = Command::new(std::env::current_exe().expect("exe"))
+            .args(["--child", kind, &bits.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn a measuring child");
+        let out = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+        let mut c = Child { child, out };
+        let ready = c.line();
+        assert_eq!(ready, "ready", "{kind}: {ready}");
+        c
     }
 
-    fn samples(&self, n: usize) -> Vec<Duration> {
-        (0..n)
-            .map(|_| {
+    fn line(&mut self) -> String {
+        let mut l = String::new();
+        std::io::BufRead::read_line(&mut self.out, &mut l).expect("child output");
+        l.trim().to_owned()
+    }
+
+    fn samples(&mut self, n: usize) -> Vec<Duration> {
+        let stdin = self.child.stdin.as_mut().expect("stdin");
+        writeln!(stdin, "run {n}").expect("to child");
+        stdin.flush().expect("flush");
+        self.line()
+            .split_whitespace()
+            .map(|v| Duration::from_secs_f64(v.parse::<f64>().expect("sample") / 1e6))
+            .collect()
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
+/// The measuring child (`bench --child vault|evp BITS`): `vault` is the
+/// vault's own method in the vault's own setting (its allocator installed
+/// first, every OpenSSL allocation in the arena, the key generated there,
+/// warmed up); `evp` is what an application without a vault would do:
+/// `EVP_PKEY_decrypt` with OpenSSL's defaults, ordinary heap.
+fn child_main(kind: &str, bits: u32) {
+    let kb = vault::key::KeyBits::from_bits(bits).expect("bits");
+    let mut decrypt: Box<dyn FnMut() -> Duration> = match kind {
+        "vault" => {
+            vault::alloc::install().expect("the vault's allocator, first thing");
+            let arena = common::budget::default_arena(1);
+            vault::heap::init(arena, 16).expect("secure heap");
+            vault::alloc::record_arena(arena).expect("arena");
+            let key = vault::key::Key::generate(kb, arena, 16).expect("keygen");
+            key.warm_up().expect("warm-up");
+            let public = openssl::rsa::Rsa::public_key_from_der(&key.public_der().expect("der"))
+                .expect("pub");
+            let ct = oaep_encrypt(&public, b"0123456789abcdef0123456789abcdef");
+            Box::new(move || {
                 let t = Instant::now();
-                let (mut out, len) = self.key.decrypt(&self.ct).expect("decrypt");
+                let (mut out, len) = key.decrypt(&ct).expect("decrypt");
                 std::hint::black_box(len);
                 out.wipe_and_verify();
                 drop(out);
                 t.elapsed()
             })
-            .collect()
-    }
-}
-
-/// Key generation alone, in process, with the vault's code.
-fn keygen_samples(bits: u32, n: usize) -> Vec<Duration> {
-    let kb = vault::key::KeyBits::from_bits(bits).expect("bits");
-    (0..n)
-        .map(|_| {
-            let t = Instant::now();
-            drop(vault::key::Key::generate(kb, 4 << 20, 16).expect("keygen"));
-            t.elapsed()
-        })
-        .collect()
-}
-
-/// OpenSSL's default in-process RSA-OAEP-SHA256 decryption (EVP, with its
-/// Montgomery cache): what an application without a vault would do.
-struct OpensslDefault {
-    pkey: openssl::pkey::PKey<openssl::pkey::Private>,
-    ct: Vec<u8>,
-}
-
-impl OpensslDefault {
-    fn new(bits: u32) -> Self {
-        let rsa = openssl::rsa::Rsa::generate(bits).expect("keygen");
-        let public = openssl::rsa::Rsa::from_public_components(
-            rsa.n().to_owned().unwrap(),
-            rsa.e().to_owned().unwrap(),
-        )
-        .unwrap();
-        let ct = oaep_encrypt(&public, b"0123456789abcdef0123456789abcdef");
-        OpensslDefault {
-            pkey: openssl::pkey::PKey::from_rsa(rsa).expect("pkey"),
-            ct,
         }
-    }
-
-    fn samples(&self, n: usize) -> Vec<Duration> {
-        let mut out = vec![0u8; 1024];
-        (0..n)
-            .map(|_| {
+        _ => {
+            let rsa = openssl::rsa::Rsa::generate(bits).expect("keygen");
+            let public = openssl::rsa::Rsa::from_public_components(
+                rsa.n().to_owned().unwrap(),
+                rsa.e().to_owned().unwrap(),
+            )
+            .unwrap();
+            let ct = oaep_encrypt(&public, b"0123456789abcdef0123456789abcdef");
+            let pkey = openssl::pkey::PKey::from_rsa(rsa).expect("pkey");
+            let mut out = vec![0u8; 1024];
+            Box::new(move || {
                 let t = Instant::now();
-                let mut d = openssl::encrypt::Decrypter::new(&self.pkey).expect("dec");
+                let mut d = openssl::encrypt::Decrypter::new(&pkey).expect("dec");
                 d.set_rsa_padding(openssl::rsa::Padding::PKCS1_OAEP)
                     .expect("pad");
                 d.set_rsa_oaep_md(openssl::hash::MessageDigest::sha256())
                     .expect("md");
                 d.set_rsa_mgf1_md(openssl::hash::MessageDigest::sha256())
                     .expect("mgf");
-                std::hint::black_box(d.decrypt(&self.ct, &mut out).expect("decrypt"));
+                std::hint::black_box(d.decrypt(&ct, &mut out).expect("decrypt"));
                 t.elapsed()
             })
-            .collect()
+        }
+    };
+    for _ in 0..50 {
+        decrypt();
     }
+    println!("ready");
+    let mut line = String::new();
+    while {
+        line.clear();
+        std::io::stdin().read_line(&mut line).unwrap_or(0) > 0
+    } {
+        let n: usize = line
+            .trim()
+            .strip_prefix("run ")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let v: Vec<String> = (0..n)
+            .map(|_| format!("{:.2}", decrypt().as_secs_f64() * 1e6))
+            .collect();
+        println!("{}", v.join(" "));
+    }
+}
+
+/// Key generation alone, in a process set up as the vault is.
+fn keygen_samples(bits: u32, n: usize) -> Vec<Duration> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let o = Command::new(std::env::current_exe().expect("exe"))
+            .args(["--child", "keygen", &bits.to_string()])
+            .output()
+            .expect("keygen child");
+        let us: f64 = String::from_utf8_lossy(&o.stdout)
+            .trim()
+            .parse()
+            .expect("keygen time");
+        out.push(Duration::from_secs_f64(us / 1e6));
+    }
+    out
+}
+
+fn keygen_child(bits: u32) {
+    vault::alloc::install().expect("allocator");
+    let arena = common::budget::default_arena(1);
+    vault::heap::init(arena, 16).expect("secure heap");
+    let kb = vault::key::KeyBits::from_bits(bits).expect("bits");
+    let t = Instant::now();
+    drop(vault::key::Key::generate(kb, arena, 16).expect("keygen"));
+    println!("{:.1}", t.elapsed().as_secs_f64() * 1e6);
+}
+
+/// The original (the Node.js proof of concept, reconstructed in
+/// `../shared/seed/node-original/`), measured in this run: its reads per
+/// second, if node and the reconstruction are here.
+fn original_reads_per_s() -> Option<f64> {
+    let script = std::env::var_os("ORIGINAL_BENCH")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../shared/seed/node-original/bench.js")
+        });
+    if !script.is_file() {
+        return None;
+    }
+    let out = Command::new("node")
+        .arg(&script)
+        .arg("3000")
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v = text.split("\"gets_per_s\":").nth(1)?;
+    v.split([',', '}']).next()?.trim().parse().ok()
+}
+
+/// Time per read of the real `broker demo` loop: (time of 3000 iterations
+/// minus time of 300) / 2700, so that start-up and key generation drop out;
+/// the median of `pairs` pairs of runs.
+fn demo_per_read_us(pairs: usize) -> Option<f64> {
+    let broker = suites::bin_dir().join("broker");
+    let run = |n: u32| -> Option<f64> {
+        let t = Instant::now();
+        let mut c = Command::new(&broker)
+            .args([
+                "demo",
+                "--password-stdin",
+                "--interval-ms",
+                "0",
+                "--iterations",
+            ])
+            .arg(n.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        c.stdin.take()?.write_all(b"demo-password\n").ok()?;
+        c.wait().ok()?.success().then(|| t.elapsed().as_secs_f64())
+    };
+    let mut per: Vec<f64> = Vec::new();
+    for _ in 0..pairs {
+        let long = run(3000)?;
+        let short = run(300)?;
+        per.push((long - short) / 2700.0 * 1e6);
+    }
+    per.sort_by(f64::total_cmp);
+    Some(per[per.len() / 2])
+}
+
+/// What a mapping of a process is, for the memory breakdown.
+fn kind_of(path: &str, flags: &str, len: u64, arena: u64) -> &'static str {
+    if path.contains("privsep-vault-ring") {
+        "rings"
+    } else if path.contains(".so") {
+        "libraries"
+    } else if path.starts_with('/') || path.starts_with("/memfd:") {
+        "programs"
+    } else if path == "[stack]" {
+        "stacks"
+    } else if path == "[heap]" {
+        "heap"
+    } else if path.is_empty() && flags.contains("lo") && flags.contains("dd") && len <= arena {
+        "arena and locked buffers"
+    } else {
+        "other anonymous (heap arenas, thread stacks)"
+    }
+}
+
+/// The resident pages of several processes with every physical page
+/// counted once (the union of their page frame numbers, from
+/// `/proc/PID/pagemap`, which shows them to root), in KiB, by kind.
+fn distinct_pages(
+    pids: &[u32],
+    arena: u64,
+) -> (u64, std::collections::BTreeMap<&'static str, u64>) {
+    use std::os::unix::fs::FileExt;
+    let page = 4096u64;
+    let mut seen = std::collections::HashSet::new();
+    let mut by_kind: std::collections::BTreeMap<&'static str, u64> = Default::default();
+    for &pid in pids {
+        let Ok(maps) = suites::scan::regions(pid) else {
+            continue;
+        };
+        let Ok(pm) = std::fs::File::open(format!("/proc/{pid}/pagemap")) else {
+            continue;
+        };
+        for r in maps {
+            if r.path == "[vsyscall]" {
+                continue;
+            }
+            let kind = kind_of(&r.path, &r.flags.join(" "), r.len(), arena);
+            let pages = usize::try_from(r.len() / page).unwrap_or(0);
+            let mut buf = vec![0u8; pages * 8];
+            if pm.read_exact_at(&mut buf, r.start / page * 8).is_err() {
+                continue;
+            }
+            for e in buf.chunks_exact(8) {
+                let v = u64::from_le_bytes(e.try_into().unwrap_or([0; 8]));
+                let present = v >> 63 == 1;
+                let pfn = v & ((1 << 55) - 1);
+                if present && pfn != 0 && seen.insert(pfn) {
+                    *by_kind.entry(kind).or_default() += page / 1024;
+                }
+            }
+        }
+    }
+    (seen.len() as u64 * page / 1024, by_kind)
 }
 
 fn oaep_encrypt(public: &openssl::rsa::Rsa<openssl::pkey::Public>, plain: &[u8]) -> Vec<u8> {
@@ -387,13 +572,19 @@ fn scaling(b: &Arc<Broker>, threads: usize, per_thread: usize) -> f64 {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--child") {
+        let bits = args.get(3).and_then(|b| b.parse().ok()).unwrap_or(2048);
+        match args.get(2).map(String::as_str) {
+            Some("keygen") => keygen_child(bits),
+            Some(kind) => child_main(kind, bits),
+            None => {}
+        }
+        return;
+    }
     if args.get(1).map(String::as_str) == Some("--echo") {
         echo(args.get(2).map(String::as_str).unwrap_or(""));
         return;
     }
-    // The in-process baseline uses the vault's own key code, which refuses
-    // to run without a secure heap.
-    vault::heap::init(4 << 20, 16).expect("secure heap for the in-process baseline");
     let quick = std::env::var("BENCH_QUICK").is_ok();
     let scale = |n: usize| if quick { (n / 10).max(20) } else { n };
     let mut json = Json(Vec::new());
@@ -405,193 +596,280 @@ fn main() {
         if quick { "quick" } else { "full" }
     );
 
-    println!("\nRound trip between two processes, without cryptography (microseconds)");
-    println!(
-        "{:>8} {:>12} {:>12} {:>12} {:>12} {:>12} {:>12} {:>10}",
-        "payload",
-        "ring p50",
-        "ring p99",
-        "pipe p50",
-        "pipe p99",
-        "socket p50",
-        "socket p99",
-        "ring/pipe"
-    );
-    for size in SIZES {
-        let n = scale(20_000);
-        let ring = ring_round_trips(size, n);
-        let pipe = stream_round_trips("pipe", size, n);
-        let sock = stream_round_trips("socket", size, n);
-        let ratio = ring.p50 / pipe.p50;
+    // BENCH_ONLY=reads,demo (say) runs those sections alone, for work on
+    // one figure; the full run is what `make bench` reports.
+    let only = std::env::var("BENCH_ONLY").ok();
+    let section = |name: &str| {
+        only.as_deref()
+            .map_or(true, |o| o.split(',').any(|s| s == name))
+    };
+    if section("round-trip") {
+        println!("\nRound trip between two processes, without cryptography (microseconds)");
         println!(
-            "{size:>8} {:>12.1} {:>12.1} {:>12.1} {:>12.1} {:>12.1} {:>12.1} {ratio:>10.2}",
-            ring.p50, ring.p99, pipe.p50, pipe.p99, sock.p50, sock.p99
+            "{:>8} {:>12} {:>12} {:>12} {:>12} {:>12} {:>12} {:>10}",
+            "payload",
+            "ring p50",
+            "ring p99",
+            "pipe p50",
+            "pipe p99",
+            "socket p50",
+            "socket p99",
+            "ring/pipe"
         );
-        for (name, s) in [("ring", &ring), ("pipe", &pipe), ("socket", &sock)] {
-            json.num(&format!("round_trip_{name}_{size}_p50_us"), s.p50);
-            json.num(&format!("round_trip_{name}_{size}_p99_us"), s.p99);
+        for size in SIZES {
+            let n = scale(20_000);
+            let ring = ring_round_trips(size, n);
+            let pipe = stream_round_trips("pipe", size, n);
+            let sock = stream_round_trips("socket", size, n);
+            let ratio = ring.p50 / pipe.p50;
+            println!(
+                "{size:>8} {:>12.1} {:>12.1} {:>12.1} {:>12.1} {:>12.1} {:>12.1} {ratio:>10.2}",
+                ring.p50, ring.p99, pipe.p50, pipe.p99, sock.p50, sock.p99
+            );
+            for (name, s) in [("ring", &ring), ("pipe", &pipe), ("socket", &sock)] {
+                json.num(&format!("round_trip_{name}_{size}_p50_us"), s.p50);
+                json.num(&format!("round_trip_{name}_{size}_p99_us"), s.p99);
+            }
+            json.num(&format!("round_trip_ring_over_pipe_{size}"), ratio);
         }
-        json.num(&format!("round_trip_ring_over_pipe_{size}"), ratio);
     }
 
-    println!("\nSecret read (with_secret, end to end through both processes) vs the same decryption in process (microseconds)");
-    println!(
-        "{:>6} {:>10} {:>10} {:>10} {:>16} {:>16} {:>10} {:>10}",
-        "bits",
-        "read p50",
-        "read p99",
-        "reads/s",
-        "vault method p50",
-        "openssl EVP p50",
-        "overhead",
-        "vs EVP"
-    );
-    for bits in [2048u32, 3072, 4096] {
-        let n = scale(match bits {
-            2048 => 3000,
-            3072 => 1000,
-            _ => 500,
+    if section("reads") {
+        println!("\nSecret read (with_secret, end to end through both processes) vs the same decryption in process (microseconds)");
+        println!("(the vault's method and OpenSSL's EVP each measured in a process of its own, in alternating rounds)");
+        println!(
+            "{:>6} {:>10} {:>10} {:>10} {:>16} {:>16} {:>10} {:>14}",
+            "bits",
+            "read p50",
+            "read p99",
+            "reads/s",
+            "vault method p50",
+            "openssl EVP p50",
+            "overhead",
+            "method/EVP"
+        );
+        for bits in [2048u32, 3072, 4096] {
+            let n = scale(match bits {
+                2048 => 3000,
+                3072 => 1000,
+                _ => 500,
+            });
+            let b = Broker::spawn(Config {
+                key_bits: bits,
+                ..Config::default()
+            })
+            .expect("spawn");
+            b.store("pw", secret(b"0123456789abcdef0123456789abcdef"))
+                .expect("store");
+            read_samples(&b, n / 10);
+            let mut method = Child::start("vault", bits);
+            let mut evp = Child::start("evp", bits);
+            // Alternating rounds, so that a change in the machine's load hits
+            // all three alike; the overhead is the median of the rounds' ratios.
+            let (mut r, mut m, mut e) = (Vec::new(), Vec::new(), Vec::new());
+            let mut ratios = Vec::new();
+            // Each batch drops its first fifth: the warm-up after switching
+            // between the two (caches, the scheduler's placement of the threads).
+            let steady = |mut v: Vec<Duration>| v.split_off(v.len() / 5);
+            for _ in 0..7 {
+                let rr = steady(read_samples(&b, n / 5));
+                let mm = steady(method.samples(n / 5));
+                ratios.push(stats(rr.clone()).p50 / stats(mm.clone()).p50);
+                r.extend(rr);
+                m.extend(mm);
+                e.extend(steady(evp.samples(n / 5)));
+            }
+            drop(b);
+            ratios.sort_by(f64::total_cmp);
+            let (read, method, evp) = (stats(r), stats(m), stats(e));
+            let overhead = ratios[ratios.len() / 2] - 1.0;
+            let (lo, hi) = (ratios[0] - 1.0, ratios[ratios.len() - 1] - 1.0);
+            println!(
+                "{bits:>6} {:>10.1} {:>10.1} {:>10.0} {:>16.1} {:>16.1} {:>9.1}% {:>13.3}x",
+                read.p50,
+                read.p99,
+                read.per_sec,
+                method.p50,
+                evp.p50,
+                overhead * 100.0,
+                method.p50 / evp.p50
+            );
+            json.num(
+                &format!("vault_method_over_evp_{bits}"),
+                method.p50 / evp.p50,
+            );
+            json.num(&format!("read_{bits}_p50_us"), read.p50);
+            json.num(&format!("read_{bits}_p99_us"), read.p99);
+            json.num(&format!("read_{bits}_per_s"), read.per_sec);
+            json.num(
+                &format!("in_process_vault_method_{bits}_p50_us"),
+                method.p50,
+            );
+            json.num(&format!("in_process_openssl_evp_{bits}_p50_us"), evp.p50);
+            json.num(&format!("read_{bits}_overhead_vs_same_method"), overhead);
+            json.num(&format!("read_{bits}_overhead_min"), lo);
+            json.num(&format!("read_{bits}_overhead_max"), hi);
+            println!(
+                "{:>6} overhead per round: median {:.1}%, from {:.1}% to {:.1}%",
+                "",
+                overhead * 100.0,
+                lo * 100.0,
+                hi * 100.0
+            );
+        }
+    }
+    if section("memory") {
+        println!("\nStore, start-up, memory");
+        let b = Broker::spawn(Config::default()).expect("spawn");
+        let mut store = Vec::new();
+        for i in 0..scale(500) {
+            let t = Instant::now();
+            b.store(
+                &format!("s{i}"),
+                secret(b"0123456789abcdef0123456789abcdef"),
+            )
+            .expect("store");
+            store.push(t.elapsed());
+        }
+        let store = stats(store);
+        drop(b);
+        let mut spawn = Vec::new();
+        for _ in 0..5 {
+            let t = Instant::now();
+            let b = Broker::spawn(Config::default()).expect("spawn");
+            spawn.push(t.elapsed());
+            drop(b);
+        }
+        let spawn = stats(spawn);
+        let keygen = stats(keygen_samples(2048, 10));
+        println!(
+            "  store (RSA-OAEP-SHA256 encryption, 32 B):   p50 {:>8.1} us",
+            store.p50
+        );
+        println!(
+            "  start-up (spawn to ready, RSA-2048):        p50 {:>8.1} ms",
+            spawn.p50 / 1000.0
+        );
+        println!(
+            "  key generation alone, in process:           p50 {:>8.1} ms",
+            keygen.p50 / 1000.0
+        );
+        json.num("store_2048_p50_us", store.p50);
+        json.num("startup_2048_p50_ms", spawn.p50 / 1000.0);
+        json.num("keygen_2048_p50_ms", keygen.p50 / 1000.0);
+        // Resident memory of a minimal application and its vault after 10,000 reads.
+        let mut d = suites::driver::Driver::start(None, &[], None);
+        d.store(b"0123456789abcdef");
+        let done = d.ask("reads 10000");
+        assert!(done.starts_with("reads 10000 "), "{done}");
+        let (app, vault) = (rss_kib(d.pid()), rss_kib(d.vault));
+        let (together, pss) = together_kib(&[d.pid(), d.vault]);
+        let status = d.ask("status");
+        let arena: u64 = status
+            .split(' ')
+            .nth(3)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let (distinct, kinds) = distinct_pages(&[d.pid(), d.vault], arena);
+        println!("  resident memory after 10,000 reads:         application {app} KiB, vault {vault} KiB (RSS: each with its shared libraries)");
+        println!("                                              both, every physical page counted once (pagemap): {distinct} KiB");
+        for (k, v) in &kinds {
+            println!("                                                {v:>6} KiB {k}");
+        }
+        println!("                                              (smaps estimate, shared mappings counted once: {together} KiB; PSS sum {pss} KiB)");
+        json.num("rss_app_kib", app as f64);
+        json.num("rss_vault_kib", vault as f64);
+        json.num("distinct_kib_together", distinct as f64);
+        for (k, v) in &kinds {
+            json.num(
+                &format!("distinct_kib_{}", k.split_whitespace().next().unwrap_or(k)),
+                *v as f64,
+            );
+        }
+        json.num("rss_together_kib", together as f64);
+        json.num("pss_together_kib", pss as f64);
+        drop(d);
+        // The arena's high-water mark over a run of reads on every lane.
+        let b = Broker::spawn(Config::default()).expect("spawn");
+        b.store("hw", secret(&[7u8; 60_000])).expect("store");
+        b.store("pw", secret(b"0123456789abcdef")).expect("store");
+        std::thread::scope(|s| {
+            for name in ["hw", "pw", "hw", "pw"] {
+                let b = &b;
+                s.spawn(move || {
+                    for _ in 0..50 {
+                        b.with_secret(name, |p| std::hint::black_box(p.len()))
+                            .expect("read");
+                    }
+                });
+            }
         });
-        let b = Broker::spawn(Config {
-            key_bits: bits,
-            ..Config::default()
-        })
-        .expect("spawn");
+        let hs = b.heap_status().expect("status");
+        println!(
+        "  secure heap: arena {} KiB, baseline {} KiB, high-water mark {} KiB (with 64 KiB envelopes on every lane), {} allocation(s) refused",
+        hs.arena_size / 1024,
+        hs.baseline / 1024,
+        hs.high_water / 1024,
+        hs.refused
+    );
+        json.num("arena_bytes", hs.arena_size as f64);
+        json.num("arena_baseline_bytes", hs.baseline as f64);
+        json.num("arena_high_water_bytes", hs.high_water as f64);
+        drop(b);
+    }
+    if section("scaling") {
+        println!("\nScaling: reads per second with 1, 2 and 4 client threads (RSA-2048)");
+        let b = Arc::new(Broker::spawn(Config::default()).expect("spawn"));
         b.store("pw", secret(b"0123456789abcdef0123456789abcdef"))
             .expect("store");
-        read_samples(&b, n / 10);
-        let method = VaultMethod::new(bits);
-        let evp = OpensslDefault::new(bits);
-        // Alternating rounds, so that a change in the machine's load hits
-        // all three alike; the overhead is the median of the rounds' ratios.
-        let (mut r, mut m, mut e) = (Vec::new(), Vec::new(), Vec::new());
-        let mut ratios = Vec::new();
-        // Each batch drops its first fifth: the warm-up after switching
-        // between the two (caches, the scheduler's placement of the threads).
-        let steady = |mut v: Vec<Duration>| v.split_off(v.len() / 5);
-        for _ in 0..7 {
-            let rr = steady(read_samples(&b, n / 5));
-            let mm = steady(method.samples(n / 5));
-            ratios.push(stats(rr.clone()).p50 / stats(mm.clone()).p50);
-            r.extend(rr);
-            m.extend(mm);
-            e.extend(steady(evp.samples(n / 5)));
+        let per = scale(600);
+        // Rounds alternate between the thread counts; each figure is the median
+        // of its rounds, so that a change in the machine's load hits all alike.
+        let mut rates: [Vec<f64>; 3] = [Vec::new(), Vec::new(), Vec::new()];
+        for _ in 0..5 {
+            for (slot, t) in [1usize, 2, 4].into_iter().enumerate() {
+                rates[slot].push(scaling(&b, t, per * t.min(2)));
+            }
         }
-        drop(b);
-        ratios.sort_by(f64::total_cmp);
-        let (read, method, evp) = (stats(r), stats(m), stats(e));
-        let overhead = ratios[ratios.len() / 2] - 1.0;
-        let (lo, hi) = (ratios[0] - 1.0, ratios[ratios.len() - 1] - 1.0);
-        println!(
-            "{bits:>6} {:>10.1} {:>10.1} {:>10.0} {:>16.1} {:>16.1} {:>9.1}% {:>9.2}x",
-            read.p50,
-            read.p99,
-            read.per_sec,
-            method.p50,
-            evp.p50,
-            overhead * 100.0,
-            read.p50 / evp.p50
-        );
-        json.num(&format!("read_{bits}_p50_us"), read.p50);
-        json.num(&format!("read_{bits}_p99_us"), read.p99);
-        json.num(&format!("read_{bits}_per_s"), read.per_sec);
-        json.num(
-            &format!("in_process_vault_method_{bits}_p50_us"),
-            method.p50,
-        );
-        json.num(&format!("in_process_openssl_evp_{bits}_p50_us"), evp.p50);
-        json.num(&format!("read_{bits}_overhead_vs_same_method"), overhead);
-        json.num(&format!("read_{bits}_overhead_min"), lo);
-        json.num(&format!("read_{bits}_overhead_max"), hi);
-        println!(
-            "{:>6} overhead per round: median {:.1}%, from {:.1}% to {:.1}%",
-            "",
-            overhead * 100.0,
-            lo * 100.0,
-            hi * 100.0
-        );
-    }
-
-    println!("\nStore, start-up, memory");
-    let b = Broker::spawn(Config::default()).expect("spawn");
-    let mut store = Vec::new();
-    for i in 0..scale(500) {
-        let t = Instant::now();
-        b.store(
-            &format!("s{i}"),
-            secret(b"0123456789abcdef0123456789abcdef"),
-        )
-        .expect("store");
-        store.push(t.elapsed());
-    }
-    let store = stats(store);
-    drop(b);
-    let mut spawn = Vec::new();
-    for _ in 0..5 {
-        let t = Instant::now();
-        let b = Broker::spawn(Config::default()).expect("spawn");
-        spawn.push(t.elapsed());
-        drop(b);
-    }
-    let spawn = stats(spawn);
-    let keygen = stats(keygen_samples(2048, 10));
-    println!(
-        "  store (RSA-OAEP-SHA256 encryption, 32 B):   p50 {:>8.1} us",
-        store.p50
-    );
-    println!(
-        "  start-up (spawn to ready, RSA-2048):        p50 {:>8.1} ms",
-        spawn.p50 / 1000.0
-    );
-    println!(
-        "  key generation alone, in process:           p50 {:>8.1} ms",
-        keygen.p50 / 1000.0
-    );
-    json.num("store_2048_p50_us", store.p50);
-    json.num("startup_2048_p50_ms", spawn.p50 / 1000.0);
-    json.num("keygen_2048_p50_ms", keygen.p50 / 1000.0);
-    // Resident memory of a minimal application and its vault after 10,000 reads.
-    let mut d = suites::driver::Driver::start(None, &[], None);
-    d.store(b"0123456789abcdef");
-    let done = d.ask("reads 10000");
-    assert!(done.starts_with("reads 10000 "), "{done}");
-    let (app, vault) = (rss_kib(d.pid()), rss_kib(d.vault));
-    let (together, pss) = together_kib(&[d.pid(), d.vault]);
-    println!("  resident memory after 10,000 reads:         application {app} KiB, vault {vault} KiB (each with its shared libraries)");
-    println!("                                              together {together} KiB with shared pages counted once; PSS sum {pss} KiB");
-    json.num("rss_app_kib", app as f64);
-    json.num("rss_vault_kib", vault as f64);
-    json.num("rss_together_kib", together as f64);
-    json.num("pss_together_kib", pss as f64);
-    drop(d);
-
-    println!("\nScaling: reads per second with 1, 2 and 4 client threads (RSA-2048)");
-    let b = Arc::new(Broker::spawn(Config::default()).expect("spawn"));
-    b.store("pw", secret(b"0123456789abcdef0123456789abcdef"))
-        .expect("store");
-    let per = scale(600);
-    // Rounds alternate between the thread counts; each figure is the median
-    // of its rounds, so that a change in the machine's load hits all alike.
-    let mut rates: [Vec<f64>; 3] = [Vec::new(), Vec::new(), Vec::new()];
-    for _ in 0..5 {
-        for (slot, t) in [1usize, 2, 4].into_iter().enumerate() {
-            rates[slot].push(scaling(&b, t, per * t.min(2)));
+        let median = |v: &mut Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let base = median(&mut rates[0]);
+        let mut line_out = format!("  1 thread {base:>8.0}/s");
+        json.num("scaling_1_per_s", base);
+        for (slot, t) in [(1usize, 2usize), (2, 4)] {
+            let r = median(&mut rates[slot]);
+            line_out.push_str(&format!("   {t} threads {r:>8.0}/s ({:.2}x)", r / base));
+            json.num(&format!("scaling_{t}_per_s"), r);
+            json.num(&format!("scaling_{t}_over_1"), r / base);
         }
+        println!("{line_out}");
     }
-    let median = |v: &mut Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
-    let base = median(&mut rates[0]);
-    let mut line_out = format!("  1 thread {base:>8.0}/s");
-    json.num("scaling_1_per_s", base);
-    for (slot, t) in [(1usize, 2usize), (2, 4)] {
-        let r = median(&mut rates[slot]);
-        line_out.push_str(&format!("   {t} threads {r:>8.0}/s ({:.2}x)", r / base));
-        json.num(&format!("scaling_{t}_per_s"), r);
-        json.num(&format!("scaling_{t}_over_1"), r / base);
+    if section("demo") {
+        println!("\nThe demo loop and the original, in this run");
+        match demo_per_read_us(if quick { 1 } else { 3 }) {
+            Some(us) => {
+                println!("  broker demo (every check and line printed, output to /dev/null): {us:>8.1} us per read");
+                json.num("demo_per_read_us", us);
+            }
+            None => println!("  broker demo: could not be run"),
+        }
+        match original_reads_per_s() {
+        Some(r) => {
+            let ours = json.get("read_2048_per_s").unwrap_or(0.0);
+            println!("  the Node.js original (bench.js 3000): {r:>8.0} reads/s, {:>8.1} us per read", 1e6 / r);
+            println!("  this project, end to end at 2048 bits: {ours:>8.0} reads/s: {:.2}x the original", ours / r);
+            if let Some(d) = json.get("demo_per_read_us") {
+                println!("  the demo loop per read over the original's per read: {:.2}", d / (1e6 / r));
+            }
+            json.num("original_reads_per_s", r);
+            json.num("original_per_read_us", 1e6 / r);
+            json.num("read_2048_over_original", ours / r);
+        }
+        None => println!("  the Node.js original: not found (node, and ../shared/seed/node-original/bench.js or ORIGINAL_BENCH)"),
     }
-    println!("{line_out}");
+    }
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/bench.json");
     json.write(path);
     println!("\nwritten to target/bench.json");
