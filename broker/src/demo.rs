@@ -471,12 +471,13 @@ pub fn run(opts: &Options, mut signals: Signals, protection: &Protection) -> Exi
             Err(e) => return fail(&broker, &e),
         };
         // The vault checked its key before the decryption (it refuses to
-        // decrypt otherwise); at rest after it, the arena must hold exactly
-        // its baseline: more would be secure memory leaking, less a freed key.
+        // decrypt otherwise); at rest after it, the arena must hold its
+        // baseline (within what OpenSSL's caches settle by): more would be
+        // secure memory leaking, less a freed key.
         let alloc_ok = after.verified() && after.at_baseline();
         let vault_wiped = after.wipes_verified == after.decrypts && after.decrypts == i;
         println!(
-            "  #{i:<4} allocation {} ({} B = baseline {} B) · with_secret lent {n} bytes · wiped: vault copy {} ({} of {}) · request frame in ring {} · rings {} · broker copy {}",
+            "  #{i:<4} allocation {} ({} B, baseline {} B) · with_secret lent {n} bytes · wiped: vault copy {} ({} of {}) · request frame in ring {} · rings {} · broker copy {}",
             tick(alloc_ok),
             after.used,
             after.baseline,

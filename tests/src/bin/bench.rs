@@ -388,22 +388,41 @@ fn demo_per_read_us(pairs: usize) -> Option<f64> {
     let broker = suites::bin_dir().join("broker");
     let run = |n: u32| -> Option<f64> {
         let t = Instant::now();
-        let mut c = Command::new(&broker)
-            .args([
-                "demo",
-                "--password-stdin",
-                "--interval-ms",
-                "0",
-                "--iterations",
-            ])
+        let mut c = match Command::new(&broker)
+            .args(["demo", "--password-stdin", "--interval-ms", "0"])
+            .arg("--iterations")
             .arg(n.to_string())
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
-            .ok()?;
-        c.stdin.take()?.write_all(b"demo-password\n").ok()?;
-        c.wait().ok()?.success().then(|| t.elapsed().as_secs_f64())
+        {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("broker demo: cannot start {}: {e}", broker.display());
+                return None;
+            }
+        };
+        if let Some(mut stdin) = c.stdin.take() {
+            if let Err(e) = stdin.write_all(b"demo-password\n") {
+                eprintln!("broker demo: cannot write its password: {e}");
+            }
+        }
+        match c.wait_with_output() {
+            Ok(out) if out.status.success() => Some(t.elapsed().as_secs_f64()),
+            Ok(out) => {
+                eprintln!(
+                    "broker demo failed ({}): {}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                None
+            }
+            Err(e) => {
+                eprintln!("broker demo: {e}");
+                None
+            }
+        }
     };
     let mut per: Vec<f64> = Vec::new();
     for _ in 0..pairs {
@@ -848,7 +867,7 @@ fn main() {
     }
     if section("demo") {
         println!("\nThe demo loop and the original, in this run");
-        match demo_per_read_us(if quick { 1 } else { 3 }) {
+        match demo_per_read_us(if quick { 3 } else { 7 }) {
             Some(us) => {
                 println!("  broker demo (every check and line printed, output to /dev/null): {us:>8.1} us per read");
                 json.num("demo_per_read_us", us);
