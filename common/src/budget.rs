@@ -84,6 +84,19 @@ pub fn memlock_limit() -> Option<usize> {
     Some(usize::try_from(l.rlim_cur).unwrap_or(usize::MAX))
 }
 
+/// Whether this process may lock memory beyond `RLIMIT_MEMLOCK`
+/// (`CAP_IPC_LOCK` in effect, as root has it; the vault drops it).
+pub fn exempt_from_limit() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapEff:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .is_some_and(|caps| caps & (1 << 14) != 0)
+}
+
 /// What a start will lock, as [`plan`] chose it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Plan {
@@ -91,11 +104,14 @@ pub struct Plan {
     pub arena: usize,
     /// Bytes the vault will lock.
     pub vault: usize,
+    /// Bytes the broker will lock (its rings, and a buffer per lane in
+    /// flight beside its pool); 0 when it is exempt from the limit.
+    pub broker: usize,
 }
 
 /// The limit does not allow even the smallest start.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("the vault must lock {need} bytes in memory ({lanes} lane(s) and a secure heap of {arena} bytes), but RLIMIT_MEMLOCK allows {limit}: raise it to at least {} KiB (`ulimit -l {}`, or LimitMEMLOCK= for a systemd service){}", need.div_ceil(1024), need.div_ceil(1024), if *.lanes_fixed { "" } else { ", or ask for a smaller arena" })]
+#[error("{} must lock {need} bytes in memory ({lanes} lane(s), a secure heap of {arena} bytes), but RLIMIT_MEMLOCK allows {limit}: raise it to at least {} KiB (`ulimit -l {}`, or LimitMEMLOCK= for a systemd service){}", if *.broker { "the broker" } else { "the vault" }, need.div_ceil(1024), need.div_ceil(1024), if *.lanes_fixed { "" } else { ", or ask for a smaller arena" })]
 pub struct TooLittle {
     pub need: usize,
     pub limit: usize,
@@ -103,6 +119,8 @@ pub struct TooLittle {
     pub arena: usize,
     /// Whether the lanes were asked for (else the fewest were tried).
     pub lanes_fixed: bool,
+    /// Whether it is the broker's own locking that does not fit.
+    pub broker: bool,
 }
 
 /// Chooses the lanes and the arena under `limit` (this process's limit by
@@ -114,28 +132,50 @@ pub fn plan(
     arena: Option<usize>,
     limit: Option<usize>,
 ) -> Result<Plan, TooLittle> {
+    plan_for(lanes, wanted, arena, limit, !exempt_from_limit())
+}
+
+/// [`plan`], saying whether the broker's own locking counts against the
+/// limit (`broker_limited`).
+pub fn plan_for(
+    lanes: Option<usize>,
+    wanted: usize,
+    arena: Option<usize>,
+    limit: Option<usize>,
+    broker_limited: bool,
+) -> Result<Plan, TooLittle> {
     let try_lanes = |n: usize| {
         let a = arena.unwrap_or_else(|| default_arena(n));
         Plan {
             lanes: n,
             arena: a,
             vault: vault_needs(a, n),
+            broker: if broker_limited {
+                broker_needs(n, n)
+            } else {
+                0
+            },
         }
     };
-    let fits = |p: &Plan| limit.map_or(true, |l| p.vault <= l);
+    let fits = |p: &Plan| limit.map_or(true, |l| p.vault <= l && p.broker <= l);
+    let too_little = |p: &Plan, fixed: bool| {
+        let broker = p.broker > p.vault;
+        TooLittle {
+            need: p.vault.max(p.broker),
+            limit: limit.unwrap_or(0),
+            lanes: p.lanes,
+            arena: p.arena,
+            lanes_fixed: fixed,
+            broker,
+        }
+    };
     match lanes {
         Some(n) => {
             let p = try_lanes(n);
             if fits(&p) {
                 Ok(p)
             } else {
-                Err(TooLittle {
-                    need: p.vault,
-                    limit: limit.unwrap_or(0),
-                    lanes: n,
-                    arena: p.arena,
-                    lanes_fixed: true,
-                })
+                Err(too_little(&p, true))
             }
         }
         None => {
@@ -143,14 +183,7 @@ pub fn plan(
             if let Some(p) = (1..=wanted).rev().map(try_lanes).find(|p| fits(p)) {
                 return Ok(p);
             }
-            let p = try_lanes(1);
-            Err(TooLittle {
-                need: p.vault,
-                limit: limit.unwrap_or(0),
-                lanes: 1,
-                arena: p.arena,
-                lanes_fixed: false,
-            })
+            Err(too_little(&try_lanes(1), false))
         }
     }
 }

@@ -247,11 +247,12 @@ fn main() -> ExitCode {
     // refused now, with the figure, rather than failing half-way.
     step!(
         "checking the memory-lock budget",
-        common::budget::plan(
+        common::budget::plan_for(
             Some(cfg.lanes),
             cfg.lanes,
             Some(cfg.heap_size),
-            common::budget::memlock_limit()
+            common::budget::memlock_limit(),
+            false
         ),
         EXIT_CONFIG
     );
