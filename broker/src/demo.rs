@@ -184,7 +184,7 @@ fn show_heap(s: &HeapStatus, arena_ok: bool) {
         numbers.join("  ")
     );
     println!(
-        "  secure heap used: {} B before key generation (OpenSSL's own state), {} B after it (+{} B), {} B once every lane had warmed up: the baseline {}",
+        "  secure heap used: {} B before key generation (OpenSSL's own state and the lanes' stacks), {} B after it (+{} B), {} B once every lane had warmed up: the baseline {}",
         s.used_before_keygen,
         s.after_keygen,
         s.after_keygen.saturating_sub(s.used_before_keygen),

@@ -20,7 +20,7 @@ use std::io;
 use std::ptr::NonNull;
 
 extern "C" {
-    fn CRYPTO_secure_zalloc(num: usize, file: *const std::ffi::c_char, line: i32) -> *mut c_void;
+    fn CRYPTO_secure_malloc(num: usize, file: *const std::ffi::c_char, line: i32) -> *mut c_void;
     fn CRYPTO_secure_clear_free(
         ptr: *mut c_void,
         num: usize,
@@ -91,8 +91,10 @@ pub fn spawn<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<ArenaThread<T>, ThreadError> {
     let file = c"vault/arena_thread.rs".as_ptr();
-    // SAFETY: an allocation from the (initialised) arena; zeroed.
-    let stack = NonNull::new(unsafe { CRYPTO_secure_zalloc(STACK_SIZE, file, 0) })
+    // Not zeroed: pages of the stack the thread never reaches stay
+    // untouched, so they take no memory (the arena is locked on fault).
+    // SAFETY: an allocation from the (initialised) arena.
+    let stack = NonNull::new(unsafe { CRYPTO_secure_malloc(STACK_SIZE, file, 0) })
         .ok_or(ThreadError::NoRoom)?;
     // SAFETY: an address comparison only.
     if unsafe { CRYPTO_secure_allocated(stack.as_ptr()) } != 1

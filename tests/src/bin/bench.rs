@@ -867,7 +867,7 @@ fn main() {
     }
     if section("demo") {
         println!("\nThe demo loop and the original, in this run");
-        match demo_per_read_us(if quick { 3 } else { 7 }) {
+        match demo_per_read_us(if quick { 3 } else { 11 }) {
             Some(us) => {
                 println!("  broker demo (every check and line printed, output to /dev/null): {us:>8.1} us per read");
                 json.num("demo_per_read_us", us);
