@@ -24,14 +24,56 @@ pub fn bin_dir() -> PathBuf {
 }
 
 /// Path of a workspace binary, with a clear failure if it was not built.
+///
+/// The broker trusts a vault binary only if no one but root or its own user
+/// could have changed it or any directory above it (`broker::launch::trust`).
+/// A checkout may live where that does not hold (under a directory of
+/// another user, say); then the suites run the binaries from a trusted copy
+/// of the build directory, made once per test process.
 pub fn binary(name: &str) -> PathBuf {
-    let p = bin_dir().join(name);
+    let built = bin_dir().join(name);
     assert!(
-        p.is_file(),
+        built.is_file(),
         "{} not found: run `cargo build --workspace --bins` (or `make test`) first",
-        p.display()
+        built.display()
     );
-    p
+    trusted_bin_dir().join(name)
+}
+
+/// The build directory if the broker would trust a vault there, else a
+/// trusted copy of its programs (hard links where possible).
+fn trusted_bin_dir() -> PathBuf {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = bin_dir();
+        if broker::launch::trust::open_trusted(&dir.join("vault")).is_ok() {
+            return dir;
+        }
+        use std::os::unix::fs::PermissionsExt;
+        let copy = std::env::temp_dir().join(format!("privsep-vault-build-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&copy);
+        std::fs::create_dir_all(&copy).expect("temp dir");
+        std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        for entry in std::fs::read_dir(&dir).expect("build directory").flatten() {
+            let path = entry.path();
+            let is_program = entry
+                .metadata()
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+            if is_program {
+                let to = copy.join(entry.file_name());
+                if std::fs::hard_link(&path, &to).is_err() {
+                    install_file(&path, &to, 0o755);
+                }
+            }
+        }
+        eprintln!(
+            "note: {} is not where the broker trusts a vault; the suites run a copy in {}",
+            dir.display(),
+            copy.display()
+        );
+        copy
+    })
+    .clone()
 }
 
 /// A broker configuration that uses the freshly built vault.
