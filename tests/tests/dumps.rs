@@ -50,19 +50,50 @@ fn signal(pid: u32, sig: i32) {
     unsafe { libc::kill(i32::try_from(pid).unwrap(), sig) };
 }
 
-fn wait_gone(pid: u32) {
+/// Sends `sig` to `pid` until it has ended (std's fault handler absorbs a
+/// first SIGSEGV: it resets the action for the next one).
+fn kill_until_gone(pid: u32, sig: i32) {
     let start = Instant::now();
-    while Path::new(&format!("/proc/{pid}/stat")).exists() {
-        let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-            s.rsplit(')')
-                .next()
-                .is_some_and(|r| r.trim_start().starts_with('Z'))
-        });
-        if zombie || start.elapsed() > Duration::from_secs(10) {
-            break;
+    loop {
+        signal(pid, sig);
+        for _ in 0..100 {
+            if gone(pid) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(2));
         }
-        std::thread::sleep(Duration::from_millis(10));
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{pid} never died"
+        );
     }
+}
+
+/// Gone, or a zombie.
+fn gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(s) => s
+            .rsplit(')')
+            .next()
+            .is_some_and(|r| r.trim_start().starts_with('Z')),
+    }
+}
+
+/// Whether a core helper (`sh -c cat>DIR/...`) still runs.
+fn helpers_running(dir: &Path) -> bool {
+    let needle = dir.display().to_string();
+    std::fs::read_dir("/proc")
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
+                .any(|e| {
+                    std::fs::read(e.path().join("cmdline"))
+                        .map(|c| String::from_utf8_lossy(&c).contains(&needle))
+                        .unwrap_or(false)
+                })
+        })
+        .unwrap_or(false)
 }
 
 fn files_in(dir: &Path) -> Vec<String> {
@@ -100,10 +131,7 @@ fn crashes_leave_no_core_file_whatever_the_core_pattern() {
         let mut d = Driver::start(None, &[], None);
         d.store(&canary("CORE-"));
         let (vault, app) = (d.vault, d.pid());
-        signal(vault, libc::SIGSEGV);
-        std::thread::sleep(Duration::from_millis(50));
-        signal(vault, libc::SIGSEGV);
-        wait_gone(vault);
+        kill_until_gone(vault, libc::SIGSEGV);
         signal(app, libc::SIGABRT);
         let _ = d.child.wait();
         let mut cli = Command::new(suites::binary("broker"))
@@ -114,16 +142,34 @@ fn crashes_leave_no_core_file_whatever_the_core_pattern() {
             .spawn()
             .unwrap();
         std::io::Write::write_all(&mut cli.stdin.take().unwrap(), b"pw\n").unwrap();
-        std::thread::sleep(Duration::from_millis(700));
+        // Crashed while it reads through its vault, secrets in play.
+        let mut out = std::io::BufReader::new(cli.stdout.take().unwrap());
+        let mut line = String::new();
+        while !line.contains("#1 ") {
+            line.clear();
+            assert!(
+                std::io::BufRead::read_line(&mut out, &mut line).unwrap() > 0,
+                "the demo ended before its first read"
+            );
+        }
         signal(cli.id(), libc::SIGABRT);
         let status = cli.wait().unwrap();
         assert_eq!(
             std::os::unix::process::ExitStatusExt::signal(&status),
             Some(libc::SIGABRT)
         );
-        // Positive control under the same pattern.
+        // Positive control under the same pattern, crashed once it runs
+        // `sleep` with core files allowed.
         let mut control = ordinary_process();
-        std::thread::sleep(Duration::from_millis(100));
+        let comm = format!("/proc/{}/comm", control.id());
+        let start = Instant::now();
+        while std::fs::read_to_string(&comm).unwrap_or_default().trim() != "sleep" {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "the control never ran"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
         signal(control.id(), libc::SIGSEGV);
         let _ = control.wait();
         let deadline = Instant::now() + Duration::from_secs(5);
@@ -134,7 +180,15 @@ fn crashes_leave_no_core_file_whatever_the_core_pattern() {
         {
             std::thread::sleep(Duration::from_millis(20));
         }
-        std::thread::sleep(Duration::from_millis(300));
+        // Every core helper of the pipe pattern has finished writing.
+        let start = Instant::now();
+        while helpers_running(&dir) {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "a core helper never ended"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
         let files = files_in(&dir);
         assert!(
             files
@@ -244,7 +298,6 @@ fn an_unprivileged_process_of_the_same_uid_cannot_read_either_process() {
         .gid(suites::NOBODY)
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(100));
     let (vault, app, ctl) = (d.vault, d.pid(), control.id());
     for pid in [vault, app, ctl] {
         assert_eq!(

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use common::ring::{layout, Channel, REGION_LEN};
 use common::sys::Mapping;
 
-/// Runs the vault with `ring` (if any) at fd 3 and `args`; kills it after 20 s.
-fn run_vault(ring: Option<&OwnedFd>, args: &[&str]) -> Output {
+/// Starts the vault with `ring` (if any) at fd 3 and `args`, its output piped.
+fn spawn_vault(ring: Option<&OwnedFd>, args: &[&str]) -> std::process::Child {
     let mut cmd = Command::new(suites::binary("vault"));
     cmd.args(args)
         .stdin(Stdio::null())
@@ -38,7 +38,12 @@ fn run_vault(ring: Option<&OwnedFd>, args: &[&str]) -> Output {
             Ok(())
         });
     }
-    let mut child = cmd.spawn().expect("spawn vault");
+    cmd.spawn().expect("spawn vault")
+}
+
+/// Runs the vault with `ring` (if any) at fd 3 and `args`; kills it after 20 s.
+fn run_vault(ring: Option<&OwnedFd>, args: &[&str]) -> Output {
+    let mut child = spawn_vault(ring, args);
     // Read both pipes while waiting: a vault that writes more than a pipe
     // holds would otherwise block (and be reported as hung).
     let collect = |mut r: Box<dyn Read + Send>| {
@@ -571,4 +576,135 @@ fn a_corrupt_lane_stops_every_lane() {
         "{}",
         stderr(&out)
     );
+}
+
+/// One request to a vault on `chan`, its answer decoded by `f`.
+fn ask<T>(
+    chan: &mut Channel,
+    id: u32,
+    req: &common::protocol::Request<'_>,
+    f: impl FnOnce(common::protocol::Response<'_>) -> T,
+) -> T {
+    let mut buf = common::secret::SecretBuf::new(common::ring::MAX_FRAME as usize).unwrap();
+    let deadline = Some(Instant::now() + Duration::from_secs(30));
+    let enc = common::protocol::encode_request(id, req);
+    chan.tx
+        .send(&enc.parts(), deadline, &mut || Ok(()))
+        .unwrap();
+    chan.rx
+        .recv_into(&mut buf, deadline, &mut || Ok(()))
+        .unwrap();
+    buf.expose(|frame| {
+        let (got, resp) = common::protocol::decode_response(frame).unwrap();
+        assert_eq!(got, id);
+        f(resp)
+    })
+}
+
+#[test]
+fn a_tampered_envelope_is_refused_and_leaves_no_plaintext_behind() {
+    use common::protocol::{ErrorCode, Request, Response, ENVELOPE_AAD, NONCE_LEN, TAG_LEN};
+    let (fds, mut chan) = Channel::create().unwrap();
+    let fd = fds.control;
+    let mut vault = spawn_vault(Some(&fd), &["--parent-pid", &me(), "--lanes", "1"]);
+    drop(fd);
+    let der = ask(&mut chan, 1, &Request::PublicKey, |r| match r {
+        Response::PublicKey { der } => der.to_vec(),
+        other => panic!("{other:?}"),
+    });
+    let public = openssl::rsa::Rsa::public_key_from_der(&der).unwrap();
+    let pkey = openssl::pkey::PKey::from_rsa(public).unwrap();
+    // An envelope as the broker makes one: a fresh data key wrapped with
+    // RSA-OAEP-SHA256, a secret (larger than one RSA block) sealed with
+    // AES-256-GCM under it.
+    let secret: Vec<u8> = suites::driver::canary("TAMPER-")
+        .into_iter()
+        .cycle()
+        .take(600)
+        .collect();
+    let mut key = [0u8; 32];
+    let mut nonce = [0u8; NONCE_LEN];
+    openssl::rand::rand_bytes(&mut key).unwrap();
+    openssl::rand::rand_bytes(&mut nonce).unwrap();
+    let mut tag = [0u8; TAG_LEN];
+    let ciphertext = openssl::symm::encrypt_aead(
+        openssl::symm::Cipher::aes_256_gcm(),
+        &key,
+        Some(&nonce),
+        ENVELOPE_AAD,
+        &secret,
+        &mut tag,
+    )
+    .unwrap();
+    let mut enc = openssl::encrypt::Encrypter::new(&pkey).unwrap();
+    enc.set_rsa_padding(openssl::rsa::Padding::PKCS1_OAEP)
+        .unwrap();
+    enc.set_rsa_oaep_md(openssl::hash::MessageDigest::sha256())
+        .unwrap();
+    enc.set_rsa_mgf1_md(openssl::hash::MessageDigest::sha256())
+        .unwrap();
+    let mut wrapped = vec![0u8; enc.encrypt_len(&key).unwrap()];
+    let n = enc.encrypt(&key, &mut wrapped).unwrap();
+    wrapped.truncate(n);
+    let pid = vault.id();
+    // One flipped bit in each part, in turn: refused, and the plaintext
+    // (which AES-GCM produces before it checks the tag) is nowhere in the
+    // vault's memory afterwards.
+    let mut id = 10;
+    for part in ["wrapped key", "nonce", "tag", "ciphertext"] {
+        let (mut w, mut nn, mut t, mut c) = (wrapped.clone(), nonce, tag, ciphertext.clone());
+        match part {
+            "wrapped key" => w[17] ^= 0x01,
+            "nonce" => nn[3] ^= 0x80,
+            "tag" => t[15] ^= 0x01,
+            _ => c[100] ^= 0x04,
+        }
+        id += 1;
+        let req = Request::Unseal {
+            wrapped: &w,
+            nonce: &nn,
+            tag: &t,
+            ciphertext: &c,
+        };
+        let code = ask(&mut chan, id, &req, |r| match r {
+            Response::Error(code) => Some(code),
+            Response::Plaintext { .. } => None,
+            other => panic!("{part}: {other:?}"),
+        });
+        assert_eq!(
+            code,
+            Some(ErrorCode::DecryptFailed),
+            "a flipped bit in the {part} was not refused"
+        );
+        let mem = suites::scan::read(pid).unwrap();
+        assert!(
+            mem.find(&secret[..64]).is_empty(),
+            "after a tampered {part}, the plaintext is in the vault's memory"
+        );
+    }
+    // Positive controls: the scan finds the plaintext where it is (this
+    // process holds it), and the same envelope untampered opens.
+    assert!(
+        !suites::scan::read(std::process::id())
+            .unwrap()
+            .find(&secret[..64])
+            .is_empty(),
+        "the scan cannot find a plaintext that is there"
+    );
+    id += 1;
+    let req = Request::Unseal {
+        wrapped: &wrapped,
+        nonce: &nonce,
+        tag: &tag,
+        ciphertext: &ciphertext,
+    };
+    let opened = ask(&mut chan, id, &req, |r| match r {
+        Response::Plaintext { bytes } => bytes.to_vec(),
+        other => panic!("{other:?}"),
+    });
+    assert_eq!(opened, secret);
+    id += 1;
+    ask(&mut chan, id, &Request::Shutdown, |_| ());
+    let status = vault.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
 }
