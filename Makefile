@@ -12,11 +12,11 @@ demo: build
 	./target/release/broker demo $(DEMO_ARGS)
 
 # Everything: lint, unit tests, and the suites that run the real binaries
-# (which need the debug binaries built first). Every suite runs even when
-# one fails; the last line counts them and names what failed, and the exit
-# status is non-zero if anything did.
+# (which need the debug binaries and the examples built first). Every suite
+# runs even when one fails; the last line counts them and names what failed,
+# and the exit status is non-zero if anything did.
 test: lint policy-lint
-	$(CARGO) build --locked --workspace --bins
+	$(CARGO) build --locked --workspace --bins --examples
 	set +e; $(CARGO) test --locked --workspace --no-fail-fast 2>&1 | tee target/test.log; \
 	status=$${PIPESTATUS[0]}; \
 	awk '/^test result:/ {p += $$4; f += $$6} /^test .* FAILED$$/ {names = names " " $$2} \
