@@ -157,7 +157,7 @@ pub fn plan_for(
             },
         }
     };
-    let fits = |p: &Plan| limit.map_or(true, |l| p.vault <= l && p.broker <= l);
+    let fits = |p: &Plan| limit.is_none_or(|l| p.vault <= l && p.broker <= l);
     let too_little = |p: &Plan, fixed: bool| {
         let broker = p.broker > p.vault;
         TooLittle {
