@@ -23,9 +23,12 @@ test: lint policy-lint
 	     END {print "tests: " p " passed, " f " failed" (f ? ":" names : "")}' target/test.log; \
 	exit $$status
 
+# Format, clippy with the workspace lints (missing docs of the broker
+# library included), and the library's API documentation without warnings.
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --locked -p broker --no-deps
 
 # The review toolchain for sandbox-policies/: the lint (also run by every
 # build that embeds a policy), and the rendering committed as REVIEW.md
