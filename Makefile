@@ -5,21 +5,24 @@ SHELL := /bin/bash
 
 .PHONY: build demo test lint policy-lint policy-review seccomp-test residue-test fuzz soak bench clean install install-bins uninstall
 
+# The two programs a user runs, and nothing else: target/release/broker and
+# target/release/vault (the suites' helper programs are built by `make
+# test`, `make bench` and `make soak`, for themselves).
 build:
-	$(CARGO) build --locked --workspace --bins --release
+	$(CARGO) build --locked -p broker -p vault --bins --release
 
 demo: build
 	./target/release/broker demo $(DEMO_ARGS)
 
 # Everything: lint, unit tests, and the suites that run the real binaries
-# (which need the debug binaries built first). Every suite runs even when
-# one fails; the last line counts them and names what failed, and the exit
-# status is non-zero if anything did.
+# (which need the debug binaries and the examples built first). Every suite
+# runs even when one fails; the last line counts them and names what failed,
+# and the exit status is non-zero if anything did.
 # The dumps suite sets the kernel's core pattern for a few seconds (it must:
 # that is what it tests) and restores it; the recipe restores it again on
 # every exit path, even if a test process was killed.
 test: lint policy-lint
-	$(CARGO) build --locked --workspace --bins
+	$(CARGO) build --locked --workspace --bins --examples
 	set +e; pattern=$$(cat /proc/sys/kernel/core_pattern 2>/dev/null); \
 	trap '[ -n "$$pattern" ] && [ -w /proc/sys/kernel/core_pattern ] && printf "%s\n" "$$pattern" > /proc/sys/kernel/core_pattern' EXIT; \
 	$(CARGO) test --locked --workspace --no-fail-fast 2>&1 | tee target/test.log; \
@@ -28,9 +31,12 @@ test: lint policy-lint
 	     END {print "tests: " p " passed, " f " failed" (f ? ":" names : "")}' target/test.log; \
 	exit $$status
 
+# Format, clippy with the workspace lints (missing docs of the broker
+# library included), and the library's API documentation without warnings.
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --locked -p broker --no-deps
 
 # The review toolchain for sandbox-policies/: the lint (also run by every
 # build that embeds a policy), and the rendering committed as REVIEW.md

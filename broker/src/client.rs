@@ -46,43 +46,69 @@ pub const MAX_NAME_LEN: usize = 128;
 /// Most secrets one broker keeps by default ([`Config::max_secrets`]).
 pub const MAX_SECRETS: usize = 4096;
 
-/// How the broker starts and talks to its vault.
+/// How the broker starts and talks to its vault. Start from
+/// [`Config::default`] and change what you need:
+///
+/// ```
+/// use std::time::Duration;
+///
+/// let config = broker::Config {
+///     vault_path: Some("/opt/app/libexec/privsep-vault/vault".into()),
+///     key_bits: 3072,
+///     request_timeout: Duration::from_secs(2),
+///     ..broker::Config::default()
+/// };
+/// assert_eq!(config.lanes, 0); // the default: one per CPU, at most 4
+/// ```
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// The vault binary. By default, the one [`crate::protect_process`]
-    /// prepared if it was called; else `vault` beside the running
-    /// executable, or `../libexec/privsep-vault/vault` from its directory
-    /// (where `make install` puts it). It is trust-checked and run from a
-    /// descriptor: see [`crate::launch`].
+    /// The vault binary. Default `None`: the one [`crate::protect_process`]
+    /// prepared, if it was called; else, from the running program's
+    /// directory, `../libexec/privsep-vault/vault` (where `make install`
+    /// puts it), then `vault` beside it ([`crate::launch::vault_candidates`];
+    /// when none exists, [`LaunchError::NotFound`] lists the paths tried).
+    /// Whichever it is, it is trust-checked and run from a descriptor: see
+    /// [`crate::launch`].
     pub vault_path: Option<PathBuf>,
-    /// RSA modulus size: 2048, 3072 or 4096.
+    /// RSA modulus size: 2048 (the default), 3072 or 4096; anything else is
+    /// [`Error::KeyBits`].
     pub key_bits: u32,
-    /// Secure heap arena size (power of two); by default sized for the key.
+    /// Secure heap arena size in bytes, a power of two. Default `None`:
+    /// sized by lanes ([`common::budget::default_arena`]: 1 MiB for one
+    /// lane, 2 MiB for two to four). The arena holds the key, all of
+    /// OpenSSL's state in the vault and a 256 KiB stack per lane; the vault
+    /// refuses one too small for them.
     pub heap_size: Option<usize>,
-    /// Secure heap minimum allocation (power of two).
+    /// Secure heap minimum allocation in bytes, a power of two. Default
+    /// `None`: the vault's, 16.
     pub heap_min: Option<usize>,
-    /// Longest a request may take before the vault is declared stuck and killed.
+    /// Longest a request may wait for its answer before the vault is
+    /// declared stuck and killed ([`Error::Timeout`]). Default 5 s.
     pub request_timeout: Duration,
-    /// Longest start-up (key generation included) may take.
+    /// Longest the start may take, key generation included. Default 60 s.
     pub start_timeout: Duration,
-    /// How long a shutdown waits before SIGTERM, and SIGTERM before SIGKILL.
+    /// How long a shutdown waits for the vault to exit before SIGTERM, and
+    /// after SIGTERM before SIGKILL. Default 2 s.
     pub shutdown_grace: Duration,
-    /// The vault's sandbox: [`SandboxMode::Enforce`] unless doing policy work.
+    /// The vault's sandbox. Default [`SandboxMode::Enforce`]; the learning
+    /// modes are for policy work only.
     pub sandbox_mode: SandboxMode,
     /// Extra arguments for the vault (the regression suite's `--selftest`).
     #[doc(hidden)]
     pub vault_args: Vec<String>,
-    /// What the ring is made of: a sealed memfd (default) or `memfd_secret`
-    /// memory, which root cannot read; with the latter, the broker's
-    /// plaintext buffers are secret memory too.
+    /// What the rings are made of. Default [`Backing::SealedMemfd`];
+    /// [`Backing::Secret`] is `memfd_secret` memory, which even root cannot
+    /// read, and then the broker's plaintext buffers are secret memory too.
     pub ring: Backing,
-    /// Most secrets stored at once; one more is refused.
+    /// Most secrets stored at once; one more is [`Error::TooManySecrets`].
+    /// Default [`MAX_SECRETS`] (4096).
     pub max_secrets: usize,
-    /// Ring pairs, each served by its own thread in the vault: requests from
-    /// that many threads run in parallel. 0 (the default): one per CPU, at
-    /// most 4, and fewer if the memory-lock limit requires it
-    /// ([`common::budget`]); a number asked for is never shrunk (the start
-    /// fails, naming the figure, if the limit is too low for it).
+    /// Lanes: ring pairs, each served by its own thread in the vault;
+    /// requests from that many threads run in parallel. Default 0: one per
+    /// CPU, at most [`DEFAULT_MAX_LANES`] (4), and fewer if the memory-lock
+    /// limit requires it ([`common::budget`]). A number asked for (at most
+    /// [`MAX_LANES`]) is never shrunk: the start fails with
+    /// [`Error::MemLock`], naming the figure, if the limit is too low for it.
     pub lanes: usize,
 }
 
@@ -134,8 +160,43 @@ impl WipeEvidence {
     }
 }
 
-/// The broker handle. `Send + Sync`: requests from many threads are
-/// serialised on the one ring pair.
+/// A running vault, and the ciphertexts of the secrets stored with it.
+///
+/// [`Broker::spawn`] starts the vault and waits until its key is generated
+/// and verified; dropping the handle shuts the vault down as
+/// [`Broker::shutdown`] does.
+///
+/// **Lanes.** The broker talks to the vault over several lanes
+/// ([`Broker::lanes`], [`Config::lanes`]): each a ring pair (a request
+/// ring and an answer ring in one sealed memfd) served by its own thread
+/// in the vault. `Broker` is `Send + Sync`: share it between threads (an
+/// `Arc`, or a reference in scoped threads). A request takes a free lane,
+/// or waits for one when all are busy, so requests from as many threads as
+/// there are lanes run in parallel.
+///
+/// **Failures.** When the vault dies, stops answering or breaks the
+/// protocol on any lane, it is killed and every ring wiped; that request
+/// and every later one get the error ([`Error::VaultDied`],
+/// [`Error::Timeout`], [`Error::Protocol`]) until [`Broker::restart`]
+/// starts a new vault, with a new key.
+///
+/// ```no_run
+/// // no_run: starts a vault (see the crate's documentation for where it
+/// // is found).
+/// use std::sync::Arc;
+///
+/// let vault = Arc::new(broker::Broker::spawn(broker::Config::default())?);
+/// let readers: Vec<_> = (0..vault.lanes())
+///     .map(|_| {
+///         let vault = Arc::clone(&vault);
+///         std::thread::spawn(move || vault.with_secret("db-password", |b| b.len()))
+///     })
+///     .collect();
+/// for r in readers {
+///     println!("{:?}", r.join().expect("no panic"));
+/// }
+/// # Ok::<(), broker::Error>(())
+/// ```
 pub struct Broker {
     session: RwLock<Arc<Session>>,
     /// The vault program, checked once and run from this descriptor on
@@ -177,6 +238,19 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Broker {
     /// Starts a vault and waits until its key is generated and verified.
+    ///
+    /// The vault is the one [`Config::vault_path`] names, else the one
+    /// [`crate::protect_process`] prepared, else the first of
+    /// [`crate::launch::vault_candidates`] that exists.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::KeyBits`]; [`Error::Launch`] when the vault is not found
+    /// (the message lists the paths tried), fails the trust check or cannot
+    /// be started; [`Error::MemLock`] when `RLIMIT_MEMLOCK` is too low;
+    /// [`Error::VaultDied`] or [`Error::Timeout`] when the vault fails its
+    /// own start-up checks or takes longer than [`Config::start_timeout`];
+    /// [`Error::VaultTraced`].
     pub fn spawn(config: Config) -> Result<Self, Error> {
         if !matches!(config.key_bits, 2048 | 3072 | 4096) {
             return Err(Error::KeyBits {
@@ -677,7 +751,8 @@ impl Broker {
         self.session().link.vault_exit()
     }
 
-    /// Number of lanes (ring pairs, vault worker threads).
+    /// Number of lanes: ring pairs, each with its own worker thread in the
+    /// vault; as many requests run at once.
     pub fn lanes(&self) -> usize {
         self.session().link.lanes()
     }

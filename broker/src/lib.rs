@@ -1,15 +1,98 @@
 //! The broker: the library applications use to keep secrets away from their
 //! own memory, and the `broker` command line.
 //!
-//! [`Broker::spawn`] starts the sandboxed vault, which generates an RSA key in
-//! OpenSSL's secure heap. [`Broker::store`] encrypts a secret with the vault's
-//! public key and keeps only the ciphertext. [`Broker::with_secret`] has the
-//! vault decrypt it and lends the plaintext to a closure; every copy is wiped:
-//! the vault's as soon as it is written into the ring, the ring's as soon as
-//! the broker reads it, the broker's when the closure returns or panics.
+//! [`Broker::spawn`] starts the sandboxed vault, a separate program that
+//! generates an RSA key in OpenSSL's secure heap. [`Broker::store`]
+//! encrypts a secret with the vault's public key and keeps only the
+//! ciphertext. [`Broker::with_secret`] has the vault decrypt it and lends
+//! the plaintext to a closure; every copy is wiped: the vault's as soon as
+//! it is written into the ring, the ring's as soon as the broker reads it,
+//! the broker's when the closure returns or panics.
 //!
-//! An application that embeds this library is not itself seccomp-filtered by
-//! it; the `broker` program is hardened (non-dumpable, no core files).
+//! ```no_run
+//! // no_run: it starts a real vault, which must be installed (or built)
+//! // where the program finds it; doc tests run from a directory with none.
+//! use broker::terminal::{read_password, PasswordSource};
+//! use broker::{Broker, Config};
+//!
+//! fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     // First thing in main, before any thread: may re-execute the program.
+//!     let protection = broker::protect_process(None)?;
+//!     if let Some(warning) = protection.warning() {
+//!         eprintln!("{warning}");
+//!     }
+//!     let vault = Broker::spawn(Config::default())?;
+//!     // Into a locked, never-dumped buffer, without echo.
+//!     let password = read_password(PasswordSource::Terminal, "password: ", 190, None)?;
+//!     vault.store("db-password", password)?; // the plaintext is wiped here
+//!     let len = vault.with_secret("db-password", |bytes| bytes.len())?;
+//!     println!("{len} bytes lent, and wiped");
+//!     vault.shutdown()?; // also done on drop
+//!     Ok(())
+//! }
+//! ```
+//!
+//! `examples/embed.rs` is the same as a program (`cargo build --example
+//! embed`), and the suites run it the ways below (`tests/tests/embed.rs`).
+//!
+//! # Where the vault comes from
+//!
+//! The vault is its own program, `vault`, built beside `broker` and
+//! installed by `make install` in `PREFIX/libexec/privsep-vault/vault`.
+//! The broker runs, in this order of preference:
+//!
+//! 1. [`Config::vault_path`], when it is set;
+//! 2. the vault [`protect_process`] found and prepared, when it was called
+//!    (with `Some(path)`, that path);
+//! 3. otherwise, from the running program's own path `DIR/program`:
+//!    `DIR/../libexec/privsep-vault/vault` (the `make install` layout),
+//!    then `DIR/vault` (a build directory, `target/release/`).
+//!
+//! Whichever it is, the file must pass a trust check before it runs (owned
+//! by root or the user running the broker, not writable by others, nor any
+//! directory above it: [`launch::trust`]). When none is found, the error
+//! ([`LaunchError::NotFound`]) lists every path tried:
+//!
+//! ```text
+//! no vault binary found; looked for /opt/app/libexec/privsep-vault/vault and
+//! /opt/app/bin/vault: build it with `make build`, install it with `sudo make
+//! install`, or give its path
+//! ```
+//!
+//! # Lanes
+//!
+//! A [`Broker`] is `Send + Sync`. It talks to its vault over several
+//! *lanes*: each a pair of rings (requests, answers) in one sealed memfd,
+//! served by its own thread in the vault. By default there is one lane per
+//! CPU, at most [`client::DEFAULT_MAX_LANES`], fewer when `RLIMIT_MEMLOCK`
+//! would not allow them ([`Config::lanes`] sets the number). A request
+//! takes a free lane, or waits for one: requests from as many threads as
+//! there are lanes run in parallel.
+//!
+//! # Errors
+//!
+//! Every call returns [`Error`], one variant per failing step (see there for
+//! which ones end the vault); the types its variants carry are re-exported
+//! here ([`ErrorCode`], [`VaultExit`], [`LaunchError`], [`TooLittle`],
+//! [`SecretError`], ...). Nothing panics on bad input, and nothing waits
+//! past [`Config::request_timeout`].
+//!
+//! # What this library does not do
+//!
+//! An application that embeds it is not seccomp-filtered by it (the
+//! `broker` program installs its own filter, [`sandbox`]); it is made
+//! non-dumpable, without core files, by [`protect_process`].
+//!
+//! # Modules
+//!
+//! - [`client`] holds [`Broker`] and its [`Config`];
+//! - [`error`] holds [`Error`];
+//! - [`launch`] finds, checks and starts the vault, and holds
+//!   [`protect_process`];
+//! - [`terminal`] reads a password without echo into a [`SecretBuf`];
+//! - [`sandbox`] is the `broker` program's own seccomp filter.
+
+#![warn(missing_docs)]
 
 pub mod client;
 pub mod error;
@@ -19,10 +102,13 @@ mod session;
 pub mod terminal;
 
 pub use client::{Broker, Config, WipeEvidence};
-pub use common::protocol::HeapStatus;
-pub use common::ring::Backing as RingBacking;
+pub use common::budget::TooLittle;
+pub use common::protocol::{ErrorCode, HeapStatus, ProtocolError};
+pub use common::ring::{Backing as RingBacking, RingError};
 pub use common::sandbox::Mode as SandboxMode;
-pub use common::secret::SecretBuf;
+pub use common::secret::{SecretBuf, SecretError};
 pub use error::{Error, LastWords, ProtocolOrRing};
-pub use launch::VaultExit;
-pub use launch::{protect_process, LaunchError, Protection};
+pub use launch::{
+    protect_process, Image, ImageError, ImageKind, LaunchError, ProtectError, Protection,
+    SpawnError, TrustError, VaultExit,
+};

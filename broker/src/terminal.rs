@@ -52,20 +52,28 @@ pub enum PasswordError {
     Empty,
     /// More than `limit` bytes were entered; reading stopped there.
     #[error("the password is longer than the limit of {limit} bytes; nothing was kept")]
-    TooLong { limit: usize },
+    TooLong {
+        /// The limit, in bytes.
+        limit: usize,
+    },
     /// The input ended (end of file, or the terminal hung up) before a newline.
     #[error("input ended before the end of the line; nothing was kept (end the password with a newline)")]
     NoNewline,
     /// Entry was cancelled: by a key (`what` names it) or by a signal on the
     /// interrupt descriptor.
     #[error("password entry interrupted by {what}; nothing was kept")]
-    Interrupted { what: &'static str },
+    Interrupted {
+        /// The key (`"Ctrl-C"`, `"Ctrl-\\"`) or `"a termination signal"`.
+        what: &'static str,
+    },
     /// Reading or changing the terminal settings failed.
     #[error(
         "cannot {op}; to read the password from standard input instead, pass --password-stdin"
     )]
     Terminal {
+        /// What was being done.
         op: &'static str,
+        /// The system call's error.
         #[source]
         source: nix::Error,
     },
@@ -79,7 +87,9 @@ pub enum PasswordError {
     /// descriptor failed.
     #[error("cannot {op}")]
     Io {
+        /// What was being done.
         op: &'static str,
+        /// The system call's error.
         #[source]
         source: io::Error,
     },

@@ -113,9 +113,13 @@ pub struct Plan {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{} must lock {need} bytes in memory ({lanes} lane(s), a secure heap of {arena} bytes), but RLIMIT_MEMLOCK allows {limit}: raise it to at least {} KiB (`ulimit -l {}`, or LimitMEMLOCK= for a systemd service){}", if *.broker { "the broker" } else { "the vault" }, need.div_ceil(1024), need.div_ceil(1024), if *.lanes_fixed { "" } else { ", or ask for a smaller arena" })]
 pub struct TooLittle {
+    /// Bytes the process must lock for the smallest start.
     pub need: usize,
+    /// `RLIMIT_MEMLOCK`, in bytes.
     pub limit: usize,
+    /// The lanes of that start.
     pub lanes: usize,
+    /// The secure heap arena of that start, in bytes.
     pub arena: usize,
     /// Whether the lanes were asked for (else the fewest were tried).
     pub lanes_fixed: bool,
@@ -157,7 +161,7 @@ pub fn plan_for(
             },
         }
     };
-    let fits = |p: &Plan| limit.map_or(true, |l| p.vault <= l && p.broker <= l);
+    let fits = |p: &Plan| limit.is_none_or(|l| p.vault <= l && p.broker <= l);
     let too_little = |p: &Plan, fixed: bool| {
         let broker = p.broker > p.vault;
         TooLittle {

@@ -145,7 +145,7 @@ pub fn can_read_every_file() -> bool {
     own_status_field("CapEff")
         .ok()
         .and_then(|v| u64::from_str_radix(&v, 16).ok())
-        .map_or(true, |caps| caps & DAC_CAPS != 0)
+        .is_none_or(|caps| caps & DAC_CAPS != 0)
 }
 
 #[cfg(test)]

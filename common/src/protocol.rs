@@ -43,22 +43,48 @@ const RESP_ERROR: u8 = 0xFF;
 /// Errors in a frame received from the peer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProtocolError {
+    /// The frame is shorter than its header.
     #[error("frame of {len} bytes is shorter than the {HEADER_LEN}-byte header")]
-    Short { len: usize },
+    Short {
+        /// The frame's length.
+        len: usize,
+    },
+    /// The peer speaks another version of the protocol.
     #[error("peer speaks protocol version {got}, this side speaks {VERSION}")]
-    Version { got: u8 },
+    Version {
+        /// The peer's version.
+        got: u8,
+    },
+    /// The message kind is not one of this protocol's.
     #[error("unknown message kind {kind:#04x}")]
-    UnknownKind { kind: u8 },
+    UnknownKind {
+        /// The kind byte.
+        kind: u8,
+    },
+    /// The body's length does not fit the message kind.
     #[error("message kind {kind:#04x} with a body of {len} bytes (expected {expected})")]
     BodyLength {
+        /// The kind byte.
         kind: u8,
+        /// The body's length.
         len: usize,
+        /// The length that kind has (or the least it has).
         expected: usize,
     },
+    /// An error answer with a code this side does not know.
     #[error("unknown error code {code} from the vault")]
-    UnknownErrorCode { code: u16 },
+    UnknownErrorCode {
+        /// The code.
+        code: u16,
+    },
+    /// An error code on a message that is not an error answer.
     #[error("non-zero error code {code} on a message of kind {kind:#04x}")]
-    StrayCode { kind: u8, code: u16 },
+    StrayCode {
+        /// The kind byte.
+        kind: u8,
+        /// The code.
+        code: u16,
+    },
 }
 
 /// A request from broker to vault.

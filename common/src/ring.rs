@@ -111,38 +111,80 @@ const _: () = assert!(std::mem::size_of::<Control>() <= CONTROL_LEN);
 /// Errors of the ring. After [`RingError::Corrupt`] the endpoint is poisoned.
 #[derive(Debug, thiserror::Error)]
 pub enum RingError {
+    /// Creating, sealing or checking the seals of the memfd failed.
     #[error(transparent)]
     Seal(#[from] SealError),
+    /// Creating or checking the `memfd_secret` data part failed.
     #[error(transparent)]
     SecretMem(#[from] crate::secretmem::SecretMemError),
+    /// `mmap` of the ring failed.
     #[error("cannot map the ring")]
     Map(#[source] io::Error),
+    /// `mlock` of the ring failed (usually `RLIMIT_MEMLOCK`).
     #[error("cannot lock the ring in memory (raise RLIMIT_MEMLOCK, see `ulimit -l`)")]
     Lock(#[source] io::Error),
+    /// `madvise` refused one of the protections.
     #[error("cannot apply {advice} to the ring")]
     Advise {
+        /// The advice (`MADV_DONTDUMP`, ...).
         advice: &'static str,
+        /// Its error.
         #[source]
         source: io::Error,
     },
+    /// The shared header does not describe this version's layout.
     #[error("the ring's header is not this version's layout ({field} differs)")]
-    Header { field: &'static str },
+    Header {
+        /// The field that differs.
+        field: &'static str,
+    },
+    /// The ring was written before this side opened it.
     #[error("the ring was already used before this side opened it ({what} is {value})")]
-    NotFresh { what: &'static str, value: u32 },
+    NotFresh {
+        /// The index or flag found set.
+        what: &'static str,
+        /// Its value.
+        value: u32,
+    },
+    /// The peer wrote an index or a length that cannot be (the endpoint
+    /// is poisoned from then on).
     #[error("the ring was corrupted by the peer: {what} ({value})")]
-    Corrupt { what: &'static str, value: u64 },
+    Corrupt {
+        /// What was wrong.
+        what: &'static str,
+        /// The value read.
+        value: u64,
+    },
+    /// A frame to send is longer than the largest frame.
     #[error("a frame of {len} bytes is larger than the limit of {max}")]
-    FrameTooLarge { len: usize, max: u32 },
+    FrameTooLarge {
+        /// Its length.
+        len: usize,
+        /// The largest frame.
+        max: u32,
+    },
+    /// A frame received does not fit the buffer given for it.
     #[error("a frame of {len} bytes does not fit the receive buffer of {capacity}")]
-    DestinationTooSmall { len: usize, capacity: usize },
+    DestinationTooSmall {
+        /// The frame's length.
+        len: usize,
+        /// The buffer's capacity.
+        capacity: usize,
+    },
+    /// The deadline passed with no frame (or no room) from the peer; the
+    /// time waited.
     #[error("no answer from the peer within {0:?}")]
     Timeout(Duration),
+    /// A futex wait or wake failed.
     #[error("futex call failed")]
     Futex(#[source] io::Error),
+    /// The peer process ended (the liveness check said so while waiting).
     #[error("the peer is gone")]
     PeerGone,
+    /// The wait was interrupted.
     #[error("interrupted")]
     Interrupted,
+    /// This endpoint refused a corrupt frame before and is no longer used.
     #[error("this ring endpoint refused an earlier corrupt frame and is no longer usable")]
     Poisoned,
 }

@@ -21,33 +21,45 @@ pub enum SecretError {
     /// The anonymous mapping for the buffer could not be created.
     #[error("cannot map {len} bytes for a secret buffer")]
     Map {
+        /// Bytes asked for (whole pages).
         len: usize,
+        /// The `mmap` error.
         #[source]
         source: io::Error,
     },
     /// The pages could not be locked in memory (check `ulimit -l`).
     #[error("cannot lock a secret buffer in memory (mlock of {len} bytes; raise RLIMIT_MEMLOCK, see `ulimit -l`)")]
     Lock {
+        /// Bytes to lock (whole pages).
         len: usize,
+        /// The `mlock` error.
         #[source]
         source: io::Error,
     },
     /// `madvise` refused one of the protections.
     #[error("cannot apply {advice} to a secret buffer")]
     Advise {
+        /// The advice (`MADV_DONTDUMP`, ...).
         advice: &'static str,
+        /// The `madvise` error.
         #[source]
         source: io::Error,
     },
     /// A write would pass the buffer's capacity.
     #[error("secret longer than the limit of {limit} bytes")]
-    TooLong { limit: usize },
+    TooLong {
+        /// The buffer's capacity.
+        limit: usize,
+    },
     /// Secret memory could not be set up.
     #[error("cannot set up secret memory for a secret buffer")]
     SecretMem(#[source] crate::secretmem::SecretMemError),
     /// The requested capacity cannot be represented.
     #[error("secret buffer capacity {capacity} is too large")]
-    Capacity { capacity: usize },
+    Capacity {
+        /// The capacity asked for.
+        capacity: usize,
+    },
 }
 
 /// What a [`SecretBuf`]'s pages are.

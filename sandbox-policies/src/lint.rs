@@ -160,7 +160,7 @@ impl fmt::Display for Finding {
 }
 
 fn blank(c: &Option<String>) -> bool {
-    c.as_deref().map_or(true, |s| s.trim().is_empty())
+    c.as_deref().is_none_or(|s| s.trim().is_empty())
 }
 
 /// Suffix of an overlay filter: `NAME-errno` answers some calls of filter

@@ -682,7 +682,7 @@ fn combination(program: Program, install: Install, attack: Attack) {
             );
             if attack == Attack::PtraceBroker {
                 let ran = |o: &Outcome| {
-                    o.up || o.exit.map_or(true, |s| s.success())
+                    o.up || o.exit.is_none_or(|s| s.success())
                         || !o.stderr.contains("is being traced")
                 };
                 let n = count(&outcomes, ran);

@@ -51,19 +51,32 @@ const STEPS: [&str; 6] = [
 /// A step of the child that failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ChildError {
+    /// More ring descriptors than the child can place.
     #[error("too many descriptors for the vault ({count}; at most {MAX_FDS})")]
-    TooManyFds { count: usize },
+    TooManyFds {
+        /// How many were asked for.
+        count: usize,
+    },
+    /// A step around the clone failed (opening `/dev/null`, the status
+    /// pipe, reading the new process's status).
     #[error("cannot prepare the vault's start: {what}")]
     Prepare {
+        /// Which step.
         what: &'static str,
+        /// The system call's error.
         #[source]
         source: io::Error,
     },
+    /// `clone3` failed.
     #[error("cannot create the vault process")]
     Clone(#[source] io::Error),
+    /// A step of the new process before it ran the vault failed (it
+    /// reported which, and exited).
     #[error("the new vault process failed {step}")]
     Step {
+        /// Which step: `"placing descriptors"`, `"executing the image"`, ...
         step: &'static str,
+        /// The system call's error.
         #[source]
         source: io::Error,
     },

@@ -41,33 +41,58 @@ const MAX_PROGRAM: u64 = 1 << 30;
 /// Errors of preparing a program to run.
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
+    /// The file failed the trust check, or was not found: the message
+    /// names the path and the reason.
     #[error(transparent)]
     Trust(#[from] TrustError),
+    /// The file is readable by this user, so it must run from an
+    /// execute-only copy, but the kernel refuses executable memfds.
     #[error("the kernel refuses executable memfds (the vm.memfd_noexec sysctl is 2), so {path} cannot be run from an execute-only copy; install it execute-only instead (`sudo make install`), or set vm.memfd_noexec to 0 or 1")]
     NoExecMemfd {
+        /// The program.
         path: PathBuf,
+        /// The `memfd_create` error.
         #[source]
         source: io::Error,
     },
+    /// A step of making the execute-only sealed copy failed.
     #[error("cannot make an execute-only copy of {path}: {step}")]
     Copy {
+        /// The program.
         path: PathBuf,
+        /// Which step (creating, writing, sealing, ...).
         step: &'static str,
+        /// The system call's error.
         #[source]
         source: io::Error,
     },
+    /// The file's size changed while it was copied (someone is writing it).
     #[error(
         "{path} changed while it was being copied (expected {expected} bytes, copied {copied})"
     )]
     Changed {
+        /// The program.
         path: PathBuf,
+        /// Its size when the copy began.
         expected: u64,
+        /// The bytes copied.
         copied: u64,
     },
+    /// The file is larger than any program this project builds (1 GiB).
     #[error("{path} is larger than {MAX_PROGRAM} bytes; refusing to copy it")]
-    TooLarge { path: PathBuf },
+    TooLarge {
+        /// The program.
+        path: PathBuf,
+    },
+    /// The vault descriptor handed across [`crate::protect_process`]'s
+    /// re-exec is not what the first image prepared.
     #[error("the program descriptor handed across the re-exec ({what}) is not an execute-only image: {reason}")]
-    BadHandoff { what: String, reason: String },
+    BadHandoff {
+        /// What was handed over (its path).
+        what: String,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 /// How the program is run.
@@ -250,7 +275,7 @@ impl Image {
     }
 
     /// Whether this process runs from an execute-only sealed copy made by
-    /// [`sealed_copy`] (the broker's own re-exec): its program is a memfd
+    /// `sealed_copy` (the broker's own re-exec): its program is a memfd
     /// (the device of every memfd) of mode 0111. No one can make such a
     /// copy of a program they cannot read, so an installed execute-only
     /// program never passes this.

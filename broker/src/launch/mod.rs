@@ -46,14 +46,25 @@ pub use trust::TrustError;
 /// the process that starts it.
 #[derive(Debug, thiserror::Error)]
 pub enum LaunchError {
+    /// No path was given and no vault is at any of the default places
+    /// ([`vault_candidates`]); the message lists them.
     #[error("no vault binary found; looked for {}: build it with `make build`, install it with `sudo make install`, or give its path", .tried.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" and "))]
-    NotFound { tried: Vec<PathBuf> },
+    NotFound {
+        /// Every path looked at, in order.
+        tried: Vec<PathBuf>,
+    },
+    /// The program's own path, from which the vault is looked for, is
+    /// unknown (`/proc/self/exe` unreadable).
     #[error("cannot locate this program's own executable to find the vault beside it")]
     CurrentExe(#[source] io::Error),
+    /// The vault binary failed the trust check, or could not be prepared
+    /// to run ([`image`]).
     #[error(transparent)]
     Image(#[from] ImageError),
+    /// The vault process could not be started ([`process`]).
     #[error(transparent)]
     Spawn(#[from] SpawnError),
+    /// [`protect_process`] could not protect this process.
     #[error(transparent)]
     Protect(#[from] ProtectError),
 }

@@ -100,28 +100,41 @@ impl fmt::Display for VaultExit {
 /// Errors of starting the vault process.
 #[derive(Debug, thiserror::Error)]
 pub enum SpawnError {
+    /// The new process could not be created or could not run the vault.
     #[error("cannot start the vault {path}")]
     Start {
+        /// The vault program.
         path: String,
+        /// Which step failed.
         #[source]
         source: ChildError,
     },
+    /// A step around the start failed (its output pipe, the thread that
+    /// starts it).
     #[error("cannot start the vault {path}: {what}")]
     Io {
+        /// The vault program.
         path: String,
+        /// Which step.
         what: &'static str,
+        /// The system call's error.
         #[source]
         source: io::Error,
     },
 }
 
-/// What the vault is started with.
+/// What the vault is started with (its command line).
 #[derive(Debug, Clone)]
 pub struct VaultArgs {
+    /// RSA modulus size (`--key-bits`).
     pub key_bits: u32,
+    /// Secure heap arena size (`--heap-size`); the vault's default if `None`.
     pub heap_size: Option<usize>,
+    /// Secure heap minimum allocation (`--heap-min`).
     pub heap_min: Option<usize>,
+    /// The vault's sandbox mode (`--sandbox`).
     pub sandbox_mode: common::sandbox::Mode,
+    /// Further arguments, passed as they are (the suites' `--selftest`).
     pub extra: Vec<String>,
 }
 
@@ -176,8 +189,8 @@ pub struct VaultProcess {
 
 impl VaultProcess {
     /// Starts `image` with its lanes' rings at fds 3.. (and their secret
-    /// data parts after them, if any), its standard error drained by
-    /// [`Output`].
+    /// data parts after them, if any), its standard error drained by a
+    /// thread of the broker ([`super::output`]).
     pub fn spawn(
         image: &Image,
         rings: &[BorrowedFd<'_>],

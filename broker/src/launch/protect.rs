@@ -63,7 +63,10 @@ pub enum Protection {
     /// Started from a file its user can read (`from`), then re-executed
     /// from an execute-only sealed copy: non-dumpable since. Its first
     /// moments were open to processes of its uid.
-    Reexecuted { from: PathBuf },
+    Reexecuted {
+        /// The file it was first started from.
+        from: PathBuf,
+    },
     /// Running as root, or with a capability that reads every file: the
     /// kernel's execute-only protection cannot apply, and the processes of
     /// the same uid are root's.
@@ -107,22 +110,37 @@ impl Protection {
 /// Errors of [`protect_process`].
 #[derive(Debug, thiserror::Error)]
 pub enum ProtectError {
+    /// Hardening failed (non-dumpable, no core files), or a tracer is
+    /// attached to this process.
     #[error(transparent)]
     Harden(#[from] HardenError),
+    /// `/proc/self/exe` could not be opened to copy the program.
     #[error("cannot find this program's own file")]
     OwnFile(#[source] io::Error),
+    /// The execute-only copy of this program could not be made (the
+    /// kernel refuses executable memfds, say: the message says what to do).
     #[error("cannot re-execute from an execute-only copy")]
     Image(#[source] ImageError),
+    /// A step of the re-exec failed.
     #[error("cannot re-execute from an execute-only copy: {what}")]
     Reexec {
+        /// Which step.
         what: &'static str,
+        /// The system call's error.
         #[source]
         source: io::Error,
     },
+    /// The re-exec's handoff variables are set, but this process is not a
+    /// re-executed copy: someone set them to slip a vault past the check.
     #[error("{ENV_VAULT_FD} is set, but this process was not started from its own execute-only copy: the variable is forged or stale; unset it")]
     ForgedHandoff,
+    /// The handoff variable does not hold a usable descriptor.
     #[error("{ENV_VAULT_FD}={value:?} is not a descriptor number")]
-    BadHandoff { value: String },
+    BadHandoff {
+        /// Its value.
+        value: String,
+    },
+    /// [`protect_process`] was called a second time.
     #[error("protect_process must be called once, before any vault is started")]
     Twice,
 }

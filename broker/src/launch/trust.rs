@@ -30,19 +30,35 @@ use common::sys::cvt;
 /// Errors of the trust check.
 #[derive(Debug, thiserror::Error)]
 pub enum TrustError {
+    /// The file, or a directory on its path, does not exist.
     #[error("vault binary {path} not found")]
     NotFound {
+        /// The path given.
         path: PathBuf,
+        /// The error of the step that did not find it.
         #[source]
         source: io::Error,
     },
+    /// The file or a directory above it fails the check: the reason names
+    /// which and why (its owner, a mode writable by others, not a regular
+    /// file, set-user-ID).
     #[error("refusing the vault binary {path}: {reason}")]
-    Refused { path: PathBuf, reason: String },
+    Refused {
+        /// The path given.
+        path: PathBuf,
+        /// What is wrong, and with which file or directory.
+        reason: String,
+    },
+    /// A system call of the check failed.
     #[error("cannot check the vault binary {path}: {op} {at}")]
     Io {
+        /// The path given.
         path: PathBuf,
+        /// The call (`open`, `fstat`, ...).
         op: &'static str,
+        /// The file or directory it was made on.
         at: PathBuf,
+        /// Its error.
         #[source]
         source: io::Error,
     },

@@ -620,7 +620,7 @@ fn main() {
     let only = std::env::var("BENCH_ONLY").ok();
     let section = |name: &str| {
         only.as_deref()
-            .map_or(true, |o| o.split(',').any(|s| s == name))
+            .is_none_or(|o| o.split(',').any(|s| s == name))
     };
     if section("round-trip") {
         println!("\nRound trip between two processes, without cryptography (microseconds)");

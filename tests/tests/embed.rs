@@ -1,0 +1,189 @@
+//! The example an application starts from (`broker/examples/embed.rs`),
+//! run the ways the README ("Using the library") tells a user: installed
+//! as `make install` lays programs out (it finds its vault in
+//! `../libexec/privsep-vault/`), with the vault's path as its argument,
+//! and from where cargo puts it (`target/<profile>/examples/`, with no
+//! vault near it: the error names the paths it tried).
+//!
+//! `cargo test --workspace` builds the examples before any suite runs
+//! (`make test` also builds them explicitly).
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// The password the example is given on its standard input.
+const PASSWORD: &str = "correct horse battery staple";
+
+/// The example as cargo built it.
+fn example() -> PathBuf {
+    let p = suites::bin_dir().join("examples").join("embed");
+    assert!(
+        p.is_file(),
+        "{} not found: `cargo test --workspace` (or `cargo build -p broker --example embed`) builds it",
+        p.display()
+    );
+    p
+}
+
+/// A fresh root-owned 0755 directory under the temp dir (which the trust
+/// check accepts: /tmp is root-owned and sticky).
+fn fixture_dir(tag: &str) -> PathBuf {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let d = std::env::temp_dir().join(format!("privsep-{tag}-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    d
+}
+
+/// Runs `program ARGS` with the password on its standard input, as `nobody`
+/// through a shell of that uid when `as_nobody` (the way a user starts a
+/// program: no capabilities left at the `execve`), else as root. Returns
+/// the exit code, stdout and stderr.
+fn run(program: &Path, args: &[&Path], as_nobody: bool) -> (Option<i32>, String, String) {
+    let mut cmd = Command::new("/bin/sh");
+    cmd.arg("-c")
+        .arg("exec \"$0\" \"$@\"")
+        .arg(program)
+        .args(args)
+        .current_dir("/")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if as_nobody {
+        cmd.uid(suites::NOBODY).gid(suites::NOBODY);
+    }
+    let mut child = cmd.spawn().unwrap();
+    // The example may exit before it reads (no vault found): a broken pipe
+    // is its answer, not a failure here.
+    let _ = child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{PASSWORD}\n").as_bytes());
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// What every successful run prints, whoever runs it from wherever.
+fn assert_went_through_the_vault(out: &str, err: &str) {
+    let len = PASSWORD.len();
+    for line in [
+        format!("embed: stored \"db-password\" ({len} bytes)"),
+        format!("embed: with_secret lent {len} bytes to the closure"),
+        "embed: vault exited cleanly".to_owned(),
+    ] {
+        assert!(out.contains(&line), "{line:?} missing:\n{out}\n{err}");
+    }
+    assert!(
+        !out.contains(PASSWORD) && !err.contains(PASSWORD),
+        "the password was printed:\n{out}\n{err}"
+    );
+}
+
+#[test]
+fn installed_as_make_install_lays_it_out_the_example_finds_its_vault_and_is_protected_from_its_start(
+) {
+    let prefix = fixture_dir("embed-prefix");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("repository root");
+    let profile = suites::bin_dir()
+        .file_name()
+        .and_then(|p| p.to_str())
+        .expect("profile")
+        .to_owned();
+    assert_eq!(
+        suites::bin_dir(),
+        root.join("target").join(&profile),
+        "`make install-bins` installs from target/{profile}/ of the checkout"
+    );
+    let st = Command::new("make")
+        .args(["-s", "-C"])
+        .arg(root)
+        .arg("install-bins")
+        .arg(format!("PREFIX={}", prefix.display()))
+        .arg(format!("PROFILE={profile}"))
+        .status()
+        .expect("make");
+    assert!(st.success(), "make install-bins failed");
+    // The application installed the same way: root-owned, execute-only.
+    let program = prefix.join("bin/embed");
+    suites::install_file(&example(), &program, 0o711);
+    let (code, out, err) = run(&program, &[], true);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert!(
+        out.contains("embed: installed execute-only: non-dumpable from its first instruction"),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "run from {}, installed execute-only",
+            prefix.join("libexec/privsep-vault/vault").display()
+        )),
+        "{out}"
+    );
+    assert!(!err.contains("warning"), "{err}");
+    assert_went_through_the_vault(&out, &err);
+    let _ = std::fs::remove_dir_all(prefix);
+}
+
+#[test]
+fn given_the_vault_path_the_example_runs_from_a_readable_copy_and_warns() {
+    let dir = suites::copy_for_nobody(&["vault"]);
+    let program = dir.join("embed");
+    suites::install_file(&example(), &program, 0o755);
+    let vault = dir.join("vault");
+    let (code, out, err) = run(&program, &[&vault], true);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert!(
+        out.contains(
+            "embed: started from a readable file, re-executed from an execute-only sealed copy"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "run from an execute-only sealed copy (memfd, mode 0111) of {}",
+            vault.display()
+        )),
+        "{out}"
+    );
+    assert!(
+        err.contains("can be read by the user running it") && err.contains("execute-only"),
+        "{err}"
+    );
+    assert_went_through_the_vault(&out, &err);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn where_cargo_puts_the_example_no_vault_is_found_and_the_error_names_the_paths_tried() {
+    let program = example();
+    let (code, out, err) = run(&program, &[], false);
+    assert_eq!(code, Some(1), "{out}\n{err}");
+    let dir = suites::bin_dir();
+    assert!(
+        err.contains(&format!(
+            "no vault binary found; looked for {} and {}",
+            dir.join("libexec/privsep-vault/vault").display(),
+            dir.join("examples/vault").display()
+        )),
+        "{err}"
+    );
+    assert!(err.contains("or give its path"), "{err}");
+    assert!(out.is_empty(), "{out}");
+    // Positive control: the same program, given the built vault, runs.
+    let (code, out, err) = run(&program, &[&suites::binary("vault")], false);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert!(out.contains("embed: running as root"), "{out}");
+    assert_went_through_the_vault(&out, &err);
+}
