@@ -35,6 +35,7 @@ options:
   -V, --version         the version";
 
 fn main() -> ExitCode {
+    common::openssl_init::without_error_strings();
     let mut args = std::env::args_os().skip(1);
     match args.next().as_ref().and_then(|a| a.to_str()) {
         Some("demo") => {}

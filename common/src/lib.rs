@@ -9,6 +9,7 @@
 //! - [`secretmem`]: `memfd_secret(2)`, memory even root cannot read.
 //! - [`budget`]: the one memory-lock budget of both processes.
 //! - [`harden`]: process hardening used by both sides.
+//! - [`openssl_init`]: OpenSSL initialised without its error strings.
 //! - [`sandbox`]: installing a seccomp filter compiled at build time, and
 //!   the learning mode's SIGSYS handler.
 //! - [`sys`]: the thin syscall wrappers; most `unsafe` of this crate is here.
@@ -18,6 +19,7 @@
 
 pub mod budget;
 pub mod harden;
+pub mod openssl_init;
 pub mod protocol;
 pub mod ring;
 pub mod sandbox;

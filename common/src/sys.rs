@@ -119,8 +119,19 @@ impl Mapping {
     }
 
     /// Locks the pages in RAM so they are never written to swap.
+    ///
+    /// Pages are locked as they are first touched (`MLOCK_ONFAULT`): a page
+    /// never used takes no memory, and a page once used can never be
+    /// swapped. Where the kernel lacks `mlock2`, every page is locked now.
     pub fn lock(&self) -> io::Result<()> {
+        const MLOCK_ONFAULT: libc::c_uint = 1;
         // SAFETY: the range is exactly this live mapping.
+        let r =
+            unsafe { libc::syscall(libc::SYS_mlock2, self.ptr.as_ptr(), self.len, MLOCK_ONFAULT) };
+        if r == 0 {
+            return Ok(());
+        }
+        // SAFETY: as above.
         cvt(unsafe { libc::mlock(self.ptr.as_ptr().cast(), self.len) }).map(drop)
     }
 

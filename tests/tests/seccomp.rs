@@ -240,6 +240,7 @@ fn template(syscall: &str) -> Option<Vec<String>> {
         "tgkill" => &["self", "tid", "6"],
         "rt_sigaction" => &["6", "0", "buf", "8"],
         "ioctl" => &["0", "0x5401", "buf"],
+        "mlock2" => &["page", "4096", "1"],
         "fcntl" => &["0", "1"],
         "wait4" => &["-1", "0", "1", "0"],
         "pidfd_send_signal" => &["pidfd", "15", "0", "0"],

@@ -319,6 +319,7 @@ fn main() -> ExitCode {
 
     // Step 3: OpenSSL reads its configuration and seeds its DRBG now, while
     // files and the first getrandom are still allowed; then the filter.
+    common::openssl_init::without_error_strings();
     openssl::init();
     step!(
         "checking OpenSSL's allocator",
