@@ -97,8 +97,11 @@ pub struct Config {
     #[doc(hidden)]
     pub vault_args: Vec<String>,
     /// What the rings are made of. Default [`Backing::SealedMemfd`];
-    /// [`Backing::Secret`] is `memfd_secret` memory, which even root cannot
-    /// read, and then the broker's plaintext buffers are secret memory too.
+    /// [`Backing::Secret`] is `memfd_secret` memory, out of the kernel's
+    /// direct map: a passive read by root (`/proc/PID/mem`, ptrace
+    /// `PEEKDATA`, `process_vm_readv`) fails, though root that drives the
+    /// process with ptrace still wins; the broker's plaintext buffers are
+    /// then secret memory too.
     pub ring: Backing,
     /// Most secrets stored at once; one more is [`Error::TooManySecrets`].
     /// Default [`MAX_SECRETS`] (4096).

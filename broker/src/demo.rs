@@ -249,7 +249,7 @@ fn show_sandbox(b: &Broker) {
         RingBacking::Secret => {
             let seals = b.ring_seals();
             println!(
-                "  rings: {} lane(s), one vault thread each; data in memfd_secret ({} KiB each): out of the kernel's direct map, unreadable even by root; size set once ✓",
+                "  rings: {} lane(s), one vault thread each; data in memfd_secret ({} KiB each): out of the kernel's direct map, so a passive read even by root fails; size set once ✓",
                 b.lanes(),
                 common::ring::DATA_REGION_LEN / 1024
             );

@@ -6,7 +6,8 @@
 //!   memfd received from the peer before it is mapped.
 //! - [`protocol`]: the versioned binary wire format.
 //! - [`secret`]: page-backed, locked, never-dumped buffers for plaintext.
-//! - [`secretmem`]: `memfd_secret(2)`, memory even root cannot read.
+//! - [`secretmem`]: `memfd_secret(2)`, memory a passive read by root
+//!   cannot reach.
 //! - [`budget`]: the one memory-lock budget of both processes.
 //! - [`harden`]: process hardening used by both sides.
 //! - [`openssl_init`]: OpenSSL initialised without its error strings.
