@@ -7,19 +7,49 @@
 //!    and show the evidence that each side wiped its copy;
 //! 5. on a signal or after `--iterations`, shut both processes down.
 
-use std::ffi::OsString;
-use std::io::Write;
-use std::path::PathBuf;
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
+use std::io::{IsTerminal, Write};
+use std::ops::RangeInclusive;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use broker::client::{DEFAULT_MAX_LANES, MAX_SECRET_LEN};
 use broker::terminal::{self, PasswordError, PasswordSource};
 use broker::{Broker, Config, HeapStatus, Protection, RingBacking, SandboxMode};
 use common::protocol::PRIVATE_NUMBERS;
 
+use crate::exit;
 use crate::signals::Signals;
 
 const SECRET_NAME: &str = "demo-password";
+
+/// The longest password the demo reads. Above what one RSA-OAEP-SHA256 block
+/// holds ([`Broker::direct_secret_len`], 190 bytes at 2048 bits),
+/// [`Broker::store`] seals it in an AES-256-GCM envelope.
+pub const MAX_PASSWORD_LEN: usize = 1024;
+const _: () = assert!(MAX_PASSWORD_LEN <= MAX_SECRET_LEN);
+
+/// The largest secure heap the vault accepts (`vault::heap::MAX_ARENA`;
+/// the broker does not link the vault's crate, the demo suite checks that
+/// the two agree).
+pub const MAX_HEAP_SIZE: usize = 4 * 1024 * 1024;
+
+/// `--iterations`: 0 reads would be no demo; no upper bound but the type's.
+pub const ITERATIONS: RangeInclusive<u64> = 1..=u64::MAX;
+/// `--interval-ms`: up to a day.
+pub const INTERVAL_MS: RangeInclusive<u64> = 0..=86_400_000;
+
+/// What the command line asks for.
+#[derive(Debug)]
+pub enum Command {
+    /// `-h` or `--help` among the options.
+    Help,
+    /// Run the demo.
+    Run(Options),
+}
 
 /// The demo's options.
 #[derive(Debug)]
@@ -36,14 +66,40 @@ pub struct Options {
     ring: RingBacking,
 }
 
-impl Options {
-    /// The vault binary asked for, if any.
-    pub fn vault(&self) -> Option<&std::path::Path> {
-        self.vault.as_deref()
-    }
+/// One argument after `demo`: `--name value` or `--name=value`.
+struct Arg {
+    name: String,
+    /// The value given with `=`, if any.
+    inline: Option<OsString>,
+}
 
-    /// Parses the options after `demo`.
+impl Arg {
+    fn split(arg: OsString) -> Result<Self, String> {
+        let bytes = arg.as_bytes();
+        let (name, inline) = match bytes.iter().position(|&b| b == b'=') {
+            Some(eq) if bytes.starts_with(b"--") => (
+                OsStr::from_bytes(&bytes[..eq]),
+                Some(OsStr::from_bytes(&bytes[eq + 1..]).to_owned()),
+            ),
+            _ => (arg.as_os_str(), None),
+        };
+        let name = name
+            .to_str()
+            .ok_or_else(|| format!("unknown option {name:?}"))?
+            .to_owned();
+        Ok(Self { name, inline })
+    }
+}
+
+impl Command {
+    /// Parses the arguments after `demo`. `-h` or `--help` anywhere wins
+    /// over any error. An error is one line naming the argument and, for a
+    /// value, the values accepted.
     pub fn parse(args: impl Iterator<Item = OsString>) -> Result<Self, String> {
+        let args: Vec<OsString> = args.collect();
+        if args.iter().any(|a| a == "-h" || a == "--help") {
+            return Ok(Self::Help);
+        }
         let mut o = Options {
             iterations: None,
             interval: Duration::from_millis(1000),
@@ -56,87 +112,192 @@ impl Options {
             vault_args: Vec::new(),
             ring: RingBacking::SealedMemfd,
         };
-        // `--name=value` is split into `--name value`.
-        let mut split = Vec::new();
-        for arg in args {
-            let arg = arg
-                .into_string()
-                .map_err(|a| format!("argument {a:?} is not UTF-8"))?;
-            match arg.split_once('=') {
-                Some((name, value)) if name.starts_with("--") => {
-                    split.push(OsString::from(name));
-                    split.push(OsString::from(value));
-                }
-                _ => split.push(OsString::from(arg)),
-            }
-        }
-        let mut args = split.into_iter();
+        let mut args = args.into_iter();
         while let Some(arg) = args.next() {
-            let arg = arg.into_string().unwrap_or_default();
-            let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
-            let number = |name: &str, v: OsString| -> Result<u64, String> {
-                v.to_str()
-                    .and_then(|s| s.parse().ok())
-                    .ok_or_else(|| format!("{name}: {v:?} is not a number"))
+            let Arg { name, mut inline } = Arg::split(arg)?;
+            let name = name.as_str();
+            let mut value = || {
+                inline
+                    .take()
+                    .or_else(|| args.next())
+                    .ok_or_else(|| format!("{name} needs a value"))
             };
-            match arg.as_str() {
-                "--iterations" => {
-                    o.iterations = Some(number("--iterations", value("--iterations")?)?)
-                }
+            match name {
+                "--iterations" => o.iterations = Some(number(name, &value()?, ITERATIONS)?),
                 "--interval-ms" => {
-                    o.interval =
-                        Duration::from_millis(number("--interval-ms", value("--interval-ms")?)?)
+                    o.interval = Duration::from_millis(number(name, &value()?, INTERVAL_MS)?)
                 }
                 "--key-bits" => {
-                    let b = number("--key-bits", value("--key-bits")?)?;
-                    o.key_bits = match b {
-                        2048 | 3072 | 4096 => u32::try_from(b).unwrap_or(2048),
+                    let v = value()?;
+                    o.key_bits = match v.to_str() {
+                        Some("2048") => 2048,
+                        Some("3072") => 3072,
+                        Some("4096") => 4096,
                         _ => {
                             return Err(format!(
-                                "--key-bits {b} is not offered; use 2048, 3072 or 4096"
+                                "{name} {v:?} is not offered; use 2048, 3072 or 4096"
                             ))
                         }
-                    };
-                }
-                "--heap-size" => {
-                    let n = number("--heap-size", value("--heap-size")?)?;
-                    let n =
-                        usize::try_from(n).map_err(|_| "--heap-size is too large".to_owned())?;
-                    if !n.is_power_of_two() {
-                        return Err(format!(
-                            "--heap-size {n} is not a power of two (e.g. 65536 or 131072)"
-                        ));
                     }
-                    o.heap_size = Some(n);
                 }
+                "--heap-size" => o.heap_size = Some(heap_size(&value()?)?),
                 "--password-stdin" => o.password_stdin = true,
-                "--public-key-out" => {
-                    o.public_key_out = Some(PathBuf::from(value("--public-key-out")?))
-                }
-                "--vault" => o.vault = Some(PathBuf::from(value("--vault")?)),
+                "--public-key-out" => o.public_key_out = Some(PathBuf::from(value()?)),
+                "--vault" => o.vault = Some(PathBuf::from(value()?)),
                 "--ring" => {
-                    let v = value("--ring")?.into_string().unwrap_or_default();
-                    o.ring = RingBacking::parse(&v)
-                        .ok_or_else(|| format!("--ring {v:?}: use sealed or secret"))?;
+                    let v = value()?;
+                    o.ring = v
+                        .to_str()
+                        .and_then(RingBacking::parse)
+                        .ok_or_else(|| format!("{name} {v:?}: use sealed or secret"))?;
                 }
                 "--sandbox-learning" => {
-                    let v = value("--sandbox-learning")?
-                        .into_string()
-                        .unwrap_or_default();
-                    o.sandbox_mode = match SandboxMode::parse(&v) {
+                    let v = value()?;
+                    o.sandbox_mode = match v.to_str().and_then(SandboxMode::parse) {
                         Some(m) if m.is_learning() => m,
-                        _ => return Err(format!("--sandbox-learning {v:?}: use trap or log")),
+                        _ => return Err(format!("{name} {v:?}: use trap or log")),
                     };
                 }
                 // For the regression suite: passed through to the vault
                 // (e.g. `--vault-arg --selftest --vault-arg panic`).
-                "--vault-arg" => o
-                    .vault_args
-                    .push(value("--vault-arg")?.into_string().unwrap_or_default()),
-                other => return Err(format!("unknown option {other:?}")),
+                "--vault-arg" => o.vault_args.push(
+                    value()?
+                        .into_string()
+                        .map_err(|v| format!("{name} {v:?} is not UTF-8"))?,
+                ),
+                "-h" | "--help" => return Err(format!("{name} takes no value")),
+                other if other.starts_with('-') => return Err(format!("unknown option {other:?}")),
+                other => {
+                    return Err(format!(
+                        "unexpected argument {other:?} (options start with --)"
+                    ))
+                }
+            }
+            if inline.is_some() {
+                return Err(format!("{name} takes no value"));
             }
         }
-        Ok(o)
+        Ok(Self::Run(o))
+    }
+}
+
+/// A whole number in `range`, or an error naming the range.
+fn number(name: &str, v: &OsStr, range: RangeInclusive<u64>) -> Result<u64, String> {
+    v.to_str()
+        .and_then(|s| s.parse().ok())
+        .filter(|n| range.contains(n))
+        .ok_or_else(|| {
+            format!(
+                "{name} {v:?} is not a whole number from {} to {}",
+                range.start(),
+                range.end()
+            )
+        })
+}
+
+/// Lanes the vault will serve with a `heap` arena: as [`Broker::spawn`]
+/// chooses them (one per CPU up to [`DEFAULT_MAX_LANES`], fewer if the
+/// memory-lock limit requires).
+fn planned_lanes(heap: usize) -> usize {
+    let wanted = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(DEFAULT_MAX_LANES);
+    common::budget::plan(None, wanted, Some(heap), common::budget::memlock_limit())
+        .map_or(wanted, |p| p.lanes)
+}
+
+/// `--heap-size`: a power of two the vault will accept with the lanes it
+/// will have, from `common::budget::min_arena` to [`MAX_HEAP_SIZE`]; checked
+/// here, before anything starts, rather than by the vault after it started.
+fn heap_size(v: &OsStr) -> Result<usize, String> {
+    let n = v.to_str().and_then(|s| s.parse::<usize>().ok());
+    let lanes = planned_lanes(n.unwrap_or(MAX_HEAP_SIZE));
+    let min = common::budget::min_arena(lanes);
+    n.filter(|n| n.is_power_of_two() && (min..=MAX_HEAP_SIZE).contains(n))
+        .ok_or_else(|| {
+            format!(
+                "--heap-size {v:?} is not accepted: use a power of two from {min} (what the vault needs with {lanes} {}) to {MAX_HEAP_SIZE}",
+                if lanes == 1 { "lane" } else { "lanes" }
+            )
+        })
+}
+
+impl Options {
+    /// The vault binary asked for, if any.
+    pub fn vault(&self) -> Option<&Path> {
+        self.vault.as_deref()
+    }
+
+    /// Refusals that need nothing started, and no effect on anything:
+    /// made before the start-up protection and the vault, so that a key is
+    /// never generated for a run that could not go on.
+    pub fn preflight(&self) -> Result<(), String> {
+        if !self.password_stdin && !std::io::stdin().is_terminal() {
+            return Err(PasswordError::NotATerminal.to_string());
+        }
+        Ok(())
+    }
+}
+
+/// `--public-key-out`: the file, opened before the vault starts (so that a
+/// path that cannot be written is refused before a key is generated),
+/// written once the key exists. A file this run created is removed if the
+/// run ends before writing it.
+struct KeyFile {
+    path: PathBuf,
+    file: File,
+    created: bool,
+}
+
+impl KeyFile {
+    fn open(path: &Path) -> Result<Self, String> {
+        let refused = |e: std::io::Error| {
+            format!(
+                "--public-key-out {}: cannot open it for writing: {e}",
+                path.display()
+            )
+        };
+        let (file, created) = match File::options().write(true).create_new(true).open(path) {
+            Ok(f) => (f, true),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => (
+                File::options().write(true).open(path).map_err(refused)?,
+                false,
+            ),
+            Err(e) => return Err(refused(e)),
+        };
+        Ok(Self {
+            path: path.to_owned(),
+            file,
+            created,
+        })
+    }
+
+    /// Replaces the file's contents with `pem`. Consumes the handle: once
+    /// written, nothing is removed (the broker's own sandbox, installed
+    /// next, would not allow it).
+    fn write(mut self, pem: &[u8]) -> Result<PathBuf, String> {
+        let written = self
+            .file
+            .set_len(0)
+            .and_then(|()| self.file.write_all(pem))
+            .and_then(|()| self.file.sync_all());
+        let path = std::mem::take(&mut self.path);
+        self.created = false;
+        match written {
+            Ok(()) => Ok(path),
+            Err(e) => Err(format!(
+                "cannot write the public key to {}: {e}",
+                path.display()
+            )),
+        }
+    }
+}
+
+impl Drop for KeyFile {
+    fn drop(&mut self) {
+        if self.created {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 }
 
@@ -315,8 +476,24 @@ fn show_protection(b: &Broker, protection: &Protection) {
     );
 }
 
-/// Runs the demo; the exit code is 0 after a graceful shutdown.
+/// The exit status `code`.
+fn status(code: u8) -> ExitCode {
+    ExitCode::from(code)
+}
+
+/// Runs the demo. The exit status is one of [`exit`]: `SUCCESS` after the
+/// reads or a signal in the loop, each failure its own.
 pub fn run(opts: &Options, mut signals: Signals, protection: &Protection) -> ExitCode {
+    // Opened before anything starts: a path that cannot be written is
+    // refused before a key is generated for nothing.
+    let key_file = match opts.public_key_out.as_deref().map(KeyFile::open) {
+        None => None,
+        Some(Ok(f)) => Some(f),
+        Some(Err(msg)) => {
+            eprintln!("broker: {msg}");
+            return status(exit::USAGE);
+        }
+    };
     println!("privsep-vault demo: a sandboxed vault holds an RSA key in OpenSSL's secure heap;");
     println!(
         "the broker keeps only ciphertext and lends plaintext to a closure, wiping every copy.\n"
@@ -341,7 +518,7 @@ pub fn run(opts: &Options, mut signals: Signals, protection: &Protection) -> Exi
         Ok(b) => b,
         Err(e) => {
             eprintln!("broker: cannot start the vault: {}", error_chain(&e));
-            return ExitCode::FAILURE;
+            return status(exit::VAULT_FAILED);
         }
     };
     println!(
@@ -349,17 +526,17 @@ pub fn run(opts: &Options, mut signals: Signals, protection: &Protection) -> Exi
         broker.vault_pid(),
         started.elapsed().as_millis()
     );
-    let status = match broker.heap_status() {
+    let heap = match broker.heap_status() {
         Ok(s) => s,
         Err(e) => return fail(&broker, &e),
     };
-    show_heap(&status, status.verified());
+    show_heap(&heap, heap.verified());
     show_sandbox(&broker);
     show_protection(&broker, protection);
-    if !status.verified() {
-        eprintln!("broker: the vault's secure heap verification failed; stopping");
+    if !heap.verified() {
+        eprintln!("broker: the vault's secure heap verification failed (see ✗ above); stopping");
         let _ = broker.shutdown();
-        return ExitCode::FAILURE;
+        return status(exit::CHECK_FAILED);
     }
 
     println!("\n[2/4] public key");
@@ -367,20 +544,17 @@ pub fn run(opts: &Options, mut signals: Signals, protection: &Protection) -> Exi
         "  SHA-256 fingerprint of the DER public key:\n  {}",
         hex(&broker.fingerprint())
     );
-    if let Some(path) = &opts.public_key_out {
+    if let Some(file) = key_file {
         let written = broker
             .public_key_pem()
-            .map_err(|e| e.to_string())
-            .and_then(|pem| std::fs::write(path, pem).map_err(|e| e.to_string()));
+            .map_err(|e| format!("cannot export the public key: {}", error_chain(&e)))
+            .and_then(|pem| file.write(&pem));
         match written {
-            Ok(()) => println!("  written to {} (PEM)", path.display()),
-            Err(e) => {
-                eprintln!(
-                    "broker: cannot write the public key to {}: {e}",
-                    path.display()
-                );
+            Ok(path) => println!("  written to {} (PEM)", path.display()),
+            Err(msg) => {
+                eprintln!("broker: {msg}");
                 let _ = broker.shutdown();
-                return ExitCode::FAILURE;
+                return status(exit::VAULT_FAILED);
             }
         }
     }
@@ -399,25 +573,27 @@ pub fn run(opts: &Options, mut signals: Signals, protection: &Protection) -> Exi
         Err(e) => {
             eprintln!("broker: cannot sandbox the broker: {}", error_chain(&e));
             let _ = broker.shutdown();
-            return ExitCode::FAILURE;
+            return status(exit::VAULT_FAILED);
         }
     }
 
     println!("\n[3/4] password");
     let source = if opts.password_stdin {
+        println!(
+            "  reading the password from standard input: 1 to {MAX_PASSWORD_LEN} bytes, up to the first newline or the end of the input"
+        );
         PasswordSource::Stdin
     } else {
+        println!(
+            "  1 to {MAX_PASSWORD_LEN} bytes; Backspace erases a character, Ctrl-U the line, Ctrl-C cancels"
+        );
         PasswordSource::Terminal
     };
-    if opts.password_stdin {
-        println!("  reading the password from standard input (up to a newline)");
-    }
     let _ = std::io::stdout().flush();
-    let limit = broker.direct_secret_len();
     let password = match terminal::read_password(
         source,
         "  password (not echoed): ",
-        limit,
+        MAX_PASSWORD_LEN,
         Some(signals.fd()),
     ) {
         Ok(p) => p,
@@ -426,23 +602,42 @@ pub fn run(opts: &Options, mut signals: Signals, protection: &Protection) -> Exi
                 .take()
                 .map_or(what.to_owned(), |s| s.as_str().to_owned());
             println!("  interrupted by {why} at the password prompt; nothing was kept");
-            return shutdown(&broker);
+            return shutdown(&broker, exit::CANCELLED);
+        }
+        Err(PasswordError::InputEnded) => {
+            println!("  the input ended at the password prompt; nothing was kept");
+            return shutdown(&broker, exit::CANCELLED);
         }
         Err(e) => {
             eprintln!("broker: {}", error_chain(&e));
             let _ = broker.shutdown();
-            return ExitCode::FAILURE;
+            return status(exit::PASSWORD_REFUSED);
         }
     };
     let len = password.len();
+    let direct = broker.direct_secret_len();
     if let Err(e) = broker.store(SECRET_NAME, password) {
         return fail(&broker, &e);
     }
-    println!(
-        "  {len} bytes read into a locked buffer, encrypted with RSA-OAEP-SHA256 ({} bytes of ciphertext kept as {SECRET_NAME:?});",
-        broker.key_bytes()
-    );
-    println!("  the plaintext buffer was wiped at once");
+    if len <= direct {
+        println!(
+            "  {len} bytes read into a locked buffer, encrypted with RSA-OAEP-SHA256 ({} bytes of ciphertext kept as {SECRET_NAME:?});",
+            broker.key_bytes()
+        );
+        println!("  the plaintext buffer was wiped at once");
+    } else {
+        println!(
+            "  {len} bytes read into a locked buffer: more than one RSA-OAEP-SHA256 block holds ({direct} bytes),"
+        );
+        println!(
+            "  so sealed in an AES-256-GCM envelope: a fresh data key encrypted them ({len} bytes of ciphertext),"
+        );
+        println!(
+            "  and RSA-OAEP-SHA256 wrapped that key ({} bytes), kept as {SECRET_NAME:?};",
+            broker.key_bytes()
+        );
+        println!("  the plaintext buffer and the data key were wiped at once");
+    }
 
     println!(
         "\n[4/4] reading the password through the vault{}",
@@ -491,7 +686,7 @@ pub fn run(opts: &Options, mut signals: Signals, protection: &Protection) -> Exi
         if !alloc_ok || !vault_wiped || !evidence.all_wiped() {
             eprintln!("broker: a check failed (see ✗ above); stopping");
             let _ = broker.shutdown();
-            return ExitCode::FAILURE;
+            return status(exit::CHECK_FAILED);
         }
         let last = opts.iterations.is_some_and(|n| i >= n);
         if !last {
@@ -501,29 +696,32 @@ pub fn run(opts: &Options, mut signals: Signals, protection: &Protection) -> Exi
             }
         }
     }
-    shutdown(&broker)
+    shutdown(&broker, exit::SUCCESS)
 }
 
-fn shutdown(broker: &Broker) -> ExitCode {
+/// Shuts the vault down; `code` if it exits cleanly, else `VAULT_FAILED`.
+fn shutdown(broker: &Broker, code: u8) -> ExitCode {
     println!("\nshutting down: asking the vault to wipe its key and exit");
     match broker.shutdown() {
-        Ok(exit) if exit.is_clean() => {
-            println!("  vault {exit}; rings wiped; the broker's buffers are wiped on exit");
-            ExitCode::SUCCESS
+        Ok(end) if end.is_clean() => {
+            println!("  vault {end}; rings wiped; the broker's buffers are wiped on exit");
+            status(code)
         }
-        Ok(exit) => {
-            eprintln!("broker: vault {exit}");
-            ExitCode::FAILURE
+        Ok(end) => {
+            eprintln!("broker: vault {end}");
+            status(exit::VAULT_FAILED)
         }
         Err(e) => {
             eprintln!("broker: {}", error_chain(&e));
-            ExitCode::FAILURE
+            status(exit::VAULT_FAILED)
         }
     }
 }
 
+/// A request to the vault failed: the vault died, timed out, refused or
+/// broke the protocol.
 fn fail(broker: &Broker, e: &broker::Error) -> ExitCode {
     eprintln!("broker: {}", error_chain(e));
     let _ = broker.shutdown();
-    ExitCode::FAILURE
+    status(exit::VAULT_FAILED)
 }

@@ -8,8 +8,9 @@
 //! mask: `launch::child` unblocks every signal just before its exec.
 
 use std::os::fd::{AsFd, BorrowedFd};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
@@ -65,13 +66,22 @@ impl Signals {
         }
     }
 
-    /// Waits up to `timeout` for a signal.
+    /// Waits up to `timeout` for a signal, the whole of it: poll(2) takes at
+    /// most `u16::MAX` milliseconds here, so a longer wait is made of several.
     pub fn wait(&mut self, timeout: Duration) -> Option<Signal> {
-        let ms = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
-        let mut fds = [PollFd::new(self.fd.as_fd(), PollFlags::POLLIN)];
-        match poll(&mut fds, PollTimeout::from(ms)) {
-            Ok(n) if n > 0 => self.take(),
-            _ => None,
+        let deadline = Instant::now().checked_add(timeout);
+        loop {
+            let left = deadline.map_or(Duration::MAX, |d| {
+                d.saturating_duration_since(Instant::now())
+            });
+            // Rounded up: a wait never ends early.
+            let ms = u16::try_from(left.as_nanos().div_ceil(1_000_000)).unwrap_or(u16::MAX);
+            let mut fds = [PollFd::new(self.fd.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut fds, PollTimeout::from(ms)) {
+                Ok(n) if n > 0 => return self.take(),
+                Ok(_) | Err(Errno::EINTR) if !left.is_zero() => {}
+                _ => return None,
+            }
         }
     }
 }

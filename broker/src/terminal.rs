@@ -36,7 +36,8 @@ pub enum PasswordSource {
     /// standard error.
     Terminal,
     /// Standard input, whatever it is (pipe, file, terminal), up to the first
-    /// newline; no prompt. For scripts (`--password-stdin`).
+    /// newline or the end of the input; no prompt. For scripts
+    /// (`--password-stdin`).
     Stdin,
 }
 
@@ -47,7 +48,7 @@ pub enum PasswordError {
     /// Terminal input was asked for but standard input is not a terminal.
     #[error("standard input is not a terminal; to read the password from standard input (a pipe or a file), pass --password-stdin")]
     NotATerminal,
-    /// The entry or the line was empty (or Ctrl-D was pressed on an empty entry).
+    /// The entry or the line was empty.
     #[error("the password is empty; enter a password of at least one byte")]
     Empty,
     /// More than `limit` bytes were entered; reading stopped there.
@@ -56,11 +57,12 @@ pub enum PasswordError {
         /// The limit, in bytes.
         limit: usize,
     },
-    /// The input ended (end of file, or the terminal hung up) before a newline.
-    #[error("input ended before the end of the line; nothing was kept (end the password with a newline)")]
-    NoNewline,
-    /// Entry was cancelled: by a key (`what` names it) or by a signal on the
-    /// interrupt descriptor.
+    /// The input ended before a password was given: standard input at its end
+    /// with nothing read, or the terminal at its end (hung up) before Enter.
+    #[error("the input ended before a password was given; nothing was kept")]
+    InputEnded,
+    /// Entry was cancelled: by a key (`what` names it: Ctrl-C, Ctrl-\\, or
+    /// Ctrl-D on an empty entry) or by a signal on the interrupt descriptor.
     #[error("password entry interrupted by {what}; nothing was kept")]
     Interrupted {
         /// The key (`"Ctrl-C"`, `"Ctrl-\\"`) or `"a termination signal"`.
@@ -108,16 +110,21 @@ pub enum PasswordError {
 /// [`PasswordSource::Terminal`]: standard input must be a terminal. The prompt
 /// is written to standard error. Keys, taken from the terminal's own settings:
 /// Enter (`\r` or `\n`) ends the entry; erase (usually Backspace/DEL) and
-/// `0x08` delete the last byte; kill (Ctrl-U) clears the entry; interrupt
-/// (Ctrl-C) and quit (Ctrl-\\) cancel; end-of-file (Ctrl-D) on an empty entry
-/// gives [`PasswordError::Empty`] and is ignored otherwise; suspend (Ctrl-Z) is
-/// ignored. Every other byte, NUL included, is part of the password.
+/// `0x08` delete the last character (a whole UTF-8 sequence when the entry
+/// ends with one, else one byte); kill (Ctrl-U) clears the entry; interrupt
+/// (Ctrl-C) and quit (Ctrl-\\) cancel; end-of-file (Ctrl-D) cancels on an
+/// empty entry and is ignored otherwise; suspend (Ctrl-Z) is ignored. Every
+/// other byte, NUL included, is part of the password.
 ///
-/// [`PasswordSource::Stdin`]: reads up to the first `\n` (a `\r` just before
-/// it is dropped too). Reading is in chunks, so bytes after the newline may be
-/// consumed from the input; they are wiped, never kept. Standard input is read
-/// through the descriptor, so nothing should have been read from it through
-/// `std::io::stdin()` before (its buffer would be skipped).
+/// [`PasswordSource::Stdin`]: reads up to the first `\n`, or to the end of
+/// the input. One line ending is removed, `\n` or `\r\n`; nothing else (a
+/// password that ends in `\r` at the end of the input keeps it). Reading
+/// stops at the first `\n`: whatever follows it (a second line, an empty one)
+/// is not part of the password. Reading is in chunks, so bytes after the
+/// newline may be consumed from the input; they are wiped, never kept.
+/// Standard input is read through the descriptor, so nothing should have
+/// been read from it through `std::io::stdin()` before (its buffer would be
+/// skipped).
 ///
 /// A password of exactly `max_len` bytes is accepted; one byte more is
 /// [`PasswordError::TooLong`].
@@ -125,7 +132,7 @@ pub enum PasswordError {
 /// # Errors
 ///
 /// [`PasswordError::NotATerminal`] (terminal source only), `Empty`, `TooLong`,
-/// `NoNewline`, `Interrupted`; `Terminal`, `EchoStillOn`, `Io` and `Buffer`
+/// `InputEnded`, `Interrupted`; `Terminal`, `EchoStillOn`, `Io` and `Buffer`
 /// when a system call fails. The terminal is restored in every case.
 pub fn read_password(
     source: PasswordSource,
@@ -197,7 +204,7 @@ fn read_terminal(
             }) {
                 Ok(_) => {}
                 Err(ReadStop::Retry) => continue,
-                Err(ReadStop::Eof) => return Err(PasswordError::NoNewline),
+                Err(ReadStop::Eof) => return Err(PasswordError::InputEnded),
                 Err(ReadStop::Failed(e)) => return Err(read_error(e)),
             }
             let key = buf.expose(|b| b.last().map_or(Key::Ignore, |&c| keys.classify(c)));
@@ -212,7 +219,7 @@ fn read_terminal(
             match read_some(tty, std::slice::from_mut(&mut *byte)) {
                 Ok(_) => {}
                 Err(ReadStop::Retry) => continue,
-                Err(ReadStop::Eof) => return Err(PasswordError::NoNewline),
+                Err(ReadStop::Eof) => return Err(PasswordError::InputEnded),
                 Err(ReadStop::Failed(e)) => return Err(read_error(e)),
             }
             match keys.classify(*byte) {
@@ -221,12 +228,19 @@ fn read_terminal(
             }
         };
         match key {
-            Key::Enter | Key::EndOfFile if buf.is_empty() => return Err(PasswordError::Empty),
+            Key::Enter if buf.is_empty() => return Err(PasswordError::Empty),
             Key::Enter => break,
+            // End of file on an empty entry, as a shell takes it: leave.
+            Key::EndOfFile(what) if buf.is_empty() => {
+                return Err(PasswordError::Interrupted { what })
+            }
             // Ctrl-D on a non-empty entry is ignored.
-            Key::Byte | Key::Ignore | Key::EndOfFile => {}
+            Key::Byte | Key::Ignore | Key::EndOfFile(_) => {}
             Key::Cancel(what) => return Err(PasswordError::Interrupted { what }),
-            Key::Erase => buf.pop(),
+            Key::Erase => {
+                let keep = buf.expose(|entry| entry.len() - last_char_len(entry));
+                buf.truncate(keep);
+            }
             Key::Kill => buf.clear(),
         }
     }
@@ -235,25 +249,31 @@ fn read_terminal(
     Ok(buf)
 }
 
-/// Reads one line (up to `\n`, a preceding `\r` dropped) from `fd` into a
-/// fresh buffer of capacity `max_len`.
+/// Reads one line from `fd` into a fresh buffer of capacity `max_len`: up to
+/// the first `\n` (removed, with one `\r` just before it), or to the end of
+/// the input (nothing removed).
 fn read_line_from(
     fd: BorrowedFd<'_>,
     max_len: usize,
     interrupt: Option<BorrowedFd<'_>>,
 ) -> Result<SecretBuf, PasswordError> {
     let mut buf = SecretBuf::new(max_len)?;
+    // Whether any byte came in: the end of an input that gave nothing is
+    // not an empty password but no password at all.
+    let mut read_any = false;
     // Set when the buffer was full and the next byte was `\r`: only a `\n`
-    // may follow.
+    // may follow (the end of the input would make the `\r` part of a
+    // password one byte too long).
     let mut cr_past_limit = false;
     loop {
         wait_readable(fd, interrupt)?;
         if buf.len() < buf.capacity() {
             let start = buf.len();
             match buf.fill(|spare| read_some(fd, spare)) {
-                Ok(_) => {}
+                Ok(_) => read_any = true,
                 Err(ReadStop::Retry) => continue,
-                Err(ReadStop::Eof) => return Err(PasswordError::NoNewline),
+                Err(ReadStop::Eof) if read_any => break,
+                Err(ReadStop::Eof) => return Err(PasswordError::InputEnded),
                 Err(ReadStop::Failed(e)) => return Err(read_error(e)),
             }
             let newline = buf.expose(|b| b[start..].iter().position(|&c| c == b'\n'));
@@ -266,15 +286,20 @@ fn read_line_from(
                 break;
             }
         } else {
-            // Full with no newline yet: one more byte decides. It is wiped
-            // when `byte` goes out of scope.
+            // Full with no newline yet: one more byte, or the end of the
+            // input, decides. The byte is wiped when `byte` goes out of scope.
             let mut byte = Zeroizing::new(0u8);
             match read_some(fd, std::slice::from_mut(&mut *byte)) {
                 Ok(_) => {}
                 Err(ReadStop::Retry) => continue,
-                Err(ReadStop::Eof) => return Err(PasswordError::NoNewline),
+                Err(ReadStop::Eof) if cr_past_limit => {
+                    return Err(PasswordError::TooLong { limit: max_len })
+                }
+                Err(ReadStop::Eof) if read_any => break,
+                Err(ReadStop::Eof) => return Err(PasswordError::InputEnded),
                 Err(ReadStop::Failed(e)) => return Err(read_error(e)),
             }
+            read_any = true;
             match *byte {
                 b'\n' => {
                     if !cr_past_limit && buf.expose(|b| b.last() == Some(&b'\r')) {
@@ -293,6 +318,21 @@ fn read_line_from(
     Ok(buf)
 }
 
+/// Bytes that erasing takes off the end of `entry`: its last character when
+/// the entry ends with a whole UTF-8 sequence (so Backspace after "é" leaves
+/// nothing of it), else one byte (a password is bytes, not necessarily
+/// UTF-8); 0 for an empty entry.
+fn last_char_len(entry: &[u8]) -> usize {
+    (2..=entry.len().min(4))
+        .find(|&n| {
+            entry
+                .get(entry.len() - n..)
+                .and_then(|tail| std::str::from_utf8(tail).ok())
+                .is_some_and(|tail| tail.chars().count() == 1)
+        })
+        .unwrap_or(entry.len().min(1))
+}
+
 /// What a byte typed on the terminal means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Key {
@@ -306,8 +346,8 @@ enum Key {
     Erase,
     /// Clear the entry.
     Kill,
-    /// End of file: empty entry if nothing was typed.
-    EndOfFile,
+    /// End of file: cancels an empty entry, ignored otherwise; names the key.
+    EndOfFile(&'static str),
     /// Ignored (suspend: job control is not offered while the terminal is in
     /// password mode).
     Ignore,
@@ -363,7 +403,11 @@ impl Keys {
         } else if is(self.kill) {
             Key::Kill
         } else if is(self.eof) {
-            Key::EndOfFile
+            Key::EndOfFile(if c == 0x04 {
+                "Ctrl-D"
+            } else {
+                "the end-of-file key"
+            })
         } else if is(self.susp) {
             Key::Ignore
         } else {
@@ -800,7 +844,7 @@ mod tests {
     }
 
     #[test]
-    fn tty_erase_deletes_the_last_byte() {
+    fn tty_erase_deletes_the_last_character() {
         // VERASE of a fresh pty is DEL (0x7f).
         let run = run_tty(b"pasx\x7fs\r", 64);
         assert_eq!(run.before.control_chars[libc::VERASE], 0x7f);
@@ -815,6 +859,52 @@ mod tests {
             run.result.as_ref().unwrap(),
             b"b",
             "erase on an empty entry does nothing"
+        );
+    }
+
+    #[test]
+    fn tty_erase_deletes_one_utf8_character_not_one_byte() {
+        // "é" is two bytes (c3 a9): one Backspace takes both.
+        let run = run_tty("é\x7f\r".as_bytes(), 64);
+        assert!(
+            matches!(run.result, Err(PasswordError::Empty)),
+            "{:?}",
+            run.result
+        );
+        assert_mode_restored(&run);
+
+        let run = run_tty("aé\x7fb\r".as_bytes(), 64);
+        assert_eq!(run.result.as_ref().unwrap(), b"ab");
+        // Three and four bytes, with either erase key.
+        let run = run_tty("x€\x08y😀\x7f\r".as_bytes(), 64);
+        assert_eq!(run.result.as_ref().unwrap(), b"xy");
+        let run = run_tty("ñé\x7f\x7f\x7fz\r".as_bytes(), 64);
+        assert_eq!(run.result.as_ref().unwrap(), b"z");
+        // Bytes that are not a whole UTF-8 sequence go one at a time.
+        let run = run_tty(b"a\xc3\xa9\x80\x7f\r", 64);
+        assert_eq!(run.result.as_ref().unwrap(), "aé".as_bytes());
+        let run = run_tty(b"a\xe2\x82\x7f\r", 64);
+        assert_eq!(run.result.as_ref().unwrap(), b"a\xe2");
+        // When full: the last character makes room for exactly one more.
+        let run = run_tty("abé\x7fc\r".as_bytes(), 4);
+        assert_eq!(run.result.as_ref().unwrap(), b"abc");
+    }
+
+    #[test]
+    fn last_char_len_finds_the_last_utf8_sequence() {
+        assert_eq!(last_char_len(b""), 0);
+        assert_eq!(last_char_len(b"a"), 1);
+        assert_eq!(last_char_len(b"ab"), 1);
+        assert_eq!(last_char_len("é".as_bytes()), 2);
+        assert_eq!(last_char_len("a€".as_bytes()), 3);
+        assert_eq!(last_char_len("😀".as_bytes()), 4);
+        assert_eq!(last_char_len(b"\xff"), 1);
+        assert_eq!(last_char_len(b"\xa9"), 1, "a lone continuation byte");
+        assert_eq!(last_char_len(b"\xf0\x9f\x98"), 1, "a cut sequence");
+        assert_eq!(
+            last_char_len(b"\xc3\xa9\xa9"),
+            1,
+            "one continuation too many"
         );
     }
 
@@ -895,13 +985,28 @@ mod tests {
         );
         assert_mode_restored(&run);
 
+        // Ctrl-D on an empty entry is the end of the input: cancelled, as a
+        // shell takes it, not an empty password.
         let run = run_tty(b"\x04", 64);
         assert!(
-            matches!(run.result, Err(PasswordError::Empty)),
+            matches!(
+                run.result,
+                Err(PasswordError::Interrupted { what: "Ctrl-D" })
+            ),
             "{:?}",
             run.result
         );
         assert_mode_restored(&run);
+
+        let run = run_tty(b"ab\x15\x04", 64);
+        assert!(
+            matches!(
+                run.result,
+                Err(PasswordError::Interrupted { what: "Ctrl-D" })
+            ),
+            "emptied by Ctrl-U first: {:?}",
+            run.result
+        );
 
         let run = run_tty(b"ab\x04c\r", 64);
         assert_eq!(
@@ -1040,9 +1145,9 @@ mod tests {
             PasswordError::TooLong { limit: 1024 }.to_string(),
             "the password is longer than the limit of 1024 bytes; nothing was kept"
         );
-        assert!(PasswordError::NoNewline
+        assert!(PasswordError::InputEnded
             .to_string()
-            .contains("input ended before the end of the line"));
+            .contains("the input ended before a password was given"));
         assert!(PasswordError::Interrupted { what: "Ctrl-C" }
             .to_string()
             .contains("Ctrl-C"));
@@ -1190,13 +1295,43 @@ mod tests {
     }
 
     #[test]
-    fn stdin_end_of_file_before_newline() {
-        let r = run_line(b"abc", 64, true);
-        assert!(matches!(r, Err(PasswordError::NoNewline)), "{r:?}");
+    fn stdin_end_of_file_ends_the_password_as_it_is() {
+        // `printf %s pw`: no line ending, nothing removed.
+        assert_eq!(run_line(b"abc", 64, true).unwrap(), b"abc");
+        assert_eq!(
+            run_line(b"abc\r", 64, true).unwrap(),
+            b"abc\r",
+            "a \r without \n is part of the password"
+        );
+        assert_eq!(run_line(b"a\nb", 64, true).unwrap(), b"a");
+        // At the limit exactly, the end of the input is accepted like a newline.
+        assert_eq!(run_line(b"abcd", 4, true).unwrap(), b"abcd");
+        // The limit with a \r past it, then the end: the \r is a fifth byte.
+        let r = run_line(b"abcd\r", 4, true);
+        assert!(
+            matches!(r, Err(PasswordError::TooLong { limit: 4 })),
+            "{r:?}"
+        );
+    }
+
+    #[test]
+    fn stdin_only_the_first_line_is_the_password() {
+        // Reading stops at the first newline: "pw\n\n" is "pw", and an empty
+        // first line is an empty password whatever follows.
+        assert_eq!(run_line(b"pw\n\n", 64, true).unwrap(), b"pw");
+        assert_eq!(run_line(b"pw\r\n\r\n", 64, true).unwrap(), b"pw");
+        let r = run_line(b"\npw\n", 64, true);
+        assert!(matches!(r, Err(PasswordError::Empty)), "{r:?}");
+    }
+
+    #[test]
+    fn stdin_at_its_end_with_nothing_read_is_no_password() {
         let r = run_line(b"", 64, true);
-        assert!(matches!(r, Err(PasswordError::NoNewline)), "{r:?}");
-        let r = run_line(b"abcd", 4, true);
-        assert!(matches!(r, Err(PasswordError::NoNewline)), "{r:?}");
+        assert!(matches!(r, Err(PasswordError::InputEnded)), "{r:?}");
+        let r = run_line(b"", 0, true);
+        assert!(matches!(r, Err(PasswordError::InputEnded)), "{r:?}");
+        // Positive control: one byte, then the end, is a password.
+        assert_eq!(run_line(b"x", 64, true).unwrap(), b"x");
     }
 
     #[test]

@@ -21,7 +21,11 @@ fn run_with_stdin(args: &[&str], stdin: &[u8]) -> (Option<i32>, String, String) 
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    match child.stdin.take().unwrap().write_all(stdin) {
+        // A program that refuses its command line ends without reading.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+        written => written.unwrap(),
+    }
     let out = child.wait_with_output().unwrap();
     (
         out.status.code(),
@@ -78,49 +82,396 @@ fn scripted_demo_runs_the_whole_lifecycle() {
     assert!(out.contains(&fp.join(":")), "fingerprint mismatch:\n{out}");
 }
 
+/// The demo's exit statuses (`broker/src/main.rs`, `exit`), as a script
+/// sees them.
+const SUCCESS: i32 = 0;
+const VAULT_FAILED: i32 = 1;
+const USAGE: i32 = 2;
+const CANCELLED: i32 = 3;
+const PASSWORD_REFUSED: i32 = 4;
+
+/// The broker program with `args` (no `demo` added), stdin closed.
+fn run_top(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new(suites::binary("broker"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 #[test]
 fn bad_passwords_are_refused_with_a_clear_message() {
     let cases: [(&[u8], &str); 4] = [
         (b"\n", "the password is empty"),
-        (b"no newline", "input ended before the end of the line"),
-        (&[b'x'; 300], "longer than the limit of 190 bytes"),
-        (&[b'y'; 191], "longer than the limit of 190 bytes"),
+        (b"\r\nsecond line\n", "the password is empty"),
+        (&[b'x'; 3000], "longer than the limit of 1024 bytes"),
+        (&[b'y'; 1025], "longer than the limit of 1024 bytes"),
     ];
     for (input, words) in cases {
         let (code, out, err) = run_with_stdin(&["--password-stdin", "--iterations", "1"], input);
-        assert_eq!(code, Some(1), "{words}: {out}{err}");
+        assert_eq!(code, Some(PASSWORD_REFUSED), "{words}: {out}{err}");
         assert!(err.contains(words), "expected {words:?}, got:\n{err}");
         assert!(!out.contains("#1"), "{out}");
+        assert!(out.contains("vault pid"), "refused after the prompt: {out}");
     }
-    // Exactly at the limit is fine.
-    let mut at_limit = vec![b'z'; 190];
-    at_limit.push(b'\n');
-    let (code, out, err) = run_with_stdin(&["--password-stdin", "--iterations", "1"], &at_limit);
-    assert_eq!(code, Some(0), "{out}{err}");
 }
 
 #[test]
-fn a_pipe_without_password_stdin_is_refused() {
-    let (code, _out, err) = run_with_stdin(&["--iterations", "1"], b"pw\n");
-    assert_eq!(code, Some(1), "{err}");
-    assert!(err.contains("--password-stdin"), "{err}");
+fn a_password_without_a_newline_is_taken_as_it_is() {
+    // `printf %s pw | broker demo --password-stdin`.
+    let (code, out, err) = run_with_stdin(&["--password-stdin", "--iterations", "1"], b"pw");
+    assert_eq!(code, Some(SUCCESS), "{out}{err}");
+    assert!(out.contains("  2 bytes read into a locked buffer"), "{out}");
+    assert!(out.contains("with_secret lent 2 bytes"), "{out}");
+    // Only one line ending is removed, and only a whole one.
+    for (input, len) in [(&b"pw\r\n"[..], 2), (b"pw\r", 3), (b"pw\n\n", 2)] {
+        let (code, out, err) = run_with_stdin(&["--password-stdin", "--iterations", "1"], input);
+        assert_eq!(code, Some(SUCCESS), "{input:?}: {out}{err}");
+        assert!(
+            out.contains(&format!("with_secret lent {len} bytes")),
+            "{input:?}: {out}"
+        );
+    }
 }
 
 #[test]
-fn bad_options_exit_2_with_usage() {
-    for args in [
-        &["--key-bits", "1024"][..],
-        &["--heap-size", "1000"],
-        &["--frobnicate"],
-        &["--iterations"],
+fn passwords_up_to_1024_bytes_go_into_an_envelope_and_read_back_whole() {
+    // 1024 bytes, over the 190 one RSA-OAEP block holds at 2048 bits, with
+    // and without a newline; 191 bytes, the first that needs the envelope.
+    let long: Vec<u8> = (0..1024u32)
+        .map(|i| b"abcdefghijklmnopqrstuvwxyz0123456789"[usize::try_from(i % 36).unwrap()])
+        .collect();
+    let mut with_newline = long.clone();
+    with_newline.push(b'\n');
+    for (input, len) in [
+        (&long[..], 1024),
+        (&with_newline[..], 1024),
+        (&long[..191], 191),
     ] {
-        let (code, _out, err) = run_with_stdin(args, b"");
-        assert_eq!(code, Some(2), "{args:?}: {err}");
-        assert!(err.contains("usage: broker demo"), "{err}");
+        let (code, out, err) = run_with_stdin(
+            &[
+                "--password-stdin",
+                "--iterations",
+                "3",
+                "--interval-ms",
+                "0",
+            ],
+            input,
+        );
+        assert_eq!(code, Some(SUCCESS), "{len}: {out}{err}");
+        assert!(
+            out.contains(&format!("  {len} bytes read into a locked buffer")),
+            "{out}"
+        );
+        assert!(out.contains("sealed in an AES-256-GCM envelope"), "{out}");
+        // The vault opened the envelope (its GCM tag checks every byte) and
+        // lent all of it, three times.
+        assert_eq!(
+            out.matches(&format!("with_secret lent {len} bytes"))
+                .count(),
+            3,
+            "{out}"
+        );
+        assert!(!out.contains('✗'), "{out}");
     }
-    let (code, _out, err) = run_with_stdin(&["--key-bits", "1024"], b"");
-    assert_eq!(code, Some(2));
-    assert!(err.contains("2048, 3072 or 4096"), "{err}");
+    // Positive control: 190 bytes still go directly.
+    let (code, out, err) = run_with_stdin(&["--password-stdin", "--iterations", "1"], &long[..190]);
+    assert_eq!(code, Some(SUCCESS), "{out}{err}");
+    assert!(
+        out.contains("encrypted with RSA-OAEP-SHA256 (256 bytes"),
+        "{out}"
+    );
+    assert!(!out.contains("envelope"), "{out}");
+}
+
+#[test]
+fn the_end_of_the_input_at_the_prompt_cancels_with_its_own_status() {
+    let (code, out, err) = run_with_stdin(&["--password-stdin", "--iterations", "1"], b"");
+    assert_eq!(code, Some(CANCELLED), "{out}{err}");
+    assert!(
+        out.contains("the input ended at the password prompt; nothing was kept"),
+        "{out}"
+    );
+    assert!(out.contains("vault exited cleanly"), "{out}");
+    assert!(!out.contains("#1"), "{out}");
+}
+
+#[test]
+fn a_pipe_without_password_stdin_is_refused_before_the_vault_starts() {
+    let (code, out, err) = run_with_stdin(&["--iterations", "1"], b"pw\n");
+    assert_eq!(code, Some(USAGE), "{err}");
+    assert!(err.contains("--password-stdin"), "{err}");
+    assert!(!out.contains("[1/4]"), "a key was generated first: {out}");
+}
+
+#[test]
+fn help_is_printed_however_it_is_asked_for() {
+    let mut first: Option<String> = None;
+    for args in [
+        &["demo", "--help"][..],
+        &["demo", "-h"],
+        &["help"],
+        &["help", "demo"],
+        &["--help"],
+        &["-h"],
+        &["demo", "--iterations", "3", "--help"],
+    ] {
+        let (code, out, err) = run_top(args);
+        assert_eq!(code, Some(SUCCESS), "{args:?}: {err}");
+        assert!(err.is_empty(), "{args:?}: {err}");
+        assert!(
+            out.starts_with("usage: broker demo [OPTIONS]\n"),
+            "{args:?}: {out}"
+        );
+        assert!(out.contains("exit status:"), "{args:?}: {out}");
+        match &first {
+            None => first = Some(out),
+            Some(f) => assert_eq!(&out, f, "{args:?}: another text"),
+        }
+    }
+}
+
+#[test]
+fn usage_errors_are_one_line_naming_the_problem_and_the_help() {
+    for (args, problem, help) in [
+        (&[][..], "no command given", "broker --help"),
+        (&["frob"], "unknown command \"frob\"", "broker --help"),
+        (&["--frob"], "unknown option \"--frob\"", "broker --help"),
+        (&["help", "frob"], "no help on \"frob\"", "broker --help"),
+        (
+            &["demo", "--frob"],
+            "unknown option \"--frob\"",
+            "broker demo --help",
+        ),
+        (
+            &["demo", "stray"],
+            "unexpected argument \"stray\"",
+            "broker demo --help",
+        ),
+        (
+            &["demo", "--iterations"],
+            "--iterations needs a value",
+            "broker demo --help",
+        ),
+        (
+            &["demo", "--password-stdin=yes"],
+            "--password-stdin takes no value",
+            "broker demo --help",
+        ),
+        (
+            &["demo", "--key-bits", "1024"],
+            "use 2048, 3072 or 4096",
+            "broker demo --help",
+        ),
+        (
+            &["demo", "--iterations", "-1"],
+            "--iterations \"-1\" is not a whole number from 1 to 18446744073709551615",
+            "broker demo --help",
+        ),
+        (
+            &["demo", "--iterations=0"],
+            "--iterations \"0\" is not a whole number from 1 to",
+            "broker demo --help",
+        ),
+        (
+            &["demo", "--interval-ms", "-5"],
+            "--interval-ms \"-5\" is not a whole number from 0 to 86400000",
+            "broker demo --help",
+        ),
+        (
+            &["demo", "--heap-size", "1000"],
+            "--heap-size \"1000\" is not accepted: use a power of two from",
+            "broker demo --help",
+        ),
+    ] {
+        let (code, out, err) = run_top(args);
+        assert_eq!(code, Some(USAGE), "{args:?}: {err}");
+        assert!(out.is_empty(), "{args:?}: {out}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: not one line:\n{err}");
+        assert!(err.starts_with("broker: "), "{args:?}: {err}");
+        assert!(
+            err.contains(problem),
+            "{args:?}: expected {problem:?} in {err}"
+        );
+        assert!(
+            err.trim_end().ends_with(&format!("; see '{help}'")),
+            "{args:?}: {err}"
+        );
+    }
+}
+
+/// The accepted range a `--heap-size` refusal names: (least, most).
+fn heap_range(err: &str) -> (usize, usize) {
+    let rest = err
+        .split("use a power of two from ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no range in {err}"));
+    let numbers: Vec<usize> = rest
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    // "from MIN (what the vault needs with N lanes) to MAX"
+    (numbers[0], numbers[numbers.len() - 1])
+}
+
+#[test]
+fn heap_sizes_are_checked_with_the_range_the_vault_really_accepts() {
+    // 65536 was the example the help once suggested; the vault refuses it.
+    let (code, out, err) = run_with_stdin(&["--heap-size", "65536"], b"");
+    assert_eq!(code, Some(USAGE), "{out}{err}");
+    assert!(!out.contains("[1/4]"), "nothing may start: {out}");
+    let (min, max) = heap_range(&err);
+    assert_eq!(max, vault::heap::MAX_ARENA, "{err}");
+    assert!(min >= common::budget::min_arena(1), "{err}");
+    assert!(min.is_power_of_two(), "{err}");
+    for refused in [min / 2, max * 2, min + 1] {
+        let (code, out, err) = run_with_stdin(&["--heap-size", &refused.to_string()], b"");
+        assert_eq!(code, Some(USAGE), "{refused}: {out}{err}");
+        assert_eq!(heap_range(&err), (min, max), "{err}");
+    }
+    // Both ends of the range named are accepted by the vault itself.
+    for accepted in [min, max] {
+        let (code, out, err) = run_with_stdin(
+            &[
+                "--password-stdin",
+                "--iterations",
+                "1",
+                "--heap-size",
+                &accepted.to_string(),
+            ],
+            b"pw\n",
+        );
+        assert_eq!(code, Some(SUCCESS), "{accepted}: {out}{err}");
+        assert!(
+            out.contains(&format!("CRYPTO_secure_malloc_init({accepted}, 16) = 1")),
+            "{out}"
+        );
+    }
+}
+
+#[test]
+fn a_vault_path_that_is_a_directory_is_named_as_one() {
+    let dir = std::env::temp_dir().join(format!("demo-vault-dir-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (code, out, err) = run_with_stdin(
+        &["--password-stdin", "--vault", dir.to_str().unwrap()],
+        b"pw\n",
+    );
+    assert_eq!(code, Some(VAULT_FAILED), "{out}{err}");
+    assert!(err.contains("is a directory, not a regular file"), "{err}");
+    assert!(!err.contains("not found"), "{err}");
+    assert!(!out.contains("[1/4]"), "{out}");
+    // Positive control: a path that does not exist is "not found".
+    let missing = dir.join("missing");
+    let (code, _, err) = run_with_stdin(
+        &["--password-stdin", "--vault", missing.to_str().unwrap()],
+        b"pw\n",
+    );
+    assert_eq!(code, Some(VAULT_FAILED), "{err}");
+    assert!(err.contains("not found"), "{err}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_public_key_path_that_cannot_be_written_is_refused_before_a_key_is_generated() {
+    let dir = std::env::temp_dir().join(format!("demo-pk-dir-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for path in [dir.clone(), dir.join("no-such-dir").join("key.pem")] {
+        let (code, out, err) = run_with_stdin(
+            &[
+                "--password-stdin",
+                "--public-key-out",
+                path.to_str().unwrap(),
+            ],
+            b"pw\n",
+        );
+        assert_eq!(code, Some(USAGE), "{path:?}: {out}{err}");
+        assert!(err.contains("cannot open it for writing"), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(!out.contains("[1/4]"), "a key was generated first: {out}");
+    }
+    // A file the run created is removed when the vault then fails to start.
+    let pem = dir.join("key.pem");
+    let (code, out, err) = run_with_stdin(
+        &[
+            "--password-stdin",
+            "--public-key-out",
+            pem.to_str().unwrap(),
+            "--vault-arg",
+            "--selftest",
+            "--vault-arg",
+            "panic",
+        ],
+        b"pw\n",
+    );
+    assert_eq!(code, Some(VAULT_FAILED), "{out}{err}");
+    assert!(!pem.exists(), "an empty key file was left behind");
+    // Positive control: the same path is written when the run goes on.
+    let (code, out, err) = run_with_stdin(
+        &[
+            "--password-stdin",
+            "--iterations",
+            "1",
+            "--public-key-out",
+            pem.to_str().unwrap(),
+        ],
+        b"pw\n",
+    );
+    assert_eq!(code, Some(SUCCESS), "{out}{err}");
+    assert!(std::fs::read_to_string(&pem)
+        .unwrap()
+        .starts_with("-----BEGIN PUBLIC KEY-----"));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn the_readme_shows_the_help_and_the_exit_statuses_as_the_program_prints_them() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let section = readme
+        .split("\n## Command line\n")
+        .nth(1)
+        .expect("a \"## Command line\" section in the README");
+    let section = section.split("\n## ").next().unwrap();
+    let block = section
+        .split("```text\n")
+        .nth(1)
+        .and_then(|b| b.split("\n```").next())
+        .expect("the help in a ```text block");
+    let (code, help, _) = run_top(&["--help"]);
+    assert_eq!(code, Some(SUCCESS));
+    assert_eq!(
+        block,
+        help.trim_end_matches('\n'),
+        "the README's help differs"
+    );
+    // Each exit status of the help, one row of the README's table.
+    let statuses = help.split("exit status:\n").nth(1).unwrap();
+    let mut rows: Vec<(String, String)> = Vec::new();
+    for line in statuses.lines() {
+        match line.strip_prefix("  ").and_then(|l| l.split_once("  ")) {
+            Some((code, meaning))
+                if !code.is_empty() && code.bytes().all(|b| b.is_ascii_digit()) =>
+            {
+                rows.push((code.to_owned(), meaning.to_owned()))
+            }
+            _ => {
+                let last = rows.last_mut().expect("a status line first");
+                last.1.push(' ');
+                last.1.push_str(line.trim());
+            }
+        }
+    }
+    assert_eq!(rows.len(), 6, "{statuses}");
+    for (code, meaning) in rows {
+        let row = format!("| {code} | {meaning} |");
+        assert!(section.contains(&row), "the README lacks the row\n{row}");
+    }
 }
 
 /// A running demo whose stdout lines arrive on a channel.
@@ -424,9 +775,10 @@ fn demo_on_a_terminal(
 
 #[test]
 fn the_terminal_prompt_does_not_echo_handles_backspace_and_is_restored() {
-    // "s3cre" + "X" erased with DEL + "t!": the password is "s3cret!" (7 bytes).
+    // "s3cre" + "X" erased with DEL + "é" (two bytes) erased with one DEL +
+    // "t!": the password is "s3cret!" (7 bytes).
     let (code, shown, before, after) = demo_on_a_terminal(
-        b"s3creX\x7ft!\r",
+        "s3creX\x7fé\x7ft!\r".as_bytes(),
         &["--iterations", "2", "--interval-ms", "10"],
     );
     assert_eq!(code, Some(0), "{shown}");
@@ -448,19 +800,31 @@ fn the_terminal_prompt_does_not_echo_handles_backspace_and_is_restored() {
 
 #[test]
 fn ctrl_c_at_the_prompt_cancels_cleanly_and_restores_the_terminal() {
+    // Cancelled: nothing was stored, so not a success (3), though both
+    // processes shut down cleanly.
     let (code, shown, before, after) =
         demo_on_a_terminal(b"half-typed\x03", &["--iterations", "2"]);
-    assert_eq!(code, Some(0), "{shown}");
+    assert_eq!(code, Some(CANCELLED), "{shown}");
     assert!(
         shown.contains("interrupted by Ctrl-C at the password prompt"),
         "{shown}"
     );
     assert!(shown.contains("vault exited cleanly"), "{shown}");
     assert!(!shown.contains("half-typed"), "{shown}");
+    assert!(!shown.contains("#1"), "{shown}");
     assert_eq!(
         after.c_lflag, before.c_lflag,
         "terminal local modes not restored"
     );
+    // Ctrl-D on an empty entry: the end of the input, cancelled too.
+    let (code, shown, before, after) = demo_on_a_terminal(b"ab\x15\x04", &["--iterations", "2"]);
+    assert_eq!(code, Some(CANCELLED), "{shown}");
+    assert!(
+        shown.contains("interrupted by Ctrl-D at the password prompt"),
+        "{shown}"
+    );
+    assert!(shown.contains("vault exited cleanly"), "{shown}");
+    assert_eq!(after.c_lflag, before.c_lflag);
 }
 
 #[test]
@@ -529,49 +893,67 @@ fn a_signal_while_reads_run_back_to_back_still_shuts_down_cleanly() {
     }
 }
 
-#[test]
-fn sigterm_at_the_password_prompt_restores_the_terminal_and_exits_cleanly() {
-    let (master, slave) = openpty();
-    let before = termios_of(&slave);
-    let mut child = broker()
-        .args(["--iterations", "1"])
-        .stdin(Stdio::from(slave.try_clone().unwrap()))
-        .stdout(Stdio::from(slave.try_clone().unwrap()))
-        .stderr(Stdio::from(slave.try_clone().unwrap()))
-        .spawn()
-        .unwrap();
-    let mut m = std::fs::File::from(master);
-    let mut shown = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut buf = [0u8; 4096];
-    while !String::from_utf8_lossy(&shown).contains("password (not echoed)") {
-        assert!(Instant::now() < deadline, "no prompt");
-        let n = m.read(&mut buf).unwrap();
-        shown.extend_from_slice(&buf[..n]);
-    }
-    while termios_of(&slave).c_lflag & libc::ECHO != 0 {
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    m.write_all(b"half").unwrap();
-    std::thread::sleep(Duration::from_millis(100));
-    // SAFETY: signalling our own child.
-    let r = unsafe { libc::kill(i32::try_from(child.id()).unwrap(), libc::SIGTERM) };
+/// Bytes typed on the terminal that the program has not read yet.
+fn unread(slave: &OwnedFd) -> i32 {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int into the live local; `slave` is open.
+    let r = unsafe { libc::ioctl(slave.as_raw_fd(), libc::FIONREAD, &mut n) };
     assert_eq!(r, 0);
-    let status = child.wait().unwrap();
-    let after = termios_of(&slave);
-    drop(slave);
-    while let Ok(n) = m.read(&mut buf) {
-        if n == 0 {
-            break;
+    n
+}
+
+#[test]
+fn sigterm_or_sighup_at_the_password_prompt_restores_the_terminal_and_cancels() {
+    for (sig, name) in [(libc::SIGTERM, "SIGTERM"), (libc::SIGHUP, "SIGHUP")] {
+        let (master, slave) = openpty();
+        let before = termios_of(&slave);
+        let mut child = broker()
+            .args(["--iterations", "1"])
+            .stdin(Stdio::from(slave.try_clone().unwrap()))
+            .stdout(Stdio::from(slave.try_clone().unwrap()))
+            .stderr(Stdio::from(slave.try_clone().unwrap()))
+            .spawn()
+            .unwrap();
+        let mut m = std::fs::File::from(master);
+        let mut shown = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut buf = [0u8; 4096];
+        while !String::from_utf8_lossy(&shown).contains("password (not echoed)") {
+            assert!(Instant::now() < deadline, "no prompt");
+            let n = m.read(&mut buf).unwrap();
+            shown.extend_from_slice(&buf[..n]);
         }
-        shown.extend_from_slice(&buf[..n]);
+        while termios_of(&slave).c_lflag & libc::ECHO != 0 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        m.write_all(b"half").unwrap();
+        // The signal lands mid-entry: once the program has read what was typed.
+        while unread(&slave) != 0 {
+            assert!(Instant::now() < deadline, "the typed bytes were never read");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // SAFETY: signalling our own child.
+        let r = unsafe { libc::kill(i32::try_from(child.id()).unwrap(), sig) };
+        assert_eq!(r, 0);
+        let status = child.wait().unwrap();
+        let after = termios_of(&slave);
+        drop(slave);
+        while let Ok(n) = m.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            shown.extend_from_slice(&buf[..n]);
+        }
+        let shown = String::from_utf8_lossy(&shown);
+        assert_eq!(status.code(), Some(CANCELLED), "{name}: {shown}");
+        assert!(
+            shown.contains(&format!("interrupted by {name} at the password prompt")),
+            "{shown}"
+        );
+        assert!(shown.contains("vault exited cleanly"), "{name}: {shown}");
+        assert_eq!(
+            after.c_lflag, before.c_lflag,
+            "{name}: terminal not restored"
+        );
     }
-    let shown = String::from_utf8_lossy(&shown);
-    assert_eq!(status.code(), Some(0), "{shown}");
-    assert!(
-        shown.contains("interrupted by SIGTERM at the password prompt"),
-        "{shown}"
-    );
-    assert!(shown.contains("vault exited cleanly"), "{shown}");
-    assert_eq!(after.c_lflag, before.c_lflag, "terminal not restored");
 }
