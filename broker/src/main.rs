@@ -166,13 +166,14 @@ options of demo (each also as --name=value):
   --public-key-out FILE write the vault's public key there (PEM); opened
                         before the vault starts
   --ring sealed|secret  the ring: a sealed memfd (default), or memfd_secret
-                        memory that even root cannot read (the broker's
-                        plaintext buffers then use it too)
-  --vault PATH          the vault binary (default: next to this program, or
-                        ../libexec/privsep-vault/vault as `make install` puts
-                        it); it must pass the trust check (a regular file owned
-                        by root or you, not writable by others, nor any
-                        directory above it)
+                        memory, which a passive read even by root cannot reach
+                        (the broker's plaintext buffers then use it too)
+  --vault PATH          the vault binary (default: the one `make install` puts
+                        in ../libexec/privsep-vault/ from this program's
+                        directory, else `vault` next to this program); it must
+                        pass the trust check (a regular file owned by root
+                        or you, not writable by others, nor any directory
+                        above it)
   --sandbox-learning M  policy work only: run both seccomp filters in learning
                         mode M, trap (name refused calls, answer ENOSYS) or log
                         (the kernel logs them and lets them through)
