@@ -434,6 +434,58 @@ fn demo_per_read_us(pairs: usize) -> Option<f64> {
     Some(per[per.len() / 2])
 }
 
+/// Runs the demo until its read number `reads`, stops the broker there,
+/// and measures the broker and its vault (see [`distinct_pages`]).
+fn demo_distinct_pages(reads: u64) -> Option<(u64, std::collections::BTreeMap<&'static str, u64>)> {
+    use std::io::BufRead;
+    let mut c = Command::new(suites::bin_dir().join("broker"))
+        .args([
+            "demo",
+            "--password-stdin",
+            "--interval-ms",
+            "0",
+            "--iterations",
+        ])
+        .arg((reads + 1000).to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    c.stdin.take()?.write_all(b"demo-password\n").ok()?;
+    let mut out = std::io::BufReader::new(c.stdout.take()?);
+    let mut vault = None;
+    let mut line = String::new();
+    let mark = format!("#{reads} ");
+    while out.read_line(&mut line).ok()? > 0 {
+        if let Some(rest) = line.trim_start().strip_prefix("vault pid ") {
+            vault = rest
+                .split_whitespace()
+                .next()
+                .and_then(|p| p.parse::<u32>().ok());
+        }
+        if line.contains(&mark) {
+            break;
+        }
+        line.clear();
+    }
+    let pid = i32::try_from(c.id()).ok()?;
+    // SAFETY: stopping our own child; no memory is involved.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    let measured = vault.map(|v| distinct_pages(&[c.id(), v], 4 << 20));
+    // SAFETY: as above.
+    unsafe {
+        libc::kill(pid, libc::SIGTERM);
+        libc::kill(pid, libc::SIGCONT);
+    }
+    std::thread::spawn(move || {
+        let mut rest = String::new();
+        let _ = std::io::Read::read_to_string(&mut out, &mut rest);
+    });
+    let _ = c.wait();
+    measured
+}
+
 /// What a mapping of a process is, for the memory breakdown.
 fn kind_of(path: &str, flags: &str, len: u64, arena: u64) -> &'static str {
     if path.contains("privsep-vault-ring") {
@@ -808,6 +860,15 @@ fn main() {
         json.num("rss_together_kib", together as f64);
         json.num("pss_together_kib", pss as f64);
         drop(d);
+        // The same for the two processes of the demo (the `broker` program
+        // and its vault) after 10,000 reads, stopped there to be measured.
+        if let Some((kib, kinds)) = demo_distinct_pages(10_000) {
+            println!("  the demo (broker program and vault) after 10,000 reads, every physical page counted once: {kib} KiB");
+            for (k, v) in &kinds {
+                println!("                                                {v:>6} KiB {k}");
+            }
+            json.num("demo_distinct_kib_together", kib as f64);
+        }
         // The arena's high-water mark over a run of reads on every lane.
         let b = Broker::spawn(Config::default()).expect("spawn");
         b.store("hw", secret(&[7u8; 60_000])).expect("store");
