@@ -6,8 +6,12 @@
 //! - [`render`]: the human-readable review (`REVIEW.md`), with flag names.
 //! - [`compile`]: build-time compilation into BPF, in the enforcing and the
 //!   learning modes, used by the vault's and the broker's `build.rs`.
+//! - [`bpf`]: a classic-BPF interpreter written from the kernel's
+//!   definitions, independent of seccompiler, and the rule by which the
+//!   kernel combines the results of several filters.
 //! - [`syscalls`]: the system call table (from the kernel's UAPI header).
 
+pub mod bpf;
 pub mod compile;
 pub mod decode;
 pub mod lint;
