@@ -3,7 +3,7 @@ CARGO ?= cargo
 SHELL := /bin/bash
 .SHELLFLAGS := -eo pipefail -c
 
-.PHONY: build demo test lint policy-lint policy-review seccomp-test residue-test fuzz soak bench clean install install-bins uninstall
+.PHONY: build demo test lint policy-lint policy-review policy-verify seccomp-test residue-test fuzz soak bench clean install install-bins uninstall
 
 # The two programs a user runs, and nothing else: target/release/broker and
 # target/release/vault (the suites' helper programs are built by `make
@@ -46,6 +46,15 @@ policy-lint:
 
 policy-review:
 	$(CARGO) run --locked -q -p sandbox-policies --bin policy -- review > sandbox-policies/REVIEW.md
+
+# The live filters are the reviewed ones: starts the debug demo broker and
+# its vault, reads the filters the kernel holds for every thread of each
+# (PTRACE_SECCOMP_GET_FILTER: run as root), compares them with the JSON byte
+# for byte and by meaning, shows their SHA-256 next to REVIEW.md's, and
+# stops both. For any running vault or broker: target/debug/policy verify PID.
+policy-verify:
+	$(CARGO) build --locked -p broker -p vault -p sandbox-policies --bins
+	./target/debug/policy verify --start ./target/debug/broker
 
 # The seccomp regression suite alone (it is part of `make test`).
 seccomp-test:

@@ -787,3 +787,216 @@ fn the_broker_signals_through_a_pidfd_only_sigterm_or_sigkill_and_the_vault_not_
         );
     }
 }
+
+// ---- `policy verify`: the live filters are the reviewed ones ----------
+
+/// Runs `policy verify ARGS`; (exit code, stdout, stderr).
+fn policy_verify(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(suites::binary("policy"))
+        .arg("verify")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run policy verify");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The `sha256 NAME: HEX` lines of the committed `REVIEW.md`.
+fn review_hashes() -> Vec<String> {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../sandbox-policies/REVIEW.md");
+    std::fs::read_to_string(path)
+        .expect("REVIEW.md")
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("sha256 "))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn policy_verify_finds_the_reviewed_filters_in_the_real_vault_and_broker() {
+    let broker = suites::binary("broker");
+    let (code, out, err) = policy_verify(&["--start", broker.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    // The kernel's index order was probed, not assumed: index 0 is the
+    // oldest filter on this kernel (the man page says the newest). A
+    // change would be reported, and the order below would still be the
+    // install order.
+    assert!(
+        out.contains("index 0 is the oldest filter (probed"),
+        "{out}"
+    );
+    for (process, overlay, primary) in [
+        ("vault", "vault-errno", "vault"),
+        ("broker", "broker-errno", "broker"),
+    ] {
+        let section = out
+            .split("\nprocess ")
+            .find(|s| s.contains(&format!("checked against sandbox-policies/{process}.json")))
+            .unwrap_or_else(|| panic!("no {process} section:\n{out}"));
+        // The overlay is installed first (common::sandbox::install).
+        assert!(
+            section.contains(&format!("filter 1 of 2 (installed first): {overlay}\n"))
+                && section.contains(&format!("filter 2 of 2: {primary}\n")),
+            "{section}"
+        );
+        assert_eq!(
+            section
+                .matches("byte-identical to the enforcing program")
+                .count(),
+            2,
+            "{section}"
+        );
+        assert!(section.contains("the process's own ✓"), "{section}");
+        assert!(!section.contains('✗'), "{section}");
+        assert!(
+            section.contains("verdict: the kernel holds exactly the reviewed"),
+            "{section}"
+        );
+        // Every hash the tool shows is the one REVIEW.md publishes.
+        let shown: Vec<&str> = section
+            .lines()
+            .map(str::trim)
+            .filter(|l| l.starts_with("sha256 "))
+            .collect();
+        assert_eq!(shown.len(), 2, "{section}");
+        let published = review_hashes();
+        for line in shown {
+            assert!(
+                published.iter().any(|p| p == line),
+                "{line:?} is not on REVIEW.md's page: {published:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn reading_the_vault_s_filters_does_not_disturb_its_broker() {
+    let b = std::sync::Arc::new(Broker::spawn(config()).expect("spawn"));
+    b.store("pw", secret(b"under review")).unwrap();
+    let pid = b.vault_pid();
+    // Reads go on, on every lane, while the vault's threads are stopped one
+    // by one under ptrace and let go.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let readers: Vec<_> = (0..2)
+        .map(|_| {
+            let (b, stop) = (b.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut n = 0u32;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let same = b.with_secret("pw", |p| p == b"under review");
+                    assert_eq!(same.map_err(|e| e.to_string()), Ok(true));
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    for _ in 0..5 {
+        // No --policy: the vault is recognised by its name.
+        let (code, out, err) = policy_verify(&[&pid.to_string()]);
+        assert_eq!(code, 0, "{out}\n{err}");
+        assert!(
+            out.contains("checked against sandbox-policies/vault.json"),
+            "{out}"
+        );
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for r in readers {
+        assert!(r.join().expect("reader") > 0);
+    }
+    assert_eq!(b.with_secret("pw", <[u8]>::len).unwrap(), 12);
+    let b = std::sync::Arc::into_inner(b).expect("the readers are done");
+    assert_eq!(b.shutdown().unwrap(), VaultExit::Exited(0));
+}
+
+/// Starts `planted-filter MODE`, waits for its `ready`, and returns it.
+fn planted(mode: &str) -> std::process::Child {
+    let mut child = Command::new(suites::binary("planted-filter"))
+        .arg(mode)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("planted-filter");
+    let mut err = child.stderr.take().expect("stderr");
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    while err.read(&mut byte).expect("read") == 1 && byte[0] != b'\n' {
+        line.push(byte[0]);
+    }
+    assert_eq!(line, b"ready", "planted-filter {mode}");
+    child
+}
+
+#[test]
+fn policy_verify_reports_a_planted_extra_call() {
+    let mut child = planted("extra-call");
+    let pid = child.id().to_string();
+    let (code, out, err) = policy_verify(&[&pid, "--policy", "vault"]);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(code, 1, "{out}\n{err}");
+    // By its bytes...
+    assert!(
+        out.contains("NOT the program compiled from vault.json"),
+        "{out}"
+    );
+    // ...by its meaning, naming the call...
+    assert!(
+        out.contains("getuid (102): the kernel's program says allow, the JSON says kill_process"),
+        "{out}"
+    );
+    // ...and in the verdict; the overlay, which is the reviewed one, passes.
+    assert!(out.contains("NOT the reviewed policy ✗"), "{out}");
+    assert_eq!(
+        out.matches("byte-identical to the enforcing program")
+            .count(),
+        1,
+        "{out}"
+    );
+}
+
+#[test]
+fn policy_verify_reports_a_thread_without_the_filters() {
+    let mut child = planted("thread-left-out");
+    let pid = child.id().to_string();
+    let (code, out, err) = policy_verify(&[&pid, "--policy", "vault"]);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(code, 1, "{out}\n{err}");
+    // The main thread holds the reviewed programs; the other holds none.
+    assert!(
+        out.contains("1 thread holds other filters than thread"),
+        "{out}"
+    );
+    assert!(
+        out.contains("the kernel holds 0 filters, the policy installs 2 filters ✗"),
+        "{out}"
+    );
+}
+
+#[test]
+fn policy_verify_says_what_it_needs_when_it_is_not_root() {
+    use std::os::unix::process::CommandExt;
+    let dir = suites::copy_for_nobody(&["policy"]);
+    let out = Command::new(dir.join("policy"))
+        .args(["verify", "1"])
+        .uid(suites::NOBODY)
+        .gid(suites::NOBODY)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run policy verify as nobody");
+    let _ = std::fs::remove_dir_all(&dir);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("it needs CAP_SYS_ADMIN (run as root)"),
+        "{err}"
+    );
+}

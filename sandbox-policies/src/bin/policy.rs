@@ -1,8 +1,12 @@
-//! `policy lint` and `policy review`: the review toolchain for
-//! `sandbox-policies/`. Run through `make policy-lint` / `make policy-review`.
+//! `policy lint`, `policy review` and `policy verify`: the review toolchain
+//! for `sandbox-policies/`. Run through `make policy-lint`,
+//! `make policy-review` and `make policy-verify`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+
+#[path = "policy/verify.rs"]
+mod verify;
 
 fn dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf()
@@ -58,9 +62,16 @@ fn lint() -> ExitCode {
     }
 }
 
+const USAGE: &str = "usage: policy lint
+       policy review                  (the review goes to standard output)
+       policy verify PID [--policy vault|broker]
+       policy verify --start BROKER   (starts `BROKER demo`, verifies its broker and vault, stops them)";
+
 fn main() -> ExitCode {
-    match std::env::args().nth(1).as_deref() {
-        Some("lint") => lint(),
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("lint") if args.len() == 1 => lint(),
+        Some("verify") => verify::main(&args[1..]),
         Some("review") => match policy::render::render_dir(&dir()) {
             Ok(text) => {
                 print!("{text}");
@@ -71,8 +82,12 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Some("-h" | "--help" | "help") => {
+            println!("{USAGE}");
+            ExitCode::SUCCESS
+        }
         _ => {
-            eprintln!("usage: policy lint | policy review  (the review goes to standard output)");
+            eprintln!("{USAGE}");
             ExitCode::from(2)
         }
     }
