@@ -409,14 +409,7 @@ mod tests {
             nr: 1,
             arch: 2,
             instruction_pointer: 0x0000_0004_0000_0003,
-            args: [
-                0x0000_0006_0000_0005,
-                0,
-                0,
-                0,
-                0,
-                0x0000_0010_0000_000f,
-            ],
+            args: [0x0000_0006_0000_0005, 0, 0, 0, 0, 0x0000_0010_0000_000f],
         };
         let words: Vec<Option<u32>> = [0, 4, 8, 12, 16, 20, 56, 60].map(|o| d.word(o)).to_vec();
         assert_eq!(
@@ -466,16 +459,19 @@ mod tests {
     fn what_seccomp_refuses_is_a_fault() {
         let d = SeccompData::x86_64(0, [0; 6]);
         for bad in [
-            vec![stmt(0x20, 64), stmt(0x06, 0)],  // load past seccomp_data
-            vec![stmt(0x20, 2), stmt(0x06, 0)],   // unaligned load
-            vec![stmt(0x28, 0), stmt(0x06, 0)],   // half-word load
-            vec![stmt(0x60, 16), stmt(0x06, 0)],  // memory slot 16
-            vec![stmt(0x34, 0), stmt(0x06, 0)],   // div by constant 0
-            vec![stmt(0x64, 32), stmt(0x06, 0)],  // shift by 32
-            vec![stmt(0x94, 3), stmt(0x06, 0)],   // mod: not in seccomp's subset
-            vec![stmt(0x0e, 0)],                  // return X
+            vec![stmt(0x20, 64), stmt(0x06, 0)], // load past seccomp_data
+            vec![stmt(0x20, 2), stmt(0x06, 0)],  // unaligned load
+            vec![stmt(0x28, 0), stmt(0x06, 0)],  // half-word load
+            vec![stmt(0x60, 16), stmt(0x06, 0)], // memory slot 16
+            vec![stmt(0x34, 0), stmt(0x06, 0)],  // div by constant 0
+            vec![stmt(0x64, 32), stmt(0x06, 0)], // shift by 32
+            vec![stmt(0x94, 3), stmt(0x06, 0)],  // mod: not in seccomp's subset
+            vec![stmt(0x0e, 0)],                 // return X
         ] {
-            assert!(matches!(run(&bad, &d), Err(Fault::Refused { .. })), "{bad:?}");
+            assert!(
+                matches!(run(&bad, &d), Err(Fault::Refused { .. })),
+                "{bad:?}"
+            );
         }
         assert_eq!(run(&[stmt(0x00, 1)], &d), Err(Fault::OutOfRange { pc: 1 }));
         assert_eq!(
@@ -491,7 +487,10 @@ mod tests {
         assert_eq!(combine(&[errno(38), RET_ALLOW]), errno(38));
         assert_eq!(combine(&[RET_ALLOW, errno(38)]), errno(38));
         assert_eq!(combine(&[errno(38), RET_KILL_PROCESS]), RET_KILL_PROCESS);
-        assert_eq!(combine(&[RET_KILL_THREAD, RET_KILL_PROCESS]), RET_KILL_PROCESS);
+        assert_eq!(
+            combine(&[RET_KILL_THREAD, RET_KILL_PROCESS]),
+            RET_KILL_PROCESS
+        );
         assert_eq!(combine(&[RET_TRAP, errno(1)]), RET_TRAP);
         assert_eq!(combine(&[RET_LOG, RET_ALLOW]), RET_LOG);
         // Equal actions: the newest (last installed) filter's data.
