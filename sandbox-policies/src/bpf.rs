@@ -300,17 +300,21 @@ pub fn combine(oldest_first: &[u32]) -> u32 {
 const ERRNO_NAMES: &[(u32, &str)] = &[
     (1, "EPERM"),
     (2, "ENOENT"),
+    (3, "ESRCH"),
     (4, "EINTR"),
     (5, "EIO"),
     (9, "EBADF"),
+    (10, "ECHILD"),
     (11, "EAGAIN"),
     (12, "ENOMEM"),
     (13, "EACCES"),
     (14, "EFAULT"),
     (16, "EBUSY"),
     (22, "EINVAL"),
+    (25, "ENOTTY"),
     (38, "ENOSYS"),
     (95, "EOPNOTSUPP"),
+    (97, "EAFNOSUPPORT"),
 ];
 
 /// An errno value by name and number: `ENOSYS (38)`.

@@ -47,7 +47,7 @@ impl fmt::Display for Action {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Allow => f.write_str("allow"),
-            Self::Errno(e) => write!(f, "errno {e}"),
+            Self::Errno(e) => write!(f, "errno {}", crate::bpf::errno_name(*e)),
             Self::KillThread => f.write_str("kill_thread"),
             Self::KillProcess => f.write_str("kill_process"),
             Self::Log => f.write_str("log"),

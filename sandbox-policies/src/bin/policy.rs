@@ -46,11 +46,8 @@ fn lint() -> ExitCode {
                 eprintln!("{file}: filter {:?} does not compile: {e}", f.name);
                 bad += 1;
             } else if findings.iter().all(|x| x.filter != f.name) {
-                let n = f.rules.len();
-                println!(
-                    "{file}: filter {:?}: {n} rules, lint clean, compiles",
-                    f.name
-                );
+                let n = policy::render::count(f.rules.len(), "rule", "rules");
+                println!("{file}: filter {:?}: {n}, lint clean, compiles", f.name);
             }
         }
     }
