@@ -71,6 +71,21 @@ pub struct Embedded {
 }
 
 /// The three compiled variants of one policy, as embedded by [`embedded_policy!`].
+/// A one-rule filter that traps the calls one rule of the policy allows
+/// (`policy::compile::namer`): installed after the policy, it takes that
+/// rule away and names every call that needed it.
+#[derive(Debug, Clone, Copy)]
+pub struct Namer {
+    /// The filter the rule belongs to (`vault`, `vault-errno`, ...).
+    pub filter: &'static str,
+    /// The rule's number in that filter, from 1, as `REVIEW.md` numbers it.
+    pub rule: u32,
+    /// The system call the rule is about.
+    pub syscall: &'static str,
+    /// The program: trap for the rule's calls, allow for every other.
+    pub program: Embedded,
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct Compiled {
     pub enforce: Embedded,
@@ -79,6 +94,9 @@ pub struct Compiled {
     /// The `NAME-errno` overlay (empty if the policy has none): installed
     /// first, it answers some calls with an errno (clone3 with ENOSYS).
     pub overlay: Embedded,
+    /// One namer per rule of the filter and of its overlay: the rule check
+    /// of the "every rule is needed" suite ([`install_naming`]).
+    pub namers: &'static [Namer],
 }
 
 /// Embeds the variants that `policy::compile::embed` wrote to `OUT_DIR` for
@@ -92,6 +110,9 @@ macro_rules! embedded_policy {
             trap: $crate::embedded_policy!(@mode $name, "trap"),
             log: $crate::embedded_policy!(@mode $name, "log"),
             overlay: $crate::embedded_policy!(@mode $name, "overlay"),
+            // A list written by the build script; it names the types by
+            // their path from the `common` crate.
+            namers: include!(concat!(env!("OUT_DIR"), "/", $name, "-namers.rs")),
         }
     };
     (@mode $name:literal, $mode:literal) => {
@@ -125,6 +146,9 @@ pub enum SandboxError {
     Handler(#[source] std::io::Error),
     #[error("cannot install the seccomp filter")]
     Install(#[source] seccompiler::Error),
+    /// The rule check named a rule the embedded policy does not have.
+    #[error("--sandbox-name-rule {filter}:{rule}: the policy has no such rule (filters and rules are numbered as REVIEW.md numbers them)")]
+    NoSuchRule { filter: String, rule: u32 },
 }
 
 /// Decodes an embedded program (8 little-endian bytes per instruction).
@@ -215,6 +239,85 @@ pub fn install(policy: &Compiled, mode: Mode) -> Result<(), SandboxError> {
         seccompiler::apply_filter_all_threads(&overlay).map_err(SandboxError::Install)?;
     }
     seccompiler::apply_filter_all_threads(&prog).map_err(SandboxError::Install)
+}
+
+/// The rule under check, for the SIGSYS handler (null: learning mode).
+static NAMING: std::sync::atomic::AtomicPtr<Namer> =
+    std::sync::atomic::AtomicPtr::new(std::ptr::null_mut());
+
+/// How the SIGSYS handler writes its line when the rule under check is
+/// about `write` itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Aside {
+    /// `writev` on this descriptor.
+    Writev(c_int),
+    /// `write` on this descriptor.
+    Write(c_int),
+}
+
+impl Aside {
+    fn encode(self) -> i64 {
+        match self {
+            Self::Writev(fd) => i64::from(fd),
+            Self::Write(fd) => -1 - i64::from(fd),
+        }
+    }
+
+    fn decode(v: i64) -> Self {
+        if v >= 0 {
+            Self::Writev(c_int::try_from(v).unwrap_or(2))
+        } else {
+            Self::Write(c_int::try_from(-1 - v).unwrap_or(2))
+        }
+    }
+}
+
+/// [`Aside`] of the rule under check, encoded.
+static ASIDE: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(2);
+
+/// Parses a rule reference `FILTER:RULE` (`vault:12`, `vault-errno:1`).
+pub fn parse_rule(s: &str) -> Option<(&str, u32)> {
+    let (filter, rule) = s.rsplit_once(':')?;
+    let rule = rule.parse().ok().filter(|&r| r > 0)?;
+    (!filter.is_empty()).then_some((filter, rule))
+}
+
+/// The rule check: installs the policy enforcing, exactly as [`install`]
+/// does, and then the namer of rule `rule` of filter `filter`, which traps
+/// that rule's calls; the SIGSYS handler names each one on stderr
+/// (`sandbox (rule check): without vault rule 12 (writev), ...`) and makes
+/// it return `ENOSYS`. Every call the policy does not allow still kills.
+/// Policy work and the "every rule is needed" suite only: the process runs
+/// under a filter tighter than the policy, never looser.
+///
+/// A rule about `write` may be the very one the handler writes its line
+/// with; `aside` says how to write instead (the vault: `writev` on stderr;
+/// the broker: `write` on stdout).
+pub fn install_naming(
+    policy: &Compiled,
+    filter: &str,
+    rule: u32,
+    aside: Aside,
+) -> Result<(), SandboxError> {
+    let namer = policy
+        .namers
+        .iter()
+        .find(|n| n.filter == filter && n.rule == rule)
+        .ok_or_else(|| SandboxError::NoSuchRule {
+            filter: filter.to_owned(),
+            rule,
+        })?;
+    let prog = ready(&namer.program, std::process::id())?;
+    ASIDE.store(aside.encode(), std::sync::atomic::Ordering::SeqCst);
+    NAMING.store(
+        std::ptr::from_ref(namer).cast_mut(),
+        std::sync::atomic::Ordering::SeqCst,
+    );
+    install_sigsys_handler()?;
+    // The namer first: the policy allows no seccomp() after it. The order
+    // changes nothing else (the most restrictive result wins).
+    seccompiler::apply_filter_all_threads(&prog).map_err(SandboxError::Install)?;
+    install(policy, Mode::Enforce)
 }
 
 /// Installs a filter that allows every call, through the same path as the
@@ -319,14 +422,32 @@ extern "C" fn on_sigsys(_sig: c_int, info: *mut libc::siginfo_t, ctx: *mut c_voi
     // SAFETY: siginfo_t is 128 bytes, so bytes 24..28 are inside it; read
     // unaligned-safe, so no alignment assumption is needed.
     let nr = unsafe { info.cast::<u8>().add(24).cast::<c_int>().read_unaligned() };
-    let mut buf = [0u8; 256];
+    let mut buf = [0u8; 512];
     let mut len = 0;
+    // SAFETY: NAMING is null or points to a `Namer` of a `'static` policy.
+    let naming = unsafe {
+        NAMING
+            .load(std::sync::atomic::Ordering::SeqCst)
+            .cast_const()
+            .as_ref()
+    };
     if code == SYS_SECCOMP {
-        push(
-            &mut buf,
-            &mut len,
-            b"sandbox (learning mode): the policy would refuse ",
-        );
+        if let Some(n) = naming {
+            push(&mut buf, &mut len, b"sandbox (rule check): without ");
+            push(&mut buf, &mut len, n.filter.as_bytes());
+            push(&mut buf, &mut len, b" rule ");
+            let mut digits = [0u8; 10];
+            push(&mut buf, &mut len, decimal(n.rule, &mut digits));
+            push(&mut buf, &mut len, b" (");
+            push(&mut buf, &mut len, n.syscall.as_bytes());
+            push(&mut buf, &mut len, b"), the process made ");
+        } else {
+            push(
+                &mut buf,
+                &mut len,
+                b"sandbox (learning mode): the policy would refuse ",
+            );
+        }
         let nr = u32::try_from(nr).unwrap_or(u32::MAX);
         push(
             &mut buf,
@@ -339,13 +460,20 @@ extern "C" fn on_sigsys(_sig: c_int, info: *mut libc::siginfo_t, ctx: *mut c_voi
         push(&mut buf, &mut len, b")");
         #[cfg(target_arch = "x86_64")]
         {
-            // The first three arguments, from the interrupted context: what a
+            // The six arguments, from the interrupted context: what a
             // rule's conditions would have to allow.
             push(&mut buf, &mut len, b" args");
             // SAFETY: for an SA_SIGINFO handler `ctx` is the interrupted
-            // context; RDI, RSI and RDX hold the first three arguments.
+            // context; RDI, RSI, RDX, R10, R8 and R9 hold the arguments.
             let regs = unsafe { (*ctx.cast::<libc::ucontext_t>()).uc_mcontext.gregs };
-            for r in [libc::REG_RDI, libc::REG_RSI, libc::REG_RDX] {
+            for r in [
+                libc::REG_RDI,
+                libc::REG_RSI,
+                libc::REG_RDX,
+                libc::REG_R10,
+                libc::REG_R8,
+                libc::REG_R9,
+            ] {
                 let v = usize::try_from(r)
                     .ok()
                     .and_then(|i| regs.get(i).copied())
@@ -376,8 +504,26 @@ extern "C" fn on_sigsys(_sig: c_int, info: *mut libc::siginfo_t, ctx: *mut c_voi
         );
     }
     let _ = ctx;
-    // SAFETY: write(2) is async-signal-safe; the buffer is live and `len` long.
-    unsafe { libc::write(2, buf.as_ptr().cast(), len) };
+    let aside = naming
+        .filter(|n| n.syscall == "write")
+        .map(|_| Aside::decode(ASIDE.load(std::sync::atomic::Ordering::SeqCst)));
+    if let Some(Aside::Writev(fd)) = aside {
+        // The rule under check is write's: a write from here would trap
+        // again with SIGSYS blocked, and the kernel would kill the process
+        // before the call was named.
+        let iov = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: len,
+        };
+        // SAFETY: writev(2) is async-signal-safe; one live iovec.
+        unsafe { libc::writev(fd, &iov, 1) };
+    } else if let Some(Aside::Write(fd)) = aside {
+        // SAFETY: write(2) is async-signal-safe; the buffer is live and `len` long.
+        unsafe { libc::write(fd, buf.as_ptr().cast(), len) };
+    } else {
+        // SAFETY: write(2) is async-signal-safe; the buffer is live and `len` long.
+        unsafe { libc::write(2, buf.as_ptr().cast(), len) };
+    }
 }
 
 #[cfg(test)]

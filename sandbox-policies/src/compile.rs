@@ -63,6 +63,7 @@ impl Program {
 
 /// Replaces each run-time value of `filter` (a filter object of the JSON)
 /// with its placeholder, in file order; returns the placeholders given out.
+/// Removes the fields seccompiler does not know ([`model::OWN_RULE_FIELDS`]).
 fn substitute(filter: &mut serde_json::Value) -> Result<Vec<u32>, String> {
     let mut given = Vec::new();
     let rules = filter
@@ -70,6 +71,11 @@ fn substitute(filter: &mut serde_json::Value) -> Result<Vec<u32>, String> {
         .and_then(serde_json::Value::as_array_mut)
         .ok_or("filter must be a list of rules")?;
     for rule in rules {
+        if let Some(obj) = rule.as_object_mut() {
+            for field in model::OWN_RULE_FIELDS {
+                obj.remove(field);
+            }
+        }
         let Some(args) = rule
             .get_mut("args")
             .and_then(serde_json::Value::as_array_mut)
@@ -194,6 +200,37 @@ pub fn compile(json: &str, name: &str, mismatch: &str, arch: &str) -> Result<Pro
     Ok(Program { bpf, pid_slots })
 }
 
+/// The name of the one-rule filter [`namer`] builds.
+const NAMER: &str = "rule-namer";
+
+/// A filter that traps the calls rule `rule` (1-based, as `REVIEW.md`
+/// numbers them) of filter `name` allows, and allows everything else.
+///
+/// Installed after a process's real filters, it takes exactly that rule's
+/// calls away from them and hands them to a SIGSYS handler that names them
+/// (trap is more restrictive than allow and errno, so it wins; everything
+/// the policy refuses is still killed by the policy itself). The "every
+/// rule is needed" suite runs each lifecycle with each rule taken away this
+/// way, and must see the rule's call named.
+pub fn namer(json: &str, name: &str, rule: usize, arch: &str) -> Result<Program, String> {
+    let value: serde_json::Value = serde_json::from_str(json).map_err(|e| e.to_string())?;
+    let rules = value
+        .get(name)
+        .and_then(|f| f.get("filter"))
+        .and_then(serde_json::Value::as_array)
+        .ok_or_else(|| format!("no filter named {name:?}"))?;
+    let one = rule
+        .checked_sub(1)
+        .and_then(|i| rules.get(i))
+        .ok_or_else(|| format!("filter {name:?} has no rule {rule}"))?;
+    let filter = serde_json::json!({ NAMER: {
+        "mismatch_action": "allow",
+        "match_action": "trap",
+        "filter": [one],
+    }});
+    compile(&filter.to_string(), NAMER, "allow", arch)
+}
+
 fn write(path: &Path, bytes: &[u8]) {
     fs::write(path, bytes).unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
 }
@@ -248,6 +285,38 @@ pub fn embed(policy: &Path, name: &str, out_dir: &Path, arch: &str) {
         &out_dir.join(format!("{name}-overlay.pid")),
         &overlay.pid_slot_bytes(),
     );
+    // One namer per rule of the filter and of its overlay, and the Rust
+    // list of them (`NAME-namers.rs`) that `common::embedded_policy!`
+    // includes.
+    let mut list = String::from("&[\n");
+    for f in filters
+        .iter()
+        .filter(|f| f.name == name || f.name == overlay_name)
+    {
+        for (i, r) in f.rules.iter().enumerate() {
+            let rule = i + 1;
+            let prog = namer(&json, &f.name, rule, arch).unwrap_or_else(|e| {
+                panic!(
+                    "{}: no namer for {} rule {rule}: {e}",
+                    policy.display(),
+                    f.name
+                )
+            });
+            let stem = out_dir.join(format!("{}-name-{rule}", f.name));
+            write(&stem.with_extension("bpf"), &prog.bpf);
+            write(&stem.with_extension("pid"), &prog.pid_slot_bytes());
+            list.push_str(&format!(
+                "    ::common::sandbox::Namer {{ filter: {:?}, rule: {rule}, syscall: {:?}, program: \
+                 ::common::sandbox::Embedded {{ bpf: include_bytes!({:?}), pid_slots: include_bytes!({:?}) }} }},\n",
+                f.name,
+                r.syscall,
+                stem.with_extension("bpf").display().to_string(),
+                stem.with_extension("pid").display().to_string(),
+            ));
+        }
+    }
+    list.push_str("]\n");
+    write(&out_dir.join(format!("{name}-namers.rs")), list.as_bytes());
 }
 
 /// The whole `build.rs` of a program that embeds filter `name` from

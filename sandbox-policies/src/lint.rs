@@ -163,6 +163,63 @@ fn blank(c: &Option<String>) -> bool {
     c.as_deref().is_none_or(|s| s.trim().is_empty())
 }
 
+/// The scenarios of the "every rule is needed" suite (`tests/tests/rules.rs`)
+/// a rule's `"needed_by"` may name: (policy file, name, what it runs). Each
+/// runs the real programs with one rule taken away
+/// (`--sandbox-name-rule`), and must see that rule's call refused.
+pub const SCENARIOS: &[(&str, &str, &str)] = &[
+    (
+        "vault.json",
+        "lifecycle",
+        "`broker demo`: start, key generation inside the sandbox, warm-up of every lane, three reads 20 ms apart, graceful shutdown",
+    ),
+    (
+        "vault.json",
+        "panic",
+        "the same with `--selftest panic`: a panic inside the sandbox after key generation, which aborts (SIGABRT)",
+    ),
+    (
+        "vault.json",
+        "sigstop",
+        "the vault stopped with SIGSTOP while its lanes sleep between reads, then continued with SIGCONT",
+    ),
+    (
+        "vault.json",
+        "sigterm",
+        "SIGTERM sent to the vault while its lanes sleep: its handler sets the stop flag and returns",
+    ),
+    (
+        "vault.json",
+        "reseed",
+        "`--selftest reseed`: OpenSSL's primary DRBG reseeded from the kernel (RAND_poll), as it does on its own after an hour or 256 reseeds of the lanes' DRBGs",
+    ),
+    (
+        "vault.json",
+        "glibc-fatal",
+        "`--selftest glibc-fatal`: a double free, which glibc reports on stderr before it aborts",
+    ),
+    (
+        "vault.json",
+        "segv",
+        "`--selftest segv`: a write to address 0, a real segmentation fault",
+    ),
+    (
+        "vault.json",
+        "sigbus",
+        "`--selftest sigbus`: a load past the end of a file mapped before the sandbox, a real bus error",
+    ),
+    (
+        "vault.json",
+        "clone3",
+        "`--selftest clone3`: the clone3 glibc makes first to start a thread, made directly (glibc makes it with every signal blocked, where a trap cannot be named)",
+    ),
+    (
+        "vault.json",
+        "contend",
+        "`--selftest contend`: lane 0 holds a glibc rwlock (OpenSSL's lock type) and a glibc mutex (malloc's) until the main thread sleeps on each",
+    ),
+];
+
 /// Suffix of an overlay filter: `NAME-errno` answers some calls of filter
 /// `NAME` with an errno instead of letting them through (seccomp applies the
 /// most restrictive result of all installed filters, and errno wins over
@@ -200,7 +257,7 @@ fn answered_by(overlay: Option<&Filter>, syscall: &str) -> bool {
 }
 
 fn lint_overlay(overlay: &Filter, primary: Option<&Filter>) -> Vec<Finding> {
-    let mut out = Vec::new();
+    let mut out = lint_needed(overlay);
     let mut push = |rule: Option<usize>, syscall: Option<&str>, message: String| {
         out.push(Finding {
             filter: overlay.name.clone(),
@@ -279,8 +336,44 @@ pub fn lint(filter: &Filter) -> Vec<Finding> {
     lint_with_overlay(filter, None)
 }
 
-fn lint_with_overlay(filter: &Filter, overlay: Option<&Filter>) -> Vec<Finding> {
+/// The claims of the rules about which scenarios need them: known names,
+/// no repeats, and a rule is either needed by scenarios or unreached with a
+/// reason, not both.
+fn lint_needed(filter: &Filter) -> Vec<Finding> {
     let mut out = Vec::new();
+    for (i, r) in filter.rules.iter().enumerate() {
+        let mut push = |message: String| {
+            out.push(Finding {
+                filter: filter.name.clone(),
+                rule: Some(i + 1),
+                syscall: Some(r.syscall.clone()),
+                message,
+            });
+        };
+        for (j, n) in r.needed_by.iter().enumerate() {
+            if !SCENARIOS.iter().any(|(_, name, _)| name == n) {
+                let known: Vec<&str> = SCENARIOS.iter().map(|(_, name, _)| *name).collect();
+                push(format!(
+                    "needed_by names {n:?}, not a scenario of the suite (known: {})",
+                    known.join(", ")
+                ));
+            }
+            if r.needed_by[..j].contains(n) {
+                push(format!("needed_by names {n:?} twice"));
+            }
+        }
+        if !r.needed_by.is_empty() && r.unreached.is_some() {
+            push("both needed_by and unreached: a rule is one or the other".into());
+        }
+        if r.unreached.as_deref().is_some_and(|s| s.trim().is_empty()) {
+            push("unreached needs the reason the rule stays".into());
+        }
+    }
+    out
+}
+
+fn lint_with_overlay(filter: &Filter, overlay: Option<&Filter>) -> Vec<Finding> {
+    let mut out = lint_needed(filter);
     let mut push = |rule: Option<usize>, syscall: Option<&str>, message: String| {
         out.push(Finding {
             filter: filter.name.clone(),

@@ -152,7 +152,19 @@ pub struct Rule {
     pub syscall: String,
     pub args: Vec<Condition>,
     pub comment: Option<String>,
+    /// `"needed_by"`: the scenarios of the "every rule is needed" suite
+    /// (`tests/tests/rules.rs`, names in [`crate::lint::SCENARIOS`]) that
+    /// must make this rule's call: with the rule taken away, each must see
+    /// it refused.
+    pub needed_by: Vec<String>,
+    /// `"unreached"`: why the rule stays though no scenario can reach its
+    /// call on this machine (the suite checks that none does).
+    pub unreached: Option<String>,
 }
+
+/// The fields of a rule this project adds to seccompiler's format; they
+/// are removed before seccompiler reads a policy.
+pub const OWN_RULE_FIELDS: [&str; 2] = ["needed_by", "unreached"];
 
 /// One named filter.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -320,7 +332,11 @@ pub fn parse(json: &str) -> Result<Vec<Filter>, ParseError> {
             let r = r
                 .as_object()
                 .ok_or_else(|| err(&at, "a rule is an object"))?;
-            only_fields(r, &["syscall", "args", "comment"], &at)?;
+            only_fields(
+                r,
+                &["syscall", "args", "comment", "needed_by", "unreached"],
+                &at,
+            )?;
             let syscall = r
                 .get("syscall")
                 .and_then(Value::as_str)
@@ -334,10 +350,29 @@ pub fn parse(json: &str) -> Result<Vec<Filter>, ParseError> {
                     .collect::<Result<_, _>>()?,
                 Some(_) => return Err(err(&at, "args must be a list")),
             };
+            let needed_by = match r.get("needed_by") {
+                None => Vec::new(),
+                Some(Value::Array(a)) => a
+                    .iter()
+                    .map(|v| {
+                        v.as_str()
+                            .map(str::to_owned)
+                            .ok_or_else(|| err(&at, "needed_by must be a list of scenario names"))
+                    })
+                    .collect::<Result<_, _>>()?,
+                Some(_) => return Err(err(&at, "needed_by must be a list of scenario names")),
+            };
+            let unreached = match r.get("unreached") {
+                None => None,
+                Some(Value::String(s)) => Some(s.clone()),
+                Some(_) => return Err(err(&at, "unreached must be a string (the reason)")),
+            };
             rules.push(Rule {
                 syscall,
                 args,
                 comment: comment(r, &at)?,
+                needed_by,
+                unreached,
             });
         }
         filters.push(Filter {

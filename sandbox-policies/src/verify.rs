@@ -139,19 +139,24 @@ pub fn json_result(f: &Filter, mismatch: Option<Action>, data: &SeccompData, pid
         return bpf::RET_KILL_PROCESS;
     }
     let name = syscalls::name(data.nr);
-    let matched = f.rules.iter().any(|r| {
-        Some(r.syscall.as_str()) == name
-            && r.args.iter().all(|c| {
-                data.args
-                    .get(usize::from(c.index))
-                    .is_some_and(|&a| c.holds_for(a, pid))
-            })
-    });
-    if matched {
+    if f.rules
+        .iter()
+        .any(|r| Some(r.syscall.as_str()) == name && conditions_hold(r, data, pid))
+    {
         ret_of(f.match_action)
     } else {
         ret_of(mismatch.unwrap_or(f.mismatch_action))
     }
+}
+
+/// Whether every condition of rule `r` holds for the arguments of `data`
+/// in a process whose pid is `pid` (its system call is not compared).
+pub fn conditions_hold(r: &model::Rule, data: &SeccompData, pid: u32) -> bool {
+    r.args.iter().all(|c| {
+        data.args
+            .get(usize::from(c.index))
+            .is_some_and(|&a| c.holds_for(a, pid))
+    })
 }
 
 /// The values worth trying for an argument that conditions compare with:
@@ -710,6 +715,70 @@ mod tests {
             held(&e[1].enforce, 3),
         ];
         assert!(!check(&e, &three, 3).passed());
+    }
+
+    #[test]
+    fn each_namer_traps_its_rule_s_calls_and_nothing_else() {
+        if !syscalls::available() {
+            return;
+        }
+        let pid = 777;
+        for process in ["vault", "broker"] {
+            let text = std::fs::read_to_string(dir().join(format!("{process}.json"))).unwrap();
+            for e in expected(&dir(), process).unwrap() {
+                let calls = calls(&[&e.model], pid);
+                let nrs: Vec<Option<u32>> = e
+                    .model
+                    .rules
+                    .iter()
+                    .map(|r| syscalls::number(&r.syscall))
+                    .collect();
+                // For each call, the rules that allow it: at most one (the
+                // rules of a filter are disjoint, so taking one away takes
+                // away no call another rule allows).
+                let allowed_by: Vec<Vec<usize>> = calls
+                    .iter()
+                    .map(|c| {
+                        (0..nrs.len())
+                            .filter(|&j| {
+                                c.arch == bpf::AUDIT_ARCH_X86_64
+                                    && nrs[j] == Some(c.nr)
+                                    && conditions_hold(&e.model.rules[j], c, pid)
+                            })
+                            .collect()
+                    })
+                    .collect();
+                for (c, by) in calls.iter().zip(&allowed_by) {
+                    assert!(
+                        by.len() <= 1,
+                        "{}: {} allowed by rules {by:?}",
+                        e.name,
+                        describe_call(c)
+                    );
+                }
+                for i in 0..e.model.rules.len() {
+                    let namer = compile::namer(&text, &e.name, i + 1, "x86_64").unwrap();
+                    let prog = bpf::decode(&held(&namer, pid).bpf).unwrap();
+                    for (c, by) in calls.iter().zip(&allowed_by) {
+                        let want = if by.contains(&i) {
+                            bpf::RET_TRAP
+                        } else if c.arch == bpf::AUDIT_ARCH_X86_64 {
+                            bpf::RET_ALLOW
+                        } else {
+                            bpf::RET_KILL_PROCESS
+                        };
+                        assert_eq!(
+                            bpf::run(&prog, c),
+                            Ok(want),
+                            "{} rule {}: {}",
+                            e.name,
+                            i + 1,
+                            describe_call(c)
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -38,6 +38,8 @@ struct Config {
     heap_size: usize,
     heap_min: usize,
     mode: Mode,
+    /// The rule check: `(filter, rule)` whose calls are trapped and named.
+    name_rule: Option<(String, u32)>,
     selftest: Option<Selftest>,
     secret_ring: bool,
     lanes: usize,
@@ -60,10 +62,35 @@ enum Selftest {
     /// decryption must fail for want of room (never fall back to ordinary
     /// memory) while the vault goes on answering and shuts down cleanly.
     FillArena,
+    /// Force a reseed of OpenSSL's primary DRBG from the kernel, as it
+    /// does on its own after an hour or 256 reseeds of the lanes' DRBGs
+    /// (RAND_poll), then serve.
+    Reseed,
+    /// A real glibc fatal error (a double free caught by its tcache check):
+    /// glibc writes its message and aborts.
+    GlibcFatal,
+    /// A real segmentation fault (a write to address 0): std's handler
+    /// resets SIGSEGV to its default action and the fault ends the vault.
+    Segv,
+    /// A real bus error (a load from a page past the end of a file, mapped
+    /// before the sandbox): std's handler resets SIGBUS to its default
+    /// action and the fault ends the vault.
+    Sigbus,
+    /// The clone3 call glibc makes first when anything starts a thread, made
+    /// directly (glibc makes it with every signal blocked, where a trap
+    /// cannot be named): the overlay answers ENOSYS.
+    Clone3,
+    /// Lock contention, forced: lane 0 holds a glibc rwlock (the lock type
+    /// behind OpenSSL's CRYPTO_THREAD locks: the secure heap's, the DRBG's,
+    /// the blinding's) and a glibc mutex (the lock type of malloc's arenas)
+    /// until the main thread is waiting for each.
+    Contend,
 }
 
 const USAGE: &str = "usage: vault --parent-pid PID [--key-bits 2048|3072|4096] [--heap-size BYTES] [--heap-min BYTES]
-             [--sandbox-mode enforce|trap|log] [--selftest panic|forbidden-syscall|flood-stderr|fill-arena] [--secret-ring] [--lanes N]
+             [--sandbox-mode enforce|trap|log] [--sandbox-name-rule FILTER:RULE] [--selftest NAME] [--secret-ring] [--lanes N]
+Selftests (the suites' deliberate failures, inside the sandbox): panic, forbidden-syscall, flood-stderr,
+fill-arena, reseed, glibc-fatal, segv, sigbus, clone3, contend.
 The vault is started by the broker, which passes the sealed rings of its N lanes at fds 3.. (and, with
 --secret-ring, their data parts in memfd_secret memory after them); it is not meant to be run by hand.";
 
@@ -73,6 +100,7 @@ fn parse_args() -> Result<Config, String> {
     let mut heap_size = None;
     let mut heap_min = 16usize;
     let mut mode = Mode::Enforce;
+    let mut name_rule = None;
     let mut selftest = None;
     let mut secret_ring = false;
     let mut lanes = 1usize;
@@ -119,6 +147,16 @@ fn parse_args() -> Result<Config, String> {
                 mode = Mode::parse(&v)
                     .ok_or_else(|| format!("--sandbox-mode {v:?}: use enforce, trap or log"))?;
             }
+            "--sandbox-name-rule" => {
+                let v = args
+                    .next()
+                    .and_then(|v| v.into_string().ok())
+                    .unwrap_or_default();
+                let (filter, rule) = common::sandbox::parse_rule(&v).ok_or_else(|| {
+                    format!("--sandbox-name-rule {v:?}: use FILTER:RULE, e.g. vault:12")
+                })?;
+                name_rule = Some((filter.to_owned(), rule));
+            }
             "--secret-ring" => secret_ring = true,
             "--lanes" => {
                 lanes = usize::try_from(value("--lanes")?)
@@ -136,9 +174,15 @@ fn parse_args() -> Result<Config, String> {
                     "forbidden-syscall" => Selftest::ForbiddenSyscall,
                     "flood-stderr" => Selftest::FloodStderr,
                     "fill-arena" => Selftest::FillArena,
+                    "reseed" => Selftest::Reseed,
+                    "glibc-fatal" => Selftest::GlibcFatal,
+                    "segv" => Selftest::Segv,
+                    "sigbus" => Selftest::Sigbus,
+                    "clone3" => Selftest::Clone3,
+                    "contend" => Selftest::Contend,
                     _ => {
                         return Err(format!(
-                            "--selftest {v:?}: use panic, forbidden-syscall, flood-stderr or fill-arena"
+                            "--selftest {v:?}: use panic, forbidden-syscall, flood-stderr, fill-arena, reseed, glibc-fatal, segv, sigbus, clone3 or contend"
                         ))
                     }
                 });
@@ -148,12 +192,19 @@ fn parse_args() -> Result<Config, String> {
         }
     }
     let parent = parent.ok_or_else(|| format!("--parent-pid is required\n{USAGE}"))?;
+    if name_rule.is_some() && mode.is_learning() {
+        return Err(
+            "--sandbox-name-rule checks one rule of the enforcing policy: not with a learning mode"
+                .into(),
+        );
+    }
     Ok(Config {
         parent,
         bits,
         heap_size: heap_size.unwrap_or(common::budget::default_arena(lanes)),
         heap_min,
         mode,
+        name_rule,
         selftest,
         secret_ring,
         lanes,
@@ -168,6 +219,140 @@ fn report(step: &str, e: &dyn Error) {
         src = s.source();
     }
     say(&msg);
+}
+
+/// [`Selftest::GlibcFatal`]: the same block freed twice through glibc.
+fn selftest_glibc_fatal() {
+    // SAFETY: deliberately not safe: a double free, which glibc's tcache
+    // check catches, reports and aborts on (it never returns here).
+    unsafe {
+        let p = libc::malloc(40);
+        std::ptr::write_volatile(p.cast::<u8>(), 1);
+        libc::free(p);
+        libc::free(std::hint::black_box(p));
+    }
+    say("vault: selftest: glibc did not catch the double free");
+}
+
+/// [`Selftest::Contend`]: two threads of the vault, inside the sandbox,
+/// made to wait for a glibc rwlock and a glibc mutex, deterministically:
+/// the holder lets go of each lock only once the waiter has committed to
+/// sleeping on it (glibc has marked the futex as having a waiter, which it
+/// does just before the futex system call), so the wait is made on every
+/// run, however the threads are scheduled.
+mod contend {
+    use std::cell::UnsafeCell;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    struct Locks {
+        rw: UnsafeCell<libc::pthread_rwlock_t>,
+        mutex: UnsafeCell<libc::pthread_mutex_t>,
+    }
+
+    // SAFETY: the locks are only used through pthread calls, which are
+    // made for sharing between threads.
+    unsafe impl Sync for Locks {}
+
+    static LOCKS: Locks = Locks {
+        rw: UnsafeCell::new(libc::PTHREAD_RWLOCK_INITIALIZER),
+        mutex: UnsafeCell::new(libc::PTHREAD_MUTEX_INITIALIZER),
+    };
+
+    /// 0: nothing held; 1: both held by the holder; 2: the waiter is done.
+    static STEP: AtomicU32 = AtomicU32::new(0);
+
+    /// A u32 word of a glibc lock, read atomically (glibc's own atomics
+    /// write it). Offsets from glibc's x86_64 layouts: the rwlock's
+    /// `__wrphase_futex` is its third word, the mutex's `__lock` its first.
+    fn word<T>(lock: &UnsafeCell<T>, index: usize) -> u32 {
+        // SAFETY: `index` is inside the lock (both are at least 40 bytes);
+        // the word is 4-aligned, and read with an atomic load.
+        unsafe { (*lock.get().cast::<AtomicU32>().add(index)).load(Ordering::SeqCst) }
+    }
+
+    fn wait_until(done: impl Fn() -> bool) {
+        while !done() {
+            std::thread::yield_now();
+        }
+    }
+
+    /// Lane 0: takes both locks, lets go of each once the main thread
+    /// sleeps on it, and waits for it to finish.
+    pub fn holder() {
+        // SAFETY: static, initialised locks, taken and released once here.
+        unsafe {
+            libc::pthread_rwlock_wrlock(LOCKS.rw.get());
+            libc::pthread_mutex_lock(LOCKS.mutex.get());
+        }
+        STEP.store(1, Ordering::SeqCst);
+        // PTHREAD_RWLOCK_FUTEX_USED (2): a reader is about to sleep.
+        wait_until(|| word(&LOCKS.rw, 2) & 2 != 0);
+        // SAFETY: held above.
+        unsafe { libc::pthread_rwlock_unlock(LOCKS.rw.get()) };
+        // 2: locked, with waiters.
+        wait_until(|| word(&LOCKS.mutex, 0) == 2);
+        // SAFETY: held above.
+        unsafe { libc::pthread_mutex_unlock(LOCKS.mutex.get()) };
+        wait_until(|| STEP.load(Ordering::SeqCst) == 2);
+        crate::say("vault: selftest: both locks were contended");
+    }
+
+    /// The main thread: waits for each lock while lane 0 holds it.
+    pub fn waiter() {
+        wait_until(|| STEP.load(Ordering::SeqCst) == 1);
+        // SAFETY: static, initialised locks, taken and released once here.
+        unsafe {
+            libc::pthread_rwlock_rdlock(LOCKS.rw.get());
+            libc::pthread_rwlock_unlock(LOCKS.rw.get());
+            libc::pthread_mutex_lock(LOCKS.mutex.get());
+            libc::pthread_mutex_unlock(LOCKS.mutex.get());
+        }
+        STEP.store(2, Ordering::SeqCst);
+    }
+}
+
+/// The page [`Selftest::Sigbus`] loads from: a shared mapping of an empty
+/// memfd, made before the sandbox (0: none).
+static SIGBUS_PAGE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Before the sandbox, for [`Selftest::Sigbus`]: maps one page of an empty
+/// memfd; any access to it is past the end of the file.
+fn prepare_sigbus_page() {
+    // SAFETY: memfd_create with a literal name, then a fresh shared mapping
+    // of it; nothing else refers to either.
+    unsafe {
+        let fd = libc::memfd_create(c"vault-sigbus".as_ptr(), libc::MFD_CLOEXEC);
+        if fd < 0 {
+            return;
+        }
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            4096,
+            libc::PROT_READ,
+            libc::MAP_SHARED,
+            fd,
+            0,
+        );
+        libc::close(fd);
+        if p != libc::MAP_FAILED {
+            SIGBUS_PAGE.store(p as usize, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+}
+
+/// [`Selftest::Sigbus`]: a load from the page of [`prepare_sigbus_page`].
+fn selftest_sigbus() {
+    let page = SIGBUS_PAGE.load(std::sync::atomic::Ordering::SeqCst);
+    if page != 0 {
+        // SAFETY: deliberately not safe: the page is mapped but past the
+        // end of its file, so the load raises SIGBUS (BUS_ADRERR).
+        let v = unsafe { std::ptr::read_volatile(page as *const u8) };
+        say(&format!(
+            "vault: selftest: the load past the end returned {v}"
+        ));
+    } else {
+        say("vault: selftest: no page to fault on");
+    }
 }
 
 /// The flood of [`Selftest::FloodStderr`]: 1 MiB of lines made to abuse a
@@ -382,6 +567,9 @@ fn main() -> ExitCode {
     let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
     let lane0_started = started.clone();
     let mode = cfg.mode;
+    let name_rule = cfg.name_rule.clone();
+    let sigbus = cfg.selftest == Some(Selftest::Sigbus);
+    let contend_partner = cfg.selftest == Some(Selftest::Contend);
     let first = vault::arena_thread::spawn(move || -> ExitCode {
         lane0_started.wait();
         if go_rx.recv().is_err() {
@@ -402,12 +590,26 @@ fn main() -> ExitCode {
             }
         ));
     }
+    if sigbus {
+        prepare_sigbus_page();
+    }
+    if let Some((filter, rule)) = &name_rule {
+        say(&format!(
+            "vault: RULE CHECK: the policy enforcing, with {filter} rule {rule} taken away: its calls are named here and answered ENOSYS. Policy work only."
+        ));
+    }
     step!(
         "installing the seccomp filter",
-        sandbox::install(mode),
+        match &name_rule {
+            Some((filter, rule)) => sandbox::install_naming(filter, *rule),
+            None => sandbox::install(mode),
+        },
         EXIT_STARTUP
     );
     let _ = go_tx.send(());
+    if contend_partner {
+        contend::waiter();
+    }
     first.join().unwrap_or(ExitCode::from(EXIT_SERVE))
 }
 
@@ -444,6 +646,31 @@ fn first_lane(
             ));
         }
         Some(Selftest::FloodStderr) => flood_stderr(),
+        Some(Selftest::Reseed) => {
+            extern "C" {
+                fn RAND_poll() -> std::ffi::c_int;
+            }
+            // SAFETY: RAND_poll takes nothing and reseeds the primary DRBG.
+            let r = unsafe { RAND_poll() };
+            say(&format!("vault: selftest: RAND_poll returned {r}"));
+        }
+        Some(Selftest::GlibcFatal) => selftest_glibc_fatal(),
+        Some(Selftest::Segv) => {
+            // SAFETY: deliberately not safe: a write to address 0, a real
+            // segmentation fault for the suite.
+            unsafe { std::ptr::null_mut::<u8>().write_volatile(1) };
+        }
+        Some(Selftest::Sigbus) => selftest_sigbus(),
+        Some(Selftest::Clone3) => {
+            // SAFETY: clone3 with no arguments structure and size 0: if the
+            // kernel ever ran it, it would refuse the size (EINVAL).
+            let r = unsafe { libc::syscall(libc::SYS_clone3, std::ptr::null::<u8>(), 0usize) };
+            say(&format!(
+                "vault: selftest: clone3 returned {r} ({})",
+                std::io::Error::last_os_error()
+            ));
+        }
+        Some(Selftest::Contend) => contend::holder(),
         Some(Selftest::FillArena) | None => {}
     }
 
