@@ -180,6 +180,11 @@ pub const SCENARIOS: &[(&str, &str, &str)] = &[
     ),
     (
         "vault.json",
+        "panic-sigabrt-ignored",
+        "the panic again, with SIGABRT ignored by whoever started the demo: the vault inherits that, so abort()'s first raise returns and it resets SIGABRT to its default action",
+    ),
+    (
+        "vault.json",
         "sigstop",
         "the vault stopped with SIGSTOP while its lanes sleep between reads, then continued with SIGCONT",
     ),

@@ -63,7 +63,26 @@ struct Demo {
 }
 
 fn spawn_demo(args: &[&str]) -> Demo {
-    let mut child = Command::new(suites::binary("broker"))
+    spawn_demo_with(args, false)
+}
+
+/// As [`spawn_demo`]; with `ignore_sigabrt`, the demo starts with SIGABRT
+/// ignored, as a parent that ignores it leaves it (an ignored disposition
+/// survives fork and exec, and `CLONE_CLEAR_SIGHAND` resets only handled
+/// signals), and its vault inherits that.
+fn spawn_demo_with(args: &[&str], ignore_sigabrt: bool) -> Demo {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = Command::new(suites::binary("broker"));
+    if ignore_sigabrt {
+        // SAFETY: between fork and exec, one async-signal-safe call.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::signal(libc::SIGABRT, libc::SIG_IGN);
+                Ok(())
+            });
+        }
+    }
+    let mut child = cmd
         .arg("demo")
         .arg("--password-stdin")
         .args(args)
@@ -220,6 +239,12 @@ fn scenario(name: &str, rule: Option<&str>) -> Run {
             args.extend_from_slice(&taken);
             finish(spawn_demo(&args), String::new())
         }
+        "panic-sigabrt-ignored" => {
+            let mut args = vec!["--iterations", "3", "--interval-ms", "20"];
+            args.extend_from_slice(&taken);
+            args.extend(["--vault-arg", "--selftest", "--vault-arg", "panic"]);
+            finish(spawn_demo_with(&args, true), String::new())
+        }
         "panic" | "reseed" | "glibc-fatal" | "segv" | "sigbus" | "clone3" | "contend" => {
             let mut args = vec!["--iterations", "3", "--interval-ms", "20"];
             args.extend_from_slice(&taken);
@@ -299,7 +324,9 @@ fn each_scenario_alone_names_nothing_and_ends_as_it_should() {
         let served = |message: &str| run.code == Some(0) && run.err.contains(message);
         let ended_well = !run.err.contains("SIGSYS")
             && match *name {
-                "panic" => crashed("SIGABRT", "a deliberate panic inside the sandbox"),
+                "panic" | "panic-sigabrt-ignored" => {
+                    crashed("SIGABRT", "a deliberate panic inside the sandbox")
+                }
                 "glibc-fatal" => crashed("SIGABRT", "double free detected"),
                 "segv" => crashed("SIGSEGV", ""),
                 "sigbus" => crashed("SIGBUS", ""),
