@@ -415,6 +415,17 @@ fn hex(mut n: u64, out: &mut [u8; 16]) -> &[u8] {
 /// no locks; formats into a stack buffer, writes it with one write(2), and
 /// sets the trapped call's return value to -ENOSYS.
 extern "C" fn on_sigsys(_sig: c_int, info: *mut libc::siginfo_t, ctx: *mut c_void) {
+    // The interrupted code's errno, restored on the way out: a write from
+    // here may set it.
+    // SAFETY: __errno_location is async-signal-safe and returns this
+    // thread's errno.
+    let errno = unsafe { *libc::__errno_location() };
+    on_sigsys_inner(info, ctx);
+    // SAFETY: as above.
+    unsafe { *libc::__errno_location() = errno };
+}
+
+fn on_sigsys_inner(info: *mut libc::siginfo_t, ctx: *mut c_void) {
     // SAFETY: the kernel passes a valid siginfo for an SA_SIGINFO handler.
     let code = unsafe { (*info).si_code };
     // The SIGSYS fields follow the common header: `void *_call_addr` at

@@ -343,6 +343,137 @@ pub fn describe(ret: u32) -> String {
     }
 }
 
+/// Where the accumulator's value may come from at an instruction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Source {
+    /// A constant (the initial 0, `ld #k`, `ld len`).
+    Constant,
+    /// The `seccomp_data` word at this offset, unchanged.
+    Word(u32),
+    /// That word and'ed with a constant mask (`and #k`, how seccompiler
+    /// tests masked_eq and "has no bit" conditions).
+    Masked(u32, u32),
+}
+
+/// Every value worth trying at each word `prog` decides on: `(offset, v)`
+/// for each conditional jump on a constant `k` where the accumulator may
+/// hold the `seccomp_data` word at `offset` (on any path: classic BPF jumps
+/// only forward, so one pass in order sees every path): `k` itself, and for
+/// a masked word also `k` with each bit of the mask flipped and with every
+/// bit outside the mask set. An evaluation that tries each such value (and
+/// its neighbours) reaches every decision the program makes on one word.
+///
+/// Refused, with the reason: a program that computes on loaded data in any
+/// other way (an ALU operation but `and #k`, the X register, scratch
+/// memory, or returning the accumulator while it may hold data).
+/// seccompiler's programs only load a word, mask it and compare it with
+/// constants; anything else could hide a decision from a boundary-value
+/// evaluation.
+pub fn comparisons(prog: &[Insn]) -> Result<Vec<(u32, u32)>, String> {
+    use std::collections::BTreeSet;
+    let mut states: Vec<BTreeSet<Source>> = vec![BTreeSet::new(); prog.len() + 1];
+    if let Some(first) = states.first_mut() {
+        first.insert(Source::Constant);
+    }
+    let mut found = BTreeSet::new();
+    for (pc, insn) in prog.iter().enumerate() {
+        let here = std::mem::take(&mut states[pc]);
+        if here.is_empty() {
+            continue; // not reachable
+        }
+        let holds_data = here.iter().any(|s| !matches!(s, Source::Constant));
+        let refuse = |what: &str| {
+            Err(format!(
+                "instruction {pc} (code {:#06x}) {what}: the check follows only loads of seccomp_data words compared with constants",
+                insn.code
+            ))
+        };
+        let mut flow = |to: usize, st: &BTreeSet<Source>| -> Result<(), String> {
+            states
+                .get_mut(to)
+                .map(|s| s.extend(st.iter().copied()))
+                .ok_or_else(|| format!("instruction {pc} jumps past the end"))
+        };
+        let next = |s: Source| BTreeSet::from([s]);
+        match insn.code & 0x07 {
+            LD => match insn.code {
+                0x20 => flow(pc + 1, &next(Source::Word(insn.k)))?,
+                0x00 | 0x80 => flow(pc + 1, &next(Source::Constant))?,
+                _ => return refuse("loads from scratch memory"),
+            },
+            LDX | MISC if insn.code == 0x87 => return refuse("moves X into the accumulator"),
+            LDX | MISC => {
+                if holds_data && insn.code == 0x07 {
+                    return refuse("moves loaded data into X");
+                }
+                flow(pc + 1, &here)?;
+            }
+            ST | STX => {
+                if holds_data {
+                    return refuse("stores loaded data in scratch memory");
+                }
+                flow(pc + 1, &here)?;
+            }
+            ALU if insn.code == 0x54 => {
+                // and #k
+                let masked = here
+                    .iter()
+                    .map(|s| match *s {
+                        Source::Constant => Source::Constant,
+                        Source::Word(off) => Source::Masked(off, insn.k),
+                        Source::Masked(off, m) => Source::Masked(off, m & insn.k),
+                    })
+                    .collect();
+                flow(pc + 1, &masked)?;
+            }
+            ALU => {
+                if holds_data {
+                    return refuse("computes on loaded data");
+                }
+                flow(pc + 1, &here)?;
+            }
+            JMP => {
+                let op = insn.code & 0xf0;
+                if op == 0x00 {
+                    let to = usize::try_from(insn.k)
+                        .ok()
+                        .and_then(|k| (pc + 1).checked_add(k))
+                        .ok_or_else(|| format!("instruction {pc} jumps past the end"))?;
+                    flow(to, &here)?;
+                    continue;
+                }
+                if insn.code & 0x08 != 0 && holds_data {
+                    return refuse("compares loaded data with X");
+                }
+                for s in &here {
+                    match *s {
+                        Source::Constant => {}
+                        Source::Word(off) => {
+                            found.insert((off, insn.k));
+                        }
+                        Source::Masked(off, m) => {
+                            found.insert((off, insn.k));
+                            found.insert((off, insn.k | !m));
+                            for bit in (0..32).map(|b| 1u32 << b).filter(|b| m & b != 0) {
+                                found.insert((off, insn.k ^ bit));
+                            }
+                        }
+                    }
+                }
+                flow(pc + 1 + usize::from(insn.jt), &here)?;
+                flow(pc + 1 + usize::from(insn.jf), &here)?;
+            }
+            RET => {
+                if insn.code != 0x06 && holds_data {
+                    return refuse("returns loaded data as its result");
+                }
+            }
+            _ => return refuse("is not one seccomp accepts"),
+        }
+    }
+    Ok(found.into_iter().collect())
+}
+
 /// The SHA-256 of a stored program (8 bytes per instruction, little-endian,
 /// as `PTRACE_SECCOMP_GET_FILTER` returns it), as 64 lowercase hex digits:
 /// the form `REVIEW.md` publishes and `policy verify` prints.

@@ -31,6 +31,9 @@ const PTRACE_SECCOMP_GET_METADATA: libc::c_uint = 0x420d;
 /// `PTRACE_EVENT_STOP`: the stop `PTRACE_INTERRUPT` asks for.
 const PTRACE_EVENT_STOP: libc::c_int = 128;
 
+/// Longest a thread may take to reach the ptrace stop asked for.
+const STOP_DEADLINE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// `struct seccomp_metadata`.
 #[repr(C)]
 #[derive(Debug, Default)]
@@ -134,16 +137,34 @@ fn stop(tid: libc::pid_t) -> Result<Stopped, LiveError> {
     ))?;
     let mut stopped = Stopped { tid, signal: 0 };
     ptrace(PTRACE_INTERRUPT, tid, 0, 0).map_err(failed("PTRACE_INTERRUPT"))?;
+    let start = std::time::Instant::now();
     loop {
         let mut status = 0;
         // SAFETY: waits for a thread this process traces; status is ours.
-        let r = unsafe { libc::waitpid(tid, &mut status, libc::__WALL) };
+        let r = unsafe { libc::waitpid(tid, &mut status, libc::__WALL | libc::WNOHANG) };
         if r == -1 {
             let e = io::Error::last_os_error();
             if e.raw_os_error() == Some(libc::EINTR) {
                 continue;
             }
             return Err(failed("waitpid")(e));
+        }
+        if r == 0 {
+            // A thread in an uninterruptible wait (a vfork parent, a frozen
+            // cgroup, disk I/O) does not stop until it leaves it. Give up
+            // rather than hang: the thread is detached when this process
+            // exits, and nothing is read from it.
+            if start.elapsed() > STOP_DEADLINE {
+                return Err(LiveError::Failed {
+                    what: format!(
+                        "thread {tid} did not stop within {STOP_DEADLINE:?} (an uninterruptible \
+                         wait: a vfork parent, a frozen cgroup, disk I/O); try again"
+                    ),
+                    source: io::Error::from_raw_os_error(libc::ETIMEDOUT),
+                });
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+            continue;
         }
         if libc::WIFEXITED(status) || libc::WIFSIGNALED(status) {
             std::mem::forget(stopped);

@@ -10,12 +10,19 @@
 //!   `sha256 <name>: <hex>` of `REVIEW.md`;
 //! - **meaning**: the kernel's program run by [`crate::bpf`] (an
 //!   interpreter written from the kernel's definitions, not from the
-//!   compiler) over every system call number of x86_64, their x32
-//!   aliases, other architectures, and the boundary values of every
-//!   argument a rule names, compared with what the JSON says for the same
-//!   call ([`json_result`], read from the [`crate::model`] of the file, not
-//!   from the program). A compiler bug, a stale build or a planted filter
-//!   shows up here even where the bytes were never expected to match.
+//!   compiler) over every system call number of x86_64 below 1024, their
+//!   x32 aliases, other architectures, the boundary values of every
+//!   argument a rule names, and every value the program itself compares a
+//!   word with ([`crate::bpf::comparisons`]: a number, an argument, an
+//!   architecture or an instruction pointer the JSON never mentions), each
+//!   against what the JSON says for the same call ([`json_result`], read
+//!   from the [`crate::model`] of the file, not from the program). A
+//!   program that computes on what it loads in any way but masking, which
+//!   such an evaluation could not cover, fails the check. A compiler bug,
+//!   a stale build or a planted filter shows up here even where the bytes
+//!   were never expected to match. (What it does not cover: a decision on
+//!   two words at once that the JSON does not make, e.g. "arg3 is X and
+//!   arg4 is Y"; the byte comparison is what rules that out.)
 //!
 //! The reading of the filters from a live process is in [`crate::live`].
 
@@ -260,18 +267,56 @@ pub fn vectors(filters: &[&Filter], nr: u32, pid: u32) -> Vec<[u64; 6]> {
 /// x86_64 with its argument vectors, the same with the x32 bit set, a few
 /// numbers far out (negative ones included), and every number under the
 /// other architecture values with all-zero arguments.
-pub fn calls(filters: &[&Filter], pid: u32) -> Vec<SeccompData> {
+///
+/// `compared` are the comparisons the programs under check make
+/// ([`bpf::comparisons`]): each constant and its neighbours is tried at its
+/// word too, so a decision a program makes that the JSON does not (a
+/// number, an argument, an architecture or an instruction pointer of its
+/// own) is reached: with the system call numbers it compares, for every
+/// number, with each of the other words set alone.
+pub fn calls(filters: &[&Filter], pid: u32, compared: &[(u32, u32)]) -> Vec<SeccompData> {
     let mut out = Vec::new();
-    let far = [0x3fff_ffff, 0x7fff_ffff, 0x8000_0000, u32::MAX];
-    for nr in (0..NR_LIMIT).chain(far) {
-        for args in vectors(filters, nr, pid) {
+    let mut nrs: BTreeSet<u32> = (0..NR_LIMIT)
+        .chain([0x3fff_ffff, 0x7fff_ffff, 0x8000_0000, u32::MAX])
+        .collect();
+    let mut arches: BTreeSet<u32> = OTHER_ARCHES.iter().map(|(a, _)| *a).collect();
+    // Single-word variations: (offset, value) beyond the JSON's own.
+    let mut words: BTreeSet<(u32, u32)> = BTreeSet::new();
+    for &(off, k) in compared {
+        for v in [k, k.wrapping_sub(1), k.wrapping_add(1)] {
+            match off {
+                0 => {
+                    nrs.insert(v);
+                }
+                4 => {
+                    arches.insert(v);
+                }
+                _ => {
+                    words.insert((off, v));
+                }
+            }
+        }
+    }
+    arches.remove(&bpf::AUDIT_ARCH_X86_64);
+    for &nr in &nrs {
+        let mut base = vectors(filters, nr, pid);
+        for &(off, v) in &words {
+            let mut d = SeccompData::x86_64(nr, [0; 6]);
+            if set_word(&mut d, off, v) {
+                base.push(d.args);
+                if d.instruction_pointer != 0 {
+                    out.push(d);
+                }
+            }
+        }
+        for args in base {
             out.push(SeccompData::x86_64(nr, args));
             if nr < NR_LIMIT {
                 out.push(SeccompData::x86_64(nr | bpf::X32_SYSCALL_BIT, args));
             }
         }
     }
-    for (arch, _) in OTHER_ARCHES {
+    for arch in arches {
         for nr in 0..NR_LIMIT {
             out.push(SeccompData {
                 arch,
@@ -280,6 +325,32 @@ pub fn calls(filters: &[&Filter], pid: u32) -> Vec<SeccompData> {
         }
     }
     out
+}
+
+/// Sets the word at byte offset `off` of `d` to `v` (the instruction
+/// pointer's or an argument's half); false for nr, arch or past the end.
+fn set_word(d: &mut SeccompData, off: u32, v: u32) -> bool {
+    let put = |x: &mut u64, high: bool| {
+        if high {
+            *x = (*x & 0xffff_ffff) | (u64::from(v) << 32);
+        } else {
+            *x = (*x & !0xffff_ffff) | u64::from(v);
+        }
+    };
+    match off {
+        8 | 12 => put(&mut d.instruction_pointer, off == 12),
+        16..=60 if off % 4 == 0 => {
+            let Ok(i) = usize::try_from((off - 16) / 8) else {
+                return false;
+            };
+            match d.args.get_mut(i) {
+                Some(a) => put(a, (off - 16) % 8 == 4),
+                None => return false,
+            }
+        }
+        _ => return false,
+    }
+    true
 }
 
 /// A call on which the kernel's program and the JSON disagree.
@@ -431,6 +502,9 @@ pub struct FilterCheck {
     pub meaning: Option<Evaluation>,
     /// The decoding failed (not whole instructions).
     pub undecodable: bool,
+    /// Why the evaluation cannot cover the program, if it cannot: it
+    /// computes on the data it loads ([`bpf::comparisons`]).
+    pub uncoverable: Option<String>,
 }
 
 /// The check of one process (one thread's stack; the threads are compared
@@ -456,6 +530,7 @@ impl ProcessCheck {
             && self.filters.iter().all(|f| {
                 f.flags == 0
                     && !f.undecodable
+                    && f.uncoverable.is_none()
                     && f.meaning
                         .as_ref()
                         .is_some_and(|m| m.disagreements.is_empty())
@@ -469,7 +544,21 @@ impl ProcessCheck {
 /// process whose pid is `pid`.
 pub fn check(expected: &[ExpectedFilter], held: &[Held], pid: u32) -> ProcessCheck {
     let models: Vec<&Filter> = expected.iter().map(|e| &e.model).collect();
-    let calls = calls(&models, pid);
+    let mut compared = Vec::new();
+    let mut uncoverable = Vec::new();
+    for h in held {
+        let found = bpf::decode(&h.bpf)
+            .ok_or_else(|| "not whole instructions".to_owned())
+            .and_then(|p| bpf::comparisons(&p));
+        match found {
+            Ok(c) => {
+                compared.extend(c);
+                uncoverable.push(None);
+            }
+            Err(e) => uncoverable.push(Some(e)),
+        }
+    }
+    let calls = calls(&models, pid, &compared);
     let mut filters = Vec::new();
     let mut programs = Vec::new();
     for (position, h) in held.iter().enumerate() {
@@ -484,6 +573,7 @@ pub fn check(expected: &[ExpectedFilter], held: &[Held], pid: u32) -> ProcessChe
                 meaning: None,
                 flags: h.flags,
                 undecodable: true,
+                uncoverable: None,
             });
             programs.push(None);
             continue;
@@ -506,6 +596,7 @@ pub fn check(expected: &[ExpectedFilter], held: &[Held], pid: u32) -> ProcessChe
             meaning,
             flags: h.flags,
             undecodable: false,
+            uncoverable: uncoverable.get(position).cloned().flatten(),
         });
         programs.push(Some(prog));
     }
@@ -692,6 +783,107 @@ mod tests {
         );
     }
 
+    /// The enforcing vault program with a block in front that allows every
+    /// call when the word at `off` equals `k`.
+    fn with_backdoor(e: &ExpectedFilter, pid: u32, off: u32, k: u32) -> Held {
+        let mut prog = vec![
+            Insn {
+                code: 0x20,
+                jt: 0,
+                jf: 0,
+                k: off,
+            },
+            Insn {
+                code: 0x15,
+                jt: 0,
+                jf: 1,
+                k,
+            },
+            Insn {
+                code: 0x06,
+                jt: 0,
+                jf: 0,
+                k: bpf::RET_ALLOW,
+            },
+        ];
+        prog.extend(bpf::decode(&held(&e.enforce, pid).bpf).unwrap());
+        Held {
+            bpf: bpf::encode(&prog),
+            flags: 0,
+        }
+    }
+
+    #[test]
+    fn a_decision_the_json_does_not_make_is_found_by_meaning() {
+        if !syscalls::available() {
+            return;
+        }
+        let e = expected(&dir(), "vault").unwrap();
+        let pid = 31;
+        // A number far out, a high half no rule reads, the instruction
+        // pointer, an argument no rule names: each a way in that a
+        // boundary-value evaluation of the JSON's own values alone missed.
+        for (off, k, what) in [
+            (0, 2000, "nr 2000"),
+            (60, 1, "arg5's high half"),
+            (8, 0xdead, "the instruction pointer"),
+            (48, 0x1234, "arg4"),
+        ] {
+            let stack = vec![held(&e[0].enforce, pid), with_backdoor(&e[1], pid, off, k)];
+            let c = check(&e, &stack, pid);
+            let m = c.filters[1].meaning.as_ref().unwrap();
+            assert!(!m.disagreements.is_empty(), "{what}: not found");
+            assert!(!c.passed(), "{what}");
+        }
+    }
+
+    #[test]
+    fn a_program_that_computes_on_its_data_cannot_be_covered() {
+        let e = expected(&dir(), "vault").unwrap();
+        let mut prog = vec![
+            Insn {
+                code: 0x20,
+                jt: 0,
+                jf: 0,
+                k: 0,
+            },
+            // A += 1: the decision below is on nr + 1, not on a word.
+            Insn {
+                code: 0x04,
+                jt: 0,
+                jf: 0,
+                k: 1,
+            },
+            Insn {
+                code: 0x15,
+                jt: 0,
+                jf: 1,
+                k: 2001,
+            },
+            Insn {
+                code: 0x06,
+                jt: 0,
+                jf: 0,
+                k: bpf::RET_ALLOW,
+            },
+        ];
+        prog.extend(bpf::decode(&held(&e[1].enforce, 5).bpf).unwrap());
+        let stack = vec![
+            held(&e[0].enforce, 5),
+            Held {
+                bpf: bpf::encode(&prog),
+                flags: 0,
+            },
+        ];
+        let c = check(&e, &stack, 5);
+        assert!(c.filters[1]
+            .uncoverable
+            .as_deref()
+            .is_some_and(|r| r.contains("computes on loaded data")));
+        assert!(c.filters[0].uncoverable.is_none());
+        assert!(!c.passed());
+    }
+
     #[test]
     fn a_learning_program_is_named_as_such_and_does_not_pass() {
         let e = expected(&dir(), "broker").unwrap();
@@ -726,7 +918,7 @@ mod tests {
         for process in ["vault", "broker"] {
             let text = std::fs::read_to_string(dir().join(format!("{process}.json"))).unwrap();
             for e in expected(&dir(), process).unwrap() {
-                let calls = calls(&[&e.model], pid);
+                let calls = calls(&[&e.model], pid, &[]);
                 let nrs: Vec<Option<u32>> = e
                     .model
                     .rules

@@ -595,7 +595,12 @@ fn main() -> ExitCode {
     }
     if let Some((filter, rule)) = &name_rule {
         say(&format!(
-            "vault: RULE CHECK: the policy enforcing, with {filter} rule {rule} taken away: its calls are named here and answered ENOSYS. Policy work only."
+            "vault: RULE CHECK: the policy enforcing, with {filter} rule {rule} ({}) taken away: its calls are named here and answered ENOSYS. Policy work only.",
+            sandbox::POLICY
+                .namers
+                .iter()
+                .find(|n| n.filter == filter && n.rule == *rule)
+                .map_or("no such rule", |n| n.syscall)
         ));
     }
     step!(

@@ -264,6 +264,9 @@ fn report(c: &ProcessCheck, expected: &[ExpectedFilter], published: &[(String, S
             ),
             _ => {}
         }
+        if let Some(why) = &f.uncoverable {
+            println!("    the evaluation cannot cover this program: {why} ✗");
+        }
         if let Some(m) = &f.meaning {
             if m.disagreements.is_empty() {
                 println!(
