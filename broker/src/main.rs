@@ -211,6 +211,8 @@ fn usage_error(problem: &str, help: &str) -> ExitCode {
     ExitCode::from(exit::USAGE)
 }
 
+common::libcrypto_only_init!();
+
 fn main() -> ExitCode {
     common::openssl_init::without_error_strings();
     let mut args = std::env::args_os().skip(1);

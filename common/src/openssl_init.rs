@@ -10,25 +10,84 @@
 //! other use of OpenSSL; it is not done for an application that embeds
 //! the library, whose own use of OpenSSL may want the strings.
 
+//!
+//! Neither program uses TLS, yet the `openssl` crate initialises through
+//! libssl's `OPENSSL_init_ssl`, which alone makes the dynamic linker map
+//! libssl into each process (about 280 KiB of distinct pages). Each
+//! program invokes [`libcrypto_only_init!`] once: it defines
+//! `OPENSSL_init_ssl` in the program itself, doing what libssl's does for
+//! libcrypto (the same options, passed on to `OPENSSL_init_crypto`) and
+//! nothing for the TLS library no one uses, so the linker no longer needs
+//! libssl. A macro, not a function of this crate: an application that
+//! embeds the broker library may use TLS and keeps the real one.
+
 use std::ffi::{c_int, c_void};
 
 extern "C" {
-    fn OPENSSL_init_ssl(opts: u64, settings: *const c_void) -> c_int;
+    /// libcrypto's initialisation.
+    pub fn OPENSSL_init_crypto(opts: u64, settings: *const c_void) -> c_int;
 }
 
 /// `OPENSSL_INIT_NO_LOAD_CRYPTO_STRINGS`.
 const NO_LOAD_CRYPTO_STRINGS: u64 = 0x0000_0001;
-/// `OPENSSL_INIT_NO_LOAD_SSL_STRINGS`.
-const NO_LOAD_SSL_STRINGS: u64 = 0x0010_0000;
+/// `OPENSSL_INIT_ADD_ALL_CIPHERS`.
+pub const ADD_ALL_CIPHERS: u64 = 0x0000_0004;
+/// `OPENSSL_INIT_ADD_ALL_DIGESTS`.
+pub const ADD_ALL_DIGESTS: u64 = 0x0000_0008;
+/// `OPENSSL_INIT_LOAD_CONFIG`.
+pub const LOAD_CONFIG: u64 = 0x0000_0040;
+/// `OPENSSL_INIT_NO_LOAD_CONFIG`.
+pub const NO_LOAD_CONFIG: u64 = 0x0000_0080;
+/// `OPENSSL_INIT_NO_LOAD_SSL_STRINGS` and `OPENSSL_INIT_LOAD_SSL_STRINGS`:
+/// libssl's own options, meaningless to libcrypto.
+pub const SSL_ONLY: u64 = 0x0010_0000 | 0x0020_0000;
 
-/// Initialises OpenSSL (crypto and ssl) so that it never loads its error
-/// strings. Returns whether OpenSSL accepted the call.
+/// The options libssl's `OPENSSL_init_ssl` passes to `OPENSSL_init_crypto`
+/// for `opts` (OpenSSL 3's `ssl/ssl_init.c`): every cipher and digest, the
+/// configuration file unless told not to, and `opts` without libssl's own.
+pub fn crypto_options_of_ssl_init(opts: u64) -> u64 {
+    let mut o = (opts & !SSL_ONLY) | ADD_ALL_CIPHERS | ADD_ALL_DIGESTS;
+    if opts & NO_LOAD_CONFIG == 0 {
+        o |= LOAD_CONFIG;
+    }
+    o
+}
+
+/// Initialises OpenSSL so that it never loads its error strings, as
+/// libssl's initialisation would (see [`crypto_options_of_ssl_init`]).
+/// Returns whether OpenSSL accepted the call.
 pub fn without_error_strings() -> bool {
     // SAFETY: a plain initialisation call with flags and no settings.
     unsafe {
-        OPENSSL_init_ssl(
-            NO_LOAD_CRYPTO_STRINGS | NO_LOAD_SSL_STRINGS,
+        OPENSSL_init_crypto(
+            crypto_options_of_ssl_init(NO_LOAD_CRYPTO_STRINGS),
             std::ptr::null(),
         ) == 1
     }
+}
+
+/// Defines `OPENSSL_init_ssl` in the program that invokes it (once, in the
+/// binary's root): libcrypto's initialisation with the options libssl's
+/// would pass, so that libssl is never loaded. For the vault and the
+/// `broker` program only, which use no TLS; never in a library.
+#[macro_export]
+macro_rules! libcrypto_only_init {
+    () => {
+        /// libssl's initialisation, for a program that uses no TLS: see
+        /// `common::openssl_init`.
+        #[no_mangle]
+        pub extern "C" fn OPENSSL_init_ssl(
+            opts: u64,
+            settings: *const ::std::ffi::c_void,
+        ) -> ::std::ffi::c_int {
+            // SAFETY: libcrypto's initialisation, with the caller's settings
+            // pointer passed on unchanged.
+            unsafe {
+                $crate::openssl_init::OPENSSL_init_crypto(
+                    $crate::openssl_init::crypto_options_of_ssl_init(opts),
+                    settings,
+                )
+            }
+        }
+    };
 }

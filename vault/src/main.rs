@@ -401,6 +401,8 @@ fn abort_on_panic() {
     }));
 }
 
+common::libcrypto_only_init!();
+
 fn main() -> ExitCode {
     // Step 0: how were we started? (Read before hardening changes it.)
     let dumpable_at_start = common::harden::is_dumpable().unwrap_or(true);
