@@ -75,13 +75,18 @@ macro_rules! libcrypto_only_init {
     () => {
         /// libssl's initialisation, for a program that uses no TLS: see
         /// `common::openssl_init`.
+        ///
+        /// # Safety
+        ///
+        /// As `OPENSSL_init_crypto`: `settings` is null or points to
+        /// settings OpenSSL made.
         #[no_mangle]
-        pub extern "C" fn OPENSSL_init_ssl(
+        pub unsafe extern "C" fn OPENSSL_init_ssl(
             opts: u64,
             settings: *const ::std::ffi::c_void,
         ) -> ::std::ffi::c_int {
             // SAFETY: libcrypto's initialisation, with the caller's settings
-            // pointer passed on unchanged.
+            // pointer passed on unchanged (the caller's promise).
             unsafe {
                 $crate::openssl_init::OPENSSL_init_crypto(
                     $crate::openssl_init::crypto_options_of_ssl_init(opts),
