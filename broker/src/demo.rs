@@ -22,6 +22,7 @@ use broker::{Broker, Config, HeapStatus, Protection, RingBacking, SandboxMode};
 use common::protocol::PRIVATE_NUMBERS;
 
 use crate::exit;
+use crate::selftest::{self, Selftest};
 use crate::signals::Signals;
 
 const SECRET_NAME: &str = "demo-password";
@@ -64,6 +65,10 @@ pub struct Options {
     sandbox_mode: SandboxMode,
     vault_args: Vec<String>,
     ring: RingBacking,
+    /// `--sandbox-name-rule`: the rule of the broker's own filter taken away.
+    name_rule: Option<(String, u32)>,
+    /// `--selftest`: a deliberate failure of the broker, on SIGUSR1.
+    selftest: Option<Selftest>,
 }
 
 /// One argument after `demo`: `--name value` or `--name=value`.
@@ -111,6 +116,8 @@ impl Command {
             sandbox_mode: SandboxMode::Enforce,
             vault_args: Vec::new(),
             ring: RingBacking::SealedMemfd,
+            name_rule: None,
+            selftest: None,
         };
         let mut args = args.into_iter();
         while let Some(arg) = args.next() {
@@ -158,6 +165,24 @@ impl Command {
                         _ => return Err(format!("{name} {v:?}: use trap or log")),
                     };
                 }
+                "--sandbox-name-rule" => {
+                    let v = value()?;
+                    let (filter, rule) = v
+                        .to_str()
+                        .and_then(common::sandbox::parse_rule)
+                        .ok_or_else(|| format!("{name} {v:?}: use FILTER:RULE, e.g. broker:12"))?;
+                    o.name_rule = Some((filter.to_owned(), rule));
+                }
+                // For the "every rule is needed" suite only: a deliberate
+                // failure of the broker, once it receives SIGUSR1.
+                "--selftest" => {
+                    let v = value()?;
+                    o.selftest = Some(
+                        v.to_str()
+                            .and_then(Selftest::parse)
+                            .ok_or_else(|| format!("{name} {v:?}: use {}", Selftest::NAMES))?,
+                    );
+                }
                 // For the regression suite: passed through to the vault
                 // (e.g. `--vault-arg --selftest --vault-arg panic`).
                 "--vault-arg" => o.vault_args.push(
@@ -176,6 +201,12 @@ impl Command {
             if inline.is_some() {
                 return Err(format!("{name} takes no value"));
             }
+        }
+        if o.name_rule.is_some() && o.sandbox_mode.is_learning() {
+            return Err(
+                "--sandbox-name-rule checks one rule of the enforcing filter: not with --sandbox-learning"
+                    .into(),
+            );
         }
         Ok(Self::Run(o))
     }
@@ -441,6 +472,26 @@ fn warn_learning(mode: SandboxMode) {
     println!("{bar}\n");
 }
 
+fn warn_rule_check(filter: &str, rule: u32) {
+    let bar = "!".repeat(78);
+    println!("{bar}");
+    println!("!! SANDBOX RULE CHECK: the broker's own filter enforces, with {filter} rule {rule}");
+    println!("!! taken away: each call that needed it is named on stderr and answered ENOSYS.");
+    println!("!! This is for policy work only. Never use it with real secrets.");
+    println!("{bar}\n");
+}
+
+fn warn_selftest(test: Selftest) {
+    let bar = "!".repeat(78);
+    println!("{bar}");
+    println!(
+        "!! SELFTEST {}: on SIGUSR1 the broker fails on purpose (the suites only).",
+        test.as_str()
+    );
+    println!("!! Never use it with real secrets.");
+    println!("{bar}\n");
+}
+
 /// The start-up protection of both processes, as measured.
 fn show_protection(b: &Broker, protection: &Protection) {
     let pid = b.vault_pid();
@@ -502,6 +553,18 @@ pub fn run(opts: &Options, mut signals: Signals, protection: &Protection) -> Exi
     if opts.sandbox_mode.is_learning() {
         warn_learning(opts.sandbox_mode);
     }
+    if let Some((filter, rule)) = &opts.name_rule {
+        warn_rule_check(filter, *rule);
+    }
+    if let Some(test) = opts.selftest {
+        warn_selftest(test);
+        // Before the vault's start makes the first thread, and before the
+        // filter.
+        if let Err(msg) = selftest::arm(test) {
+            eprintln!("broker: {msg}");
+            return status(exit::VAULT_FAILED);
+        }
+    }
     println!("[1/4] starting the sandboxed vault (RSA-{})", opts.key_bits);
     // The vault binary was resolved, checked and prepared by
     // protect_process (before any re-exec); the broker runs that image.
@@ -561,13 +624,18 @@ pub fn run(opts: &Options, mut signals: Signals, protection: &Protection) -> Exi
 
     // The vault runs and every file this run writes is written: from here on
     // the broker itself needs no exec, no files, no sockets, no ptrace.
-    match broker::sandbox::install(opts.sandbox_mode) {
+    let installed = match &opts.name_rule {
+        Some((filter, rule)) => broker::sandbox::install_naming(filter, *rule),
+        None => broker::sandbox::install(opts.sandbox_mode),
+    };
+    match installed {
         Ok(()) => println!(
             "  broker sandbox: sandbox-policies/broker.json installed ({})",
-            if opts.sandbox_mode.is_learning() {
-                "LEARNING MODE, not enforcing"
-            } else {
-                "enforcing"
+            match &opts.name_rule {
+                Some((filter, rule)) =>
+                    format!("enforcing, RULE CHECK: {filter} rule {rule} taken away"),
+                None if opts.sandbox_mode.is_learning() => "LEARNING MODE, not enforcing".into(),
+                None => "enforcing".into(),
             }
         ),
         Err(e) => {

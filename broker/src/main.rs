@@ -2,6 +2,7 @@
 //! concept's example loop against the real sandboxed vault.
 
 mod demo;
+mod selftest;
 mod signals;
 
 use std::ffi::OsString;
@@ -177,6 +178,14 @@ options of demo (each also as --name=value):
   --sandbox-learning M  policy work only: run both seccomp filters in learning
                         mode M, trap (name refused calls, answer ENOSYS) or log
                         (the kernel logs them and lets them through)
+  --sandbox-name-rule FILTER:RULE
+                        policy work only: the broker's own filter enforcing
+                        with one rule taken away (numbered as in
+                        sandbox-policies/REVIEW.md, e.g. broker:12): each call
+                        that needed it is named on stderr and answered ENOSYS;
+                        not with --sandbox-learning
+  --selftest NAME       the suites only: the broker fails on purpose once it
+                        gets SIGUSR1: {selftests}
   -h, --help            this text
 
 the password: 1 to {max_pw} bytes, any bytes. On the terminal it is not echoed;
@@ -192,6 +201,7 @@ exit status:
         int_min = demo::INTERVAL_MS.start(),
         int_max = demo::INTERVAL_MS.end(),
         max_pw = demo::MAX_PASSWORD_LEN,
+        selftests = selftest::Selftest::NAMES,
         exits = exits.join("\n"),
     )
 }

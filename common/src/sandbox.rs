@@ -253,13 +253,20 @@ pub enum Aside {
     Writev(c_int),
     /// `write` on this descriptor.
     Write(c_int),
+    /// `write` on the first descriptor, or on the second when the call
+    /// being named is itself a write to the first: for a filter with a
+    /// `write` rule for each of the two (the broker's, fd 1 and fd 2).
+    WriteAvoiding(c_int, c_int),
 }
 
 impl Aside {
-    fn encode(self) -> i64 {
+    /// The encoding in [`ASIDE`], and the descriptor for [`ASIDE_ELSE`]
+    /// (-1: none).
+    fn encode(self) -> (i64, i64) {
         match self {
-            Self::Writev(fd) => i64::from(fd),
-            Self::Write(fd) => -1 - i64::from(fd),
+            Self::Writev(fd) => (i64::from(fd), -1),
+            Self::Write(fd) => (-1 - i64::from(fd), -1),
+            Self::WriteAvoiding(fd, other) => (-1 - i64::from(fd), i64::from(other)),
         }
     }
 
@@ -274,6 +281,8 @@ impl Aside {
 
 /// [`Aside`] of the rule under check, encoded.
 static ASIDE: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(2);
+/// The second descriptor of [`Aside::WriteAvoiding`], or -1.
+static ASIDE_ELSE: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(-1);
 
 /// Parses a rule reference `FILTER:RULE` (`vault:12`, `vault-errno:1`).
 pub fn parse_rule(s: &str) -> Option<(&str, u32)> {
@@ -292,7 +301,8 @@ pub fn parse_rule(s: &str) -> Option<(&str, u32)> {
 ///
 /// A rule about `write` may be the very one the handler writes its line
 /// with; `aside` says how to write instead (the vault: `writev` on stderr;
-/// the broker: `write` on stdout).
+/// the broker: `write` on stderr, or on stdout when stderr's rule is the
+/// one taken away).
 pub fn install_naming(
     policy: &Compiled,
     filter: &str,
@@ -308,7 +318,9 @@ pub fn install_naming(
             rule,
         })?;
     let prog = ready(&namer.program, std::process::id())?;
-    ASIDE.store(aside.encode(), std::sync::atomic::Ordering::SeqCst);
+    let (aside, other) = aside.encode();
+    ASIDE.store(aside, std::sync::atomic::Ordering::SeqCst);
+    ASIDE_ELSE.store(other, std::sync::atomic::Ordering::SeqCst);
     NAMING.store(
         std::ptr::from_ref(namer).cast_mut(),
         std::sync::atomic::Ordering::SeqCst,
@@ -529,6 +541,25 @@ fn on_sigsys_inner(info: *mut libc::siginfo_t, ctx: *mut c_void) {
         // SAFETY: writev(2) is async-signal-safe; one live iovec.
         unsafe { libc::writev(fd, &iov, 1) };
     } else if let Some(Aside::Write(fd)) = aside {
+        // [`Aside::WriteAvoiding`]: if the call being named was a write to
+        // `fd`, the namer traps writes to `fd`: the other descriptor then.
+        let other = ASIDE_ELSE.load(std::sync::atomic::Ordering::SeqCst);
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: for an SA_SIGINFO handler `ctx` is the interrupted
+        // context; RDI holds the first argument (the descriptor of a write).
+        let to_fd = unsafe {
+            let regs = &(*ctx.cast::<libc::ucontext_t>()).uc_mcontext.gregs;
+            usize::try_from(libc::REG_RDI)
+                .ok()
+                .and_then(|i| regs.get(i).copied())
+                == Some(libc::greg_t::from(fd))
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let to_fd = true;
+        let fd = match c_int::try_from(other) {
+            Ok(other) if other >= 0 && to_fd => other,
+            _ => fd,
+        };
         // SAFETY: write(2) is async-signal-safe; the buffer is live and `len` long.
         unsafe { libc::write(fd, buf.as_ptr().cast(), len) };
     } else {

@@ -163,7 +163,8 @@ fn blank(c: &Option<String>) -> bool {
     c.as_deref().is_none_or(|s| s.trim().is_empty())
 }
 
-/// The scenarios of the "every rule is needed" suite (`tests/tests/rules.rs`)
+/// The scenarios of the "every rule is needed" suites (`tests/tests/rules.rs`
+/// for the vault, `tests/tests/rules_broker.rs` for the broker)
 /// a rule's `"needed_by"` may name: (policy file, name, what it runs). Each
 /// runs the real programs with one rule taken away
 /// (`--sandbox-name-rule`), and must see that rule's call refused.
@@ -222,6 +223,51 @@ pub const SCENARIOS: &[(&str, &str, &str)] = &[
         "vault.json",
         "contend",
         "`--selftest contend`: lane 0 holds a glibc rwlock (OpenSSL's lock type) and a glibc mutex (malloc's) until the main thread sleeps on each",
+    ),
+    (
+        "broker.json",
+        "broker-lifecycle",
+        "`broker demo --password-stdin`: start, the password from a pipe, three reads 20 ms apart, graceful shutdown",
+    ),
+    (
+        "broker.json",
+        "broker-sigterm",
+        "SIGTERM sent to the broker while it waits between two reads a day apart: the signalfd wakes its poll, the loop ends, the shutdown is graceful",
+    ),
+    (
+        "broker.json",
+        "broker-sigstop",
+        "the broker stopped with SIGSTOP while it waits between reads, continued with SIGCONT (its timed poll is restarted), then ended with SIGTERM",
+    ),
+    (
+        "broker.json",
+        "broker-terminal",
+        "the password typed on a terminal (a pseudo-terminal): echo off, the key read, the settings restored; two reads",
+    ),
+    (
+        "broker.json",
+        "broker-panic",
+        "`--selftest panic`: a panic in the broker at the terminal's password prompt (SIGUSR1 sent once the prompt shows): the panic hook restores the terminal, then the broker aborts",
+    ),
+    (
+        "broker.json",
+        "broker-escalation",
+        "the vault stopped (SIGSTOP) between reads, then SIGTERM to the broker: its shutdown request goes unanswered, and the broker escalates to SIGTERM, then SIGKILL, through the vault's pidfd",
+    ),
+    (
+        "broker.json",
+        "broker-segv",
+        "`--selftest segv`: a write to address 0 in the broker between reads, a real segmentation fault",
+    ),
+    (
+        "broker.json",
+        "broker-sigbus",
+        "`--selftest sigbus`: a load in the broker, between reads, past the end of a file mapped before the filter, a real bus error",
+    ),
+    (
+        "broker.json",
+        "broker-clone3",
+        "`--selftest clone3`: the clone3 glibc makes first to start a thread, made directly by the broker between reads (glibc makes it with every signal blocked, where a trap cannot be named)",
     ),
 ];
 

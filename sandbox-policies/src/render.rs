@@ -297,8 +297,9 @@ pub fn render(files: &[(&str, &str)]) -> Result<String, String> {
 const NEEDED_INTRO: &str = "\
 ## Every rule is needed
 
-The last column of each table names the scenarios of `tests/tests/rules.rs` (run by
-`make test`) that prove the rule is needed. Each runs the real broker and vault with the
+The last column of each table names the scenarios of `tests/tests/rules.rs` (the vault's)
+and `tests/tests/rules_broker.rs` (the broker's; both run by `make test`) that prove the
+rule is needed. Each runs the real broker and vault with the
 policy enforcing and that one rule taken away (`--sandbox-name-rule FILTER:RULE`: one more
 filter traps exactly the rule's calls, and trap beats allow and errno, while everything
 the policy refuses is still killed); the SIGSYS handler names each such call on stderr,
@@ -306,7 +307,8 @@ and the test must see the rule's call named. Where glibc makes the call with eve
 blocked (a thread's last `exit`), the trap cannot be handled and the kernel kills the
 process instead: a kill by SIGSYS with nothing named before counts, since the same
 scenario with every rule in place never ends by SIGSYS (a test checks that too). Rare
-paths are forced by the vault's `--selftest` options, never left to chance. A rule
+paths are forced by the `--selftest` options of the vault and of `broker demo`, never left
+to chance. A rule
 *unreached here* stays for the reason given, and the suite checks that no scenario
 reaches it. A rule **not yet shown** has no scenario yet: it is on the list of open work,
 not a proof.
