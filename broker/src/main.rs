@@ -224,6 +224,13 @@ fn usage_error(problem: &str, help: &str) -> ExitCode {
 common::libcrypto_only_init!();
 
 fn main() -> ExitCode {
+    // A panic's backtrace reads the program's own file for its symbols,
+    // which the sandbox refuses: with RUST_BACKTRACE set (a developer's
+    // shell), a panic under the filter would end as a sandbox kill instead
+    // of the crash it is. std reads the variable at the first panic; it is
+    // dropped here, before any thread exists.
+    std::env::remove_var("RUST_BACKTRACE");
+    std::env::remove_var("RUST_LIB_BACKTRACE");
     common::openssl_init::without_error_strings();
     let mut args = std::env::args_os().skip(1);
     let first = args.next();

@@ -251,6 +251,11 @@ pub const SCENARIOS: &[(&str, &str, &str)] = &[
     ),
     (
         "broker.json",
+        "broker-panic-sigabrt-ignored",
+        "the broker's panic again, with SIGABRT ignored by whoever started it: abort()'s first raise returns and it resets SIGABRT to its default action",
+    ),
+    (
+        "broker.json",
         "broker-escalation",
         "the vault stopped (SIGSTOP) between reads, then SIGTERM to the broker: its shutdown request goes unanswered, and the broker escalates to SIGTERM, then SIGKILL, through the vault's pidfd",
     ),

@@ -149,12 +149,30 @@ enum Input {
 }
 
 fn spawn_demo(input: Input, args: &[&str]) -> Demo {
+    spawn_demo_with(input, args, false)
+}
+
+/// As [`spawn_demo`]; with `ignore_sigabrt`, the broker starts with SIGABRT
+/// ignored, as a parent that ignores it leaves it (an ignored disposition
+/// survives fork and exec).
+fn spawn_demo_with(input: Input, args: &[&str], ignore_sigabrt: bool) -> Demo {
+    use std::os::unix::process::CommandExt;
     let mut cmd = Command::new(suites::binary("broker"));
+    if ignore_sigabrt {
+        // SAFETY: between fork and exec, one async-signal-safe call.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::signal(libc::SIGABRT, libc::SIG_IGN);
+                Ok(())
+            });
+        }
+    }
     // A backtrace would have the panic hook open the binary for its
-    // symbols, which the filter refuses (killed by SIGSYS): the panic
-    // scenario runs as a user's broker does, without RUST_BACKTRACE.
-    cmd.env_remove("RUST_BACKTRACE")
-        .env_remove("RUST_LIB_BACKTRACE")
+    // symbols, which the filter refuses (killed by SIGSYS); the broker
+    // program drops RUST_BACKTRACE at its start, and every scenario runs
+    // with it set, as a developer's shell may have it, to hold that.
+    cmd.env("RUST_BACKTRACE", "1")
+        .env("RUST_LIB_BACKTRACE", "1")
         .arg("demo")
         .args(args)
         .stdout(Stdio::piped())
@@ -386,10 +404,14 @@ fn scenario(name: &str, rule: Option<&str>) -> Run {
             }
             demo.finish()
         }
-        "broker-panic" => {
+        "broker-panic" | "broker-panic-sigabrt-ignored" => {
             args.extend(["--iterations", "2", "--interval-ms", "20"]);
             args.extend(["--selftest", "panic"]);
-            let demo = spawn_demo(Input::Terminal, &args);
+            let demo = spawn_demo_with(
+                Input::Terminal,
+                &args,
+                name == "broker-panic-sigabrt-ignored",
+            );
             if demo.wait_prompt() {
                 signal(demo.pid(), libc::SIGUSR1);
             }
@@ -515,7 +537,7 @@ fn each_broker_scenario_alone_names_nothing_and_ends_as_it_should() {
                 "broker-lifecycle" => graceful("#3 "),
                 "broker-sigterm" | "broker-sigstop" => graceful("SIGTERM received"),
                 "broker-terminal" => graceful("#2 ") && run.terminal_restored == Some(true),
-                "broker-panic" => {
+                "broker-panic" | "broker-panic-sigabrt-ignored" => {
                     run.signal == Some(libc::SIGABRT)
                         && run.err.contains("a deliberate panic in the broker")
                         && run.terminal_restored == Some(true)
