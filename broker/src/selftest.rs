@@ -86,6 +86,9 @@ pub fn arm(test: Selftest) -> Result<(), String> {
     std::thread::Builder::new()
         .name("broker-selftest".into())
         .spawn(move || {
+            if matches!(test, Selftest::Segv | Selftest::Sigbus) {
+                roomy_signal_stack();
+            }
             // A blocking read: returns once SIGUSR1 is pending.
             match fd.read_signal() {
                 Ok(Some(_)) => {}
@@ -101,6 +104,24 @@ pub fn arm(test: Selftest) -> Result<(), String> {
 
 /// A page mapped from an empty memfd: any access to it is past the end of
 /// the file (SIGBUS). Its address.
+/// Gives this thread an alternate signal stack of 256 KiB, before the
+/// sandbox. std's (a few KiB) holds the fault handler's frame, which is all
+/// a real fault needs; under the rule check a trapped call inside that
+/// handler puts a second signal frame on it (with the CPU's extended state,
+/// some KiB each on a machine with AVX-512) and the SIGSYS handler's own,
+/// which do not fit: the process would die by SIGSEGV before the call was
+/// named.
+fn roomy_signal_stack() {
+    let stack: &'static mut [u8] = Box::leak(vec![0u8; 256 * 1024].into_boxed_slice());
+    let ss = libc::stack_t {
+        ss_sp: stack.as_mut_ptr().cast(),
+        ss_flags: 0,
+        ss_size: stack.len(),
+    };
+    // SAFETY: a leaked buffer that lives as long as the process.
+    unsafe { libc::sigaltstack(&ss, std::ptr::null_mut()) };
+}
+
 fn past_the_end_page() -> Result<usize, String> {
     // SAFETY: memfd_create with a literal name, then a fresh shared mapping
     // of it; nothing else refers to either.
