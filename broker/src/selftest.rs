@@ -31,11 +31,15 @@ pub enum Selftest {
     /// directly (glibc makes it with every signal blocked, where a trap
     /// cannot be named): the broker-errno overlay answers ENOSYS.
     Clone3,
+    /// Lock contention, forced: the selftest thread holds a glibc mutex
+    /// (the lock type of malloc's arenas and of glibc's own state) until a
+    /// second thread, started with it, sleeps on it.
+    Contend,
 }
 
 impl Selftest {
     /// The names `--selftest` accepts.
-    pub const NAMES: &'static str = "panic, segv, sigbus or clone3";
+    pub const NAMES: &'static str = "panic, segv, sigbus, clone3 or contend";
 
     /// Parses a `--selftest` value.
     pub fn parse(s: &str) -> Option<Self> {
@@ -44,6 +48,7 @@ impl Selftest {
             "segv" => Self::Segv,
             "sigbus" => Self::Sigbus,
             "clone3" => Self::Clone3,
+            "contend" => Self::Contend,
             _ => return None,
         })
     }
@@ -55,6 +60,7 @@ impl Selftest {
             Self::Segv => "segv",
             Self::Sigbus => "sigbus",
             Self::Clone3 => "clone3",
+            Self::Contend => "contend",
         }
     }
 }
@@ -83,6 +89,10 @@ pub fn arm(test: Selftest) -> Result<(), String> {
             std::process::abort();
         }));
     }
+    let partner = match test {
+        Selftest::Contend => Some(contend::partner()?),
+        _ => None,
+    };
     std::thread::Builder::new()
         .name("broker-selftest".into())
         .spawn(move || {
@@ -95,6 +105,9 @@ pub fn arm(test: Selftest) -> Result<(), String> {
                 _ => return,
             }
             eprintln!("broker: selftest {}: SIGUSR1 received", test.as_str());
+            if let Some(partner) = &partner {
+                contend::hold(partner);
+            }
             run(test, page);
             drop(fd);
         })
@@ -104,6 +117,75 @@ pub fn arm(test: Selftest) -> Result<(), String> {
 
 /// A page mapped from an empty memfd: any access to it is past the end of
 /// the file (SIGBUS). Its address.
+/// [`Selftest::Contend`]: a glibc mutex waited for, deterministically: the
+/// holder lets go only once the waiter has marked the lock as having a
+/// waiter (glibc does so just before its futex system call), so the wait is
+/// made on every run, however the threads are scheduled.
+mod contend {
+    use std::cell::UnsafeCell;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::mpsc::{channel, Receiver, Sender};
+
+    struct Lock(UnsafeCell<libc::pthread_mutex_t>);
+
+    // SAFETY: used only through pthread calls, made for sharing.
+    unsafe impl Sync for Lock {}
+
+    static LOCK: Lock = Lock(UnsafeCell::new(libc::PTHREAD_MUTEX_INITIALIZER));
+
+    /// The waiter thread's side: told when to wait, tells when done.
+    pub struct Partner {
+        go: Sender<()>,
+        done: std::sync::Mutex<Receiver<()>>,
+    }
+
+    /// Starts the waiter (before the sandbox, which allows no thread).
+    pub fn partner() -> Result<Partner, String> {
+        let (go, go_rx) = channel::<()>();
+        let (done_tx, done) = channel::<()>();
+        std::thread::Builder::new()
+            .name("broker-selftest-waiter".into())
+            .spawn(move || {
+                if go_rx.recv().is_ok() {
+                    // SAFETY: a static, initialised mutex, locked and
+                    // unlocked once here.
+                    unsafe {
+                        libc::pthread_mutex_lock(LOCK.0.get());
+                        libc::pthread_mutex_unlock(LOCK.0.get());
+                    }
+                    let _ = done_tx.send(());
+                }
+            })
+            .map_err(|e| format!("selftest: cannot start its second thread: {e}"))?;
+        Ok(Partner {
+            go,
+            done: std::sync::Mutex::new(done),
+        })
+    }
+
+    /// The glibc mutex's `__lock` word (its first), read atomically: 2 once
+    /// a waiter has marked it.
+    fn lock_word() -> u32 {
+        // SAFETY: the first word of the mutex, 4-aligned, read atomically
+        // as glibc's own atomics write it.
+        unsafe { (*LOCK.0.get().cast::<AtomicU32>()).load(Ordering::SeqCst) }
+    }
+
+    /// Takes the lock, has the waiter wait for it, lets go once it sleeps.
+    pub fn hold(p: &Partner) {
+        // SAFETY: as above.
+        unsafe { libc::pthread_mutex_lock(LOCK.0.get()) };
+        let _ = p.go.send(());
+        while lock_word() != 2 {
+            std::thread::yield_now();
+        }
+        // SAFETY: held above.
+        unsafe { libc::pthread_mutex_unlock(LOCK.0.get()) };
+        let waited = p.done.lock().map(|d| d.recv().is_ok()).unwrap_or(false);
+        eprintln!("broker: selftest: the lock was contended: {waited}");
+    }
+}
+
 /// Gives this thread an alternate signal stack of 256 KiB, before the
 /// sandbox. std's (a few KiB) holds the fault handler's frame, which is all
 /// a real fault needs; under the rule check a trapped call inside that
@@ -176,5 +258,7 @@ fn run(test: Selftest, page: Option<usize>) {
                 std::io::Error::last_os_error()
             );
         }
+        // Done by `contend::hold` before this.
+        Selftest::Contend => {}
     }
 }

@@ -274,6 +274,11 @@ pub const SCENARIOS: &[(&str, &str, &str)] = &[
         "broker-clone3",
         "`--selftest clone3`: the clone3 glibc makes first to start a thread, made directly by the broker between reads (glibc makes it with every signal blocked, where a trap cannot be named)",
     ),
+    (
+        "broker.json",
+        "broker-contend",
+        "`--selftest contend`: between reads, the selftest thread holds a glibc mutex (the lock type of malloc's arenas) until a second thread, started with it before the sandbox, sleeps on it",
+    ),
 ];
 
 /// Suffix of an overlay filter: `NAME-errno` answers some calls of filter

@@ -429,14 +429,19 @@ fn scenario(name: &str, rule: Option<&str>) -> Run {
             signal(demo.pid(), libc::SIGTERM);
             demo.finish()
         }
-        "broker-segv" | "broker-sigbus" | "broker-clone3" => {
+        "broker-segv" | "broker-sigbus" | "broker-clone3" | "broker-contend" => {
             args.extend(IDLE);
             let test = name.trim_start_matches("broker-");
             args.extend(["--selftest", test]);
             let demo = spawn_demo(Input::Pipe, &args);
             if demo.wait_idle_after_first_read() {
                 signal(demo.pid(), libc::SIGUSR1);
-                if test == "clone3" && demo.wait_for("selftest: clone3 returned", true) {
+                let last = match test {
+                    "clone3" => Some("selftest: clone3 returned"),
+                    "contend" => Some("selftest: the lock was contended"),
+                    _ => None,
+                };
+                if last.is_some_and(|l| demo.wait_for(l, true)) {
                     signal(demo.pid(), libc::SIGTERM);
                 }
             }
@@ -552,6 +557,10 @@ fn each_broker_scenario_alone_names_nothing_and_ends_as_it_should() {
                         && run
                             .err
                             .contains("selftest: clone3 returned -1 (Function not implemented")
+                }
+                "broker-contend" => {
+                    graceful("SIGTERM received")
+                        && run.err.contains("selftest: the lock was contended: true")
                 }
                 _ => false,
             };
