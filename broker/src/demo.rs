@@ -474,8 +474,15 @@ fn warn_learning(mode: SandboxMode) {
 
 fn warn_rule_check(filter: &str, rule: u32) {
     let bar = "!".repeat(78);
+    let syscall = broker::sandbox::POLICY
+        .namers
+        .iter()
+        .find(|n| n.filter == filter && n.rule == rule)
+        .map_or("no such rule", |n| n.syscall);
     println!("{bar}");
-    println!("!! SANDBOX RULE CHECK: the broker's own filter enforces, with {filter} rule {rule}");
+    println!(
+        "!! SANDBOX RULE CHECK: the broker's own filter enforces, with {filter} rule {rule} ({syscall})"
+    );
     println!("!! taken away: each call that needed it is named on stderr and answered ENOSYS.");
     println!("!! This is for policy work only. Never use it with real secrets.");
     println!("{bar}\n");

@@ -303,15 +303,17 @@ rule is needed. Each runs the real broker and vault with the
 policy enforcing and that one rule taken away (`--sandbox-name-rule FILTER:RULE`: one more
 filter traps exactly the rule's calls, and trap beats allow and errno, while everything
 the policy refuses is still killed); the SIGSYS handler names each such call on stderr,
-and the test must see the rule's call named. Where glibc makes the call with every signal
-blocked (a thread's last `exit`), the trap cannot be handled and the kernel kills the
-process instead: a kill by SIGSYS with nothing named before counts, since the same
+and the test must see the rule's call named (and the program's banner name the rule's
+call, so that a build from other JSON is caught). Where glibc makes the call with every
+signal blocked (a thread's end: `madvise(MADV_DONTNEED)` on the unused stack, then its
+last `exit`), the trap cannot be handled and the kernel kills the process instead: for
+those two calls alone, a kill by SIGSYS with nothing named before counts, since the same
 scenario with every rule in place never ends by SIGSYS (a test checks that too). Rare
 paths are forced by the `--selftest` options of the vault and of `broker demo`, never left
-to chance. A rule
-*unreached here* stays for the reason given, and the suite checks that no scenario
-reaches it. A rule **not yet shown** has no scenario yet: it is on the list of open work,
-not a proof.
+to chance. A rule *unreached here* stays for the reason given; the suite checks that every
+scenario, with that rule taken away, ends as it does with every rule in place and never
+makes the call. A rule **not yet shown** has no scenario yet: it is on the list of open
+work, not a proof.
 
 ";
 

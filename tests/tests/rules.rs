@@ -21,15 +21,8 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
 
-use policy::model::{parse, Filter};
-
-/// The calls glibc makes only with every signal blocked, where a trap
-/// cannot run its handler and the kernel kills instead (SIGSYS): a thread's
-/// last `exit`. For these alone, a kill by SIGSYS with nothing named counts
-/// as the call made.
-const MADE_WITH_SIGNALS_BLOCKED: &[&str] = &["exit"];
+use suites::rulecheck::{self, run_all, signal, wait_threads};
 
 /// What a scenario run printed (stdout and stderr) and how it ended.
 struct Run {
@@ -50,7 +43,7 @@ impl Run {
     fn named(&self, filter: &str, rule: usize, syscall: &str) -> bool {
         self.err.contains(&format!(
             "sandbox (rule check): without {filter} rule {rule} ({syscall}), the process made {syscall} (#"
-        )) || (MADE_WITH_SIGNALS_BLOCKED.contains(&syscall)
+        )) || (rulecheck::MADE_WITH_SIGNALS_BLOCKED.contains(&syscall)
             && self.err.contains("vault killed by the sandbox (SIGSYS)")
             && !self.any_named())
     }
@@ -186,36 +179,6 @@ fn until_first_read(
     (seen, vault, Some(lines))
 }
 
-/// The state letter of thread `tid` of `pid`, `None` once it is gone.
-fn thread_state(pid: u32, tid: u32) -> Option<char> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")).ok()?;
-    stat.rsplit(')').next()?.trim_start().chars().next()
-}
-
-/// Waits until `done(state)` holds for every thread of `pid`, or the
-/// process has ended (a rule taken away may end it early: then there is
-/// nothing to wait for). False if it ended.
-fn wait_threads(pid: u32, what: &str, done: impl Fn(char) -> bool) -> bool {
-    let start = std::time::Instant::now();
-    loop {
-        let states: Vec<Option<char>> = suites::threads(pid)
-            .into_iter()
-            .map(|t| thread_state(pid, t))
-            .collect();
-        if states.is_empty() || states.iter().any(|s| matches!(s, None | Some('Z' | 'X'))) {
-            return false;
-        }
-        if states.iter().all(|s| s.is_some_and(&done)) {
-            return true;
-        }
-        assert!(
-            start.elapsed() < std::time::Duration::from_secs(20),
-            "the threads of {pid} never got {what}: {states:?}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(2));
-    }
-}
-
 /// Waits until every thread of `pid` sleeps (state S): the lanes are in
 /// their futex wait for the next request.
 fn wait_all_asleep(pid: u32) -> bool {
@@ -231,11 +194,6 @@ fn parent_of(pid: u32) -> Option<u32> {
         .nth(1)?
         .parse()
         .ok()
-}
-
-fn signal(pid: u32, sig: i32) {
-    // SAFETY: a signal to a process of this test.
-    unsafe { libc::kill(i32::try_from(pid).expect("pid"), sig) };
 }
 
 /// A scenario with the vault idle between two reads a day apart: `act` gets
@@ -306,40 +264,6 @@ fn scenario(name: &str, rule: Option<&str>) -> Run {
     }
 }
 
-fn vault_policy() -> Vec<Filter> {
-    let path =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../sandbox-policies/vault.json");
-    parse(&std::fs::read_to_string(path).expect("vault.json")).expect("vault.json parses")
-}
-
-/// The vault's scenarios, from the lint's list.
-fn vault_scenarios() -> Vec<&'static str> {
-    policy::lint::SCENARIOS
-        .iter()
-        .filter(|(file, _, _)| *file == "vault.json")
-        .map(|(_, name, _)| *name)
-        .collect()
-}
-
-/// Runs `jobs` two at a time (the machines have two cores; each run is a
-/// broker and a vault generating a key).
-fn run_all<T: Send>(jobs: Vec<T>, work: impl Fn(&T) -> Option<String> + Sync) -> Vec<String> {
-    let queue = Mutex::new(jobs.into_iter());
-    let failures = Mutex::new(Vec::new());
-    std::thread::scope(|s| {
-        for _ in 0..2 {
-            s.spawn(|| loop {
-                let job = queue.lock().expect("queue").next();
-                let Some(job) = job else { break };
-                if let Some(f) = work(&job) {
-                    failures.lock().expect("failures").push(f);
-                }
-            });
-        }
-    });
-    failures.into_inner().expect("failures")
-}
-
 /// Whether `run` of scenario `name` ended as that scenario does with every
 /// rule in place: served and exited 0, or crashed the way it means to.
 fn ended_well(name: &str, run: &Run) -> bool {
@@ -364,7 +288,7 @@ fn ended_well(name: &str, run: &Run) -> bool {
 
 #[test]
 fn each_scenario_alone_names_nothing_and_ends_as_it_should() {
-    let failures = run_all(vault_scenarios(), |name| {
+    let failures = run_all(rulecheck::scenarios("vault.json"), |name| {
         let run = scenario(name, None);
         if run.any_named() {
             return Some(format!(
@@ -380,25 +304,18 @@ fn each_scenario_alone_names_nothing_and_ends_as_it_should() {
 
 #[test]
 fn every_vault_rule_is_needed_by_the_scenarios_it_names() {
-    let policy = vault_policy();
-    let mut jobs = Vec::new();
-    for f in policy.iter() {
-        for (i, r) in f.rules.iter().enumerate() {
-            for s in &r.needed_by {
-                jobs.push((f.name.clone(), i + 1, r.syscall.clone(), s.clone()));
-            }
-        }
-    }
+    let jobs = rulecheck::claims("vault.json");
     assert!(jobs.len() >= 10, "only {} claims", jobs.len());
-    let failures = run_all(jobs, |(filter, rule, syscall, name)| {
-        let run = scenario(name, Some(&format!("{filter}:{rule}")));
-        if !run.took_away(filter, *rule, syscall) {
+    let failures = run_all(jobs, |(r, name)| {
+        let (filter, rule, syscall) = (&r.filter, r.rule, &r.syscall);
+        let run = scenario(name, Some(&r.arg()));
+        if !run.took_away(filter, rule, syscall) {
             return Some(format!(
                 "{filter} rule {rule} ({syscall}): the vault did not take that rule away (a vault built from other JSON?):\n{}",
                 run.err
             ));
         }
-        (!run.named(filter, *rule, syscall)).then(|| {
+        (!run.named(filter, rule, syscall)).then(|| {
             format!(
                 "{filter} rule {rule} ({syscall}): scenario {name} never made its call\n{}",
                 run.err
@@ -410,20 +327,10 @@ fn every_vault_rule_is_needed_by_the_scenarios_it_names() {
 
 #[test]
 fn no_scenario_reaches_a_rule_marked_unreached() {
-    let policy = vault_policy();
-    let mut jobs = Vec::new();
-    for f in policy.iter() {
-        for (i, r) in f.rules.iter().enumerate() {
-            if r.unreached.is_some() {
-                for s in vault_scenarios() {
-                    jobs.push((f.name.clone(), i + 1, r.syscall.clone(), s));
-                }
-            }
-        }
-    }
-    let failures = run_all(jobs, |(filter, rule, syscall, name)| {
-        let run = scenario(name, Some(&format!("{filter}:{rule}")));
-        if !run.took_away(filter, *rule, syscall) || !ended_well(name, &run) {
+    let failures = run_all(rulecheck::unreached("vault.json"), |(r, name)| {
+        let (filter, rule, syscall) = (&r.filter, r.rule, &r.syscall);
+        let run = scenario(name, Some(&r.arg()));
+        if !run.took_away(filter, rule, syscall) || !ended_well(name, &run) {
             // Not named because nothing was checked: a vault that refused
             // the rule, or a run that went another way.
             return Some(format!(
@@ -431,7 +338,7 @@ fn no_scenario_reaches_a_rule_marked_unreached() {
                 run.code, run.err
             ));
         }
-        run.named(filter, *rule, syscall).then(|| {
+        run.named(filter, rule, syscall).then(|| {
             format!("{filter} rule {rule} ({syscall}) is marked unreached, but scenario {name} makes its call:\n{}", run.err)
         })
     });
@@ -442,7 +349,7 @@ fn no_scenario_reaches_a_rule_marked_unreached() {
 fn a_rule_a_scenario_does_not_need_is_not_named_by_it() {
     // gettid is made only by abort() (the panic scenario); the lifecycle
     // without it names nothing, the panic scenario names it.
-    let policy = vault_policy();
+    let policy = rulecheck::policy("vault.json");
     let vault = policy.iter().find(|f| f.name == "vault").expect("vault");
     let rule = vault
         .rules
@@ -464,34 +371,7 @@ fn a_rule_a_scenario_does_not_need_is_not_named_by_it() {
 #[test]
 #[ignore = "policy work: slow, prints a table"]
 fn print_which_scenarios_reach_which_rule() {
-    let policy = vault_policy();
-    let mut jobs = Vec::new();
-    for f in policy.iter() {
-        for (i, r) in f.rules.iter().enumerate() {
-            jobs.push((f.name.clone(), i + 1, r.syscall.clone()));
-        }
-    }
-    let rows = run_all(jobs, |(filter, rule, syscall)| {
-        let reached: Vec<&str> = vault_scenarios()
-            .into_iter()
-            .filter(|s| {
-                scenario(s, Some(&format!("{filter}:{rule}"))).named(filter, *rule, syscall)
-            })
-            .collect();
-        Some(format!(
-            "{filter}:{rule:<3} {syscall:<16} {}",
-            reached.join(" ")
-        ))
+    rulecheck::print_matrix("vault.json", |s, r| {
+        scenario(s, Some(&r.arg())).named(&r.filter, r.rule, &r.syscall)
     });
-    let mut rows = rows;
-    rows.sort_by_key(|r| {
-        let (f, rest) = r.split_once(':').unwrap_or((r, ""));
-        (
-            f.to_owned(),
-            rest.split_whitespace()
-                .next()
-                .and_then(|n| n.parse::<u32>().ok()),
-        )
-    });
-    println!("{}", rows.join("\n"));
 }

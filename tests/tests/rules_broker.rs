@@ -38,14 +38,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use policy::model::{parse, Filter};
+use suites::rulecheck::{self, run_all, signal, wait_threads, GUARD};
 
 /// The marker of a named call.
 const NAMED: &str = "sandbox (rule check): without ";
-
-/// The longest any wait may take before the test fails (a guard, never a
-/// pace: every wait ends on its event).
-const GUARD: Duration = Duration::from_secs(30);
 
 /// What a scenario run printed and how it ended.
 #[derive(Debug)]
@@ -80,7 +76,18 @@ impl Run {
             format!("{NAMED}{filter} rule {rule} ({syscall}), the process made {syscall} (#");
         self.err.contains(&line)
             || self.out.contains(&line)
-            || (self.signal == Some(libc::SIGSYS) && !self.any_named())
+            || (rulecheck::MADE_WITH_SIGNALS_BLOCKED.contains(&syscall)
+                && self.signal == Some(libc::SIGSYS)
+                && !self.any_named())
+    }
+
+    /// Whether the broker took rule `rule` of `filter` away, and says it is
+    /// about `syscall` (a broker built from other JSON would number its
+    /// rules differently).
+    fn took_away(&self, filter: &str, rule: usize, syscall: &str) -> bool {
+        self.out.contains(&format!(
+            "SANDBOX RULE CHECK: the broker's own filter enforces, with {filter} rule {rule} ({syscall})"
+        ))
     }
 
     fn any_named(&self) -> bool {
@@ -107,11 +114,6 @@ struct Demo {
     /// The pseudo-terminal on the broker's stdin, if any: (master, slave,
     /// the slave's local modes before the broker started).
     pty: Option<(std::fs::File, OwnedFd, libc::tcflag_t)>,
-}
-
-fn signal(pid: u32, sig: i32) {
-    // SAFETY: a signal to a process of this test; kill has no memory effects.
-    unsafe { libc::kill(i32::try_from(pid).expect("pid"), sig) };
 }
 
 fn openpty() -> (OwnedFd, OwnedFd) {
@@ -338,36 +340,6 @@ fn gone(pid: u32) -> bool {
     matches!(suites::proc_state(pid), None | Some('Z' | 'X'))
 }
 
-/// The state letter of thread `tid` of `pid`, `None` once it is gone.
-fn thread_state(pid: u32, tid: u32) -> Option<char> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")).ok()?;
-    stat.rsplit(')').next()?.trim_start().chars().next()
-}
-
-/// Waits until `done(state)` holds for every thread of `pid`, or the
-/// process has ended (a rule taken away may end it early: then there is
-/// nothing to wait for). False if it ended.
-fn wait_threads(pid: u32, what: &str, done: impl Fn(char) -> bool) -> bool {
-    let start = Instant::now();
-    loop {
-        let states: Vec<Option<char>> = suites::threads(pid)
-            .into_iter()
-            .map(|t| thread_state(pid, t))
-            .collect();
-        if states.is_empty() || states.iter().any(|s| matches!(s, None | Some('Z' | 'X'))) {
-            return false;
-        }
-        if states.iter().all(|s| s.is_some_and(&done)) {
-            return true;
-        }
-        assert!(
-            start.elapsed() < GUARD,
-            "the threads of {pid} never got {what}: {states:?}"
-        );
-        std::thread::sleep(Duration::from_millis(2));
-    }
-}
-
 /// The demo idle between two reads a day apart.
 const IDLE: [&str; 4] = ["--iterations", "2", "--interval-ms", "86400000"];
 
@@ -451,81 +423,56 @@ fn scenario(name: &str, rule: Option<&str>) -> Run {
     }
 }
 
-fn broker_policy() -> Vec<Filter> {
-    let path =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../sandbox-policies/broker.json");
-    parse(&std::fs::read_to_string(path).expect("broker.json")).expect("broker.json parses")
-}
-
-/// The broker's scenarios, from the lint's list.
-fn broker_scenarios() -> Vec<&'static str> {
-    policy::lint::SCENARIOS
-        .iter()
-        .filter(|(file, _, _)| *file == "broker.json")
-        .map(|(_, name, _)| *name)
-        .collect()
-}
-
-/// Runs `jobs` two at a time (the machines have two cores; each run is a
-/// broker and a vault generating a key).
-fn run_all<T: Send>(jobs: Vec<T>, work: impl Fn(&T) -> Option<String> + Sync) -> Vec<String> {
-    let queue = Mutex::new(jobs.into_iter());
-    let failures = Mutex::new(Vec::new());
-    std::thread::scope(|s| {
-        for _ in 0..2 {
-            s.spawn(|| loop {
-                let job = queue.lock().expect("queue").next();
-                let Some(job) = job else { break };
-                if let Some(f) = work(&job) {
-                    failures.lock().expect("failures").push(f);
-                }
-            });
-        }
-    });
-    failures.into_inner().expect("failures")
-}
-
 /// Policy work: which scenario makes which rule's call, every pair tried
 /// (`cargo test -p suites --test rules_broker -- --ignored --nocapture`).
 /// What the JSON's `needed_by` and `unreached` should say, measured.
 #[test]
 #[ignore = "policy work: slow, prints a table"]
 fn print_which_broker_scenarios_reach_which_rule() {
-    let policy = broker_policy();
-    let mut jobs = Vec::new();
-    for f in policy.iter() {
-        for (i, r) in f.rules.iter().enumerate() {
-            jobs.push((f.name.clone(), i + 1, r.syscall.clone()));
+    rulecheck::print_matrix("broker.json", |s, r| {
+        scenario(s, Some(&r.arg())).named(&r.filter, r.rule, &r.syscall)
+    });
+}
+
+/// Whether `run` of scenario `name` ended as that scenario does with every
+/// rule in place.
+fn ended_well(name: &str, run: &Run) -> bool {
+    let graceful = |why: &str| {
+        run.code == Some(0) && run.out.contains(why) && run.out.contains("vault exited cleanly")
+    };
+    run.signal != Some(libc::SIGSYS)
+        && !run.err.contains("SIGSYS")
+        && match name {
+            "broker-lifecycle" => graceful("#3 "),
+            "broker-sigterm" | "broker-sigstop" => graceful("SIGTERM received"),
+            "broker-terminal" => graceful("#2 ") && run.terminal_restored == Some(true),
+            "broker-panic" | "broker-panic-sigabrt-ignored" => {
+                run.signal == Some(libc::SIGABRT)
+                    && run.err.contains("a deliberate panic in the broker")
+                    && run.terminal_restored == Some(true)
+            }
+            "broker-escalation" => {
+                run.code == Some(1) && run.err.contains("vault killed (SIGKILL)")
+            }
+            "broker-segv" => run.signal == Some(libc::SIGSEGV),
+            "broker-sigbus" => run.signal == Some(libc::SIGBUS),
+            "broker-clone3" => {
+                graceful("SIGTERM received")
+                    && run
+                        .err
+                        .contains("selftest: clone3 returned -1 (Function not implemented")
+            }
+            "broker-contend" => {
+                graceful("SIGTERM received")
+                    && run.err.contains("selftest: the lock was contended: true")
+            }
+            _ => false,
         }
-    }
-    let rows = run_all(jobs, |(filter, rule, syscall)| {
-        let reached: Vec<&str> = broker_scenarios()
-            .into_iter()
-            .filter(|s| {
-                scenario(s, Some(&format!("{filter}:{rule}"))).named(filter, *rule, syscall)
-            })
-            .collect();
-        Some(format!(
-            "{filter}:{rule:<3} {syscall:<18} {}",
-            reached.join(" ")
-        ))
-    });
-    let mut rows = rows;
-    rows.sort_by_key(|r| {
-        let (f, rest) = r.split_once(':').unwrap_or((r, ""));
-        (
-            f.to_owned(),
-            rest.split_whitespace()
-                .next()
-                .and_then(|n| n.parse::<u32>().ok()),
-        )
-    });
-    println!("{}", rows.join("\n"));
 }
 
 #[test]
 fn each_broker_scenario_alone_names_nothing_and_ends_as_it_should() {
-    let failures = run_all(broker_scenarios(), |name| {
+    let failures = run_all(rulecheck::scenarios("broker.json"), |name| {
         let run = scenario(name, None);
         if run.any_named() {
             return Some(format!(
@@ -533,37 +480,7 @@ fn each_broker_scenario_alone_names_nothing_and_ends_as_it_should() {
                 run.text()
             ));
         }
-        let graceful = |why: &str| {
-            run.code == Some(0) && run.out.contains(why) && run.out.contains("vault exited cleanly")
-        };
-        let ended_well = run.signal != Some(libc::SIGSYS)
-            && !run.err.contains("SIGSYS")
-            && match *name {
-                "broker-lifecycle" => graceful("#3 "),
-                "broker-sigterm" | "broker-sigstop" => graceful("SIGTERM received"),
-                "broker-terminal" => graceful("#2 ") && run.terminal_restored == Some(true),
-                "broker-panic" | "broker-panic-sigabrt-ignored" => {
-                    run.signal == Some(libc::SIGABRT)
-                        && run.err.contains("a deliberate panic in the broker")
-                        && run.terminal_restored == Some(true)
-                }
-                "broker-escalation" => {
-                    run.code == Some(1) && run.err.contains("vault killed (SIGKILL)")
-                }
-                "broker-segv" => run.signal == Some(libc::SIGSEGV),
-                "broker-sigbus" => run.signal == Some(libc::SIGBUS),
-                "broker-clone3" => {
-                    graceful("SIGTERM received")
-                        && run
-                            .err
-                            .contains("selftest: clone3 returned -1 (Function not implemented")
-                }
-                "broker-contend" => {
-                    graceful("SIGTERM received")
-                        && run.err.contains("selftest: the lock was contended: true")
-                }
-                _ => false,
-            };
+        let ended_well = ended_well(name, &run);
         (!ended_well).then(|| format!("{name}: ended badly\n{}", run.text()))
     });
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
@@ -571,22 +488,21 @@ fn each_broker_scenario_alone_names_nothing_and_ends_as_it_should() {
 
 #[test]
 fn every_broker_rule_is_needed_by_the_scenarios_it_names() {
-    let policy = broker_policy();
-    let mut jobs = Vec::new();
-    for f in policy.iter() {
-        for (i, r) in f.rules.iter().enumerate() {
-            for s in &r.needed_by {
-                jobs.push((f.name.clone(), i + 1, r.syscall.clone(), s.clone()));
-            }
-        }
-    }
+    let mut jobs = rulecheck::claims("broker.json");
     assert!(jobs.len() >= 30, "only {} claims", jobs.len());
     // The slowest first (the escalation waits out two grace periods), so
     // that they overlap the rest.
-    jobs.sort_by_key(|(_, _, _, s)| s != "broker-escalation");
-    let failures = run_all(jobs, |(filter, rule, syscall, name)| {
-        let run = scenario(name, Some(&format!("{filter}:{rule}")));
-        (!run.named(filter, *rule, syscall)).then(|| {
+    jobs.sort_by_key(|(_, s)| s != "broker-escalation");
+    let failures = run_all(jobs, |(r, name)| {
+        let (filter, rule, syscall) = (&r.filter, r.rule, &r.syscall);
+        let run = scenario(name, Some(&r.arg()));
+        if !run.took_away(filter, rule, syscall) {
+            return Some(format!(
+                "{filter} rule {rule} ({syscall}): the broker did not take that rule away (built from other JSON?):\n{}",
+                run.text()
+            ));
+        }
+        (!run.named(filter, rule, syscall)).then(|| {
             format!(
                 "{filter} rule {rule} ({syscall}): scenario {name} never made its call\n{}",
                 run.text()
@@ -598,22 +514,21 @@ fn every_broker_rule_is_needed_by_the_scenarios_it_names() {
 
 #[test]
 fn no_broker_scenario_reaches_a_rule_marked_unreached() {
-    let policy = broker_policy();
-    let mut jobs = Vec::new();
-    for f in policy.iter() {
-        for (i, r) in f.rules.iter().enumerate() {
-            if r.unreached.is_some() {
-                for s in broker_scenarios() {
-                    jobs.push((f.name.clone(), i + 1, r.syscall.clone(), s));
-                }
-            }
-        }
-    }
+    let mut jobs = rulecheck::unreached("broker.json");
     assert!(!jobs.is_empty(), "no rule is marked unreached");
-    jobs.sort_by_key(|(_, _, _, s)| *s != "broker-escalation");
-    let failures = run_all(jobs, |(filter, rule, syscall, name)| {
-        let run = scenario(name, Some(&format!("{filter}:{rule}")));
-        run.named(filter, *rule, syscall).then(|| {
+    jobs.sort_by_key(|(_, s)| s != "broker-escalation");
+    let failures = run_all(jobs, |(r, name)| {
+        let (filter, rule, syscall) = (&r.filter, r.rule, &r.syscall);
+        let run = scenario(name, Some(&r.arg()));
+        if !run.took_away(filter, rule, syscall) || !ended_well(name, &run) {
+            // Not named because nothing was checked: a broker that refused
+            // the rule, or a run that went another way.
+            return Some(format!(
+                "{filter} rule {rule} ({syscall}), scenario {name}: the run did not take the rule away and end as the scenario does:\n{}",
+                run.text()
+            ));
+        }
+        run.named(filter, rule, syscall).then(|| {
             format!(
                 "{filter} rule {rule} ({syscall}) is marked unreached, but scenario {name} makes its call:\n{}",
                 run.text()
@@ -627,7 +542,7 @@ fn no_broker_scenario_reaches_a_rule_marked_unreached() {
 fn a_broker_rule_a_scenario_does_not_need_is_not_named_by_it() {
     // gettid is made only by abort() (the panic scenario); the lifecycle
     // without it names nothing and ends well, the panic scenario names it.
-    let policy = broker_policy();
+    let policy = rulecheck::policy("broker.json");
     let broker = policy.iter().find(|f| f.name == "broker").expect("broker");
     let rule = broker
         .rules
@@ -674,7 +589,7 @@ fn the_rule_check_is_refused_with_the_learning_mode_and_for_a_rule_that_does_not
     assert!(String::from_utf8_lossy(&both.stderr).contains("not with --sandbox-learning"));
     // A rule the policy does not have: refused when the filter would be
     // installed, and the vault shut down (nothing runs unsandboxed).
-    let policy = broker_policy();
+    let policy = rulecheck::policy("broker.json");
     let past = policy
         .iter()
         .find(|f| f.name == "broker")
