@@ -100,6 +100,20 @@ fn prepare() -> Result<Order, ExitCode> {
     }
 }
 
+/// The pid of `pid` as the process itself sees it: the last of `NSpid` in
+/// its status (its innermost pid namespace), or `pid` where the kernel
+/// does not say.
+fn own_pid(pid: u32) -> u32 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("NSpid:"))
+                .and_then(|v| v.split_whitespace().last().and_then(|p| p.parse().ok()))
+        })
+        .unwrap_or(pid)
+}
+
 fn comm(pid: u32) -> Option<String> {
     std::fs::read_to_string(format!("/proc/{pid}/comm"))
         .ok()
@@ -139,7 +153,10 @@ fn process(pid: u32, kind: &str, order: Order) -> Result<bool, String> {
         plural(threads.len(), "thread", "threads")
     );
     let (main_tid, main_held) = &threads[0];
-    let check = verify::check(&expected, main_held, pid);
+    // The pid the process wrote into its filter is the one getpid() gave
+    // it: in its own pid namespace (a container's), not in this one's.
+    let own = own_pid(pid);
+    let check = verify::check(&expected, main_held, own);
     let published = published();
     let mut ok = report(&check, &expected, &published);
     // Every thread must hold the same stack (TSYNC installs it in all).
@@ -160,7 +177,7 @@ fn process(pid: u32, kind: &str, order: Order) -> Result<bool, String> {
             plural(differing.len(), "thread holds", "threads hold")
         );
         for (tid, held) in threads.iter().filter(|(t, _)| differing.contains(t)) {
-            let c = verify::check(&expected, held, pid);
+            let c = verify::check(&expected, held, own);
             println!("  thread {tid}:");
             report(&c, &expected, &published);
         }
