@@ -934,14 +934,21 @@ fn planted(mode: &str) -> std::process::Child {
     child
 }
 
-#[test]
-fn policy_verify_reports_a_planted_extra_call() {
-    let mut child = planted("extra-call");
+/// `policy verify PID --policy vault` on `planted-filter MODE`, which is
+/// then ended; the check must fail (exit 1): its standard output.
+fn verify_planted(mode: &str) -> String {
+    let mut child = planted(mode);
     let pid = child.id().to_string();
     let (code, out, err) = policy_verify(&[&pid, "--policy", "vault"]);
     let _ = child.kill();
     let _ = child.wait();
     assert_eq!(code, 1, "{out}\n{err}");
+    out
+}
+
+#[test]
+fn policy_verify_reports_a_planted_extra_call() {
+    let out = verify_planted("extra-call");
     // By its bytes...
     assert!(
         out.contains("NOT the program compiled from vault.json"),
@@ -964,12 +971,7 @@ fn policy_verify_reports_a_planted_extra_call() {
 
 #[test]
 fn policy_verify_reports_a_thread_without_the_filters() {
-    let mut child = planted("thread-left-out");
-    let pid = child.id().to_string();
-    let (code, out, err) = policy_verify(&[&pid, "--policy", "vault"]);
-    let _ = child.kill();
-    let _ = child.wait();
-    assert_eq!(code, 1, "{out}\n{err}");
+    let out = verify_planted("thread-left-out");
     // The main thread holds the reviewed programs; the other holds none.
     assert!(
         out.contains("1 thread holds other filters than thread"),
