@@ -4,6 +4,7 @@
 
 pub mod driver;
 pub mod keys;
+pub mod pty;
 pub mod rulecheck;
 pub mod scan;
 

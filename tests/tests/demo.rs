@@ -2,10 +2,11 @@
 //! interactive on a pseudo-terminal, and stopped by signals.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+use suites::pty::{openpty, termios_of};
 
 fn broker() -> Command {
     let mut c = Command::new(suites::binary("broker"));
@@ -680,31 +681,6 @@ fn a_killed_broker_takes_the_vault_with_it() {
         );
         std::thread::sleep(Duration::from_millis(10));
     }
-}
-
-fn openpty() -> (OwnedFd, OwnedFd) {
-    let (mut master, mut slave) = (0, 0);
-    // SAFETY: openpty writes two fds into our locals; NULL name/termios/winsize.
-    let r = unsafe {
-        libc::openpty(
-            &mut master,
-            &mut slave,
-            std::ptr::null_mut(),
-            std::ptr::null(),
-            std::ptr::null(),
-        )
-    };
-    assert_eq!(r, 0);
-    // SAFETY: both fds are new and owned by us.
-    unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) }
-}
-
-fn termios_of(fd: &OwnedFd) -> libc::termios {
-    // SAFETY: zeroed termios is a valid out-buffer; tcgetattr fills it.
-    let mut t: libc::termios = unsafe { std::mem::zeroed() };
-    // SAFETY: `fd` is a live terminal fd.
-    assert_eq!(unsafe { libc::tcgetattr(fd.as_raw_fd(), &mut t) }, 0);
-    t
 }
 
 /// Runs the demo on a pseudo-terminal, types `keys` at the prompt, and

@@ -32,11 +32,12 @@
 //! not need is not named by it.
 
 use std::io::Read;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
+use suites::pty::{openpty, termios_of};
 
 use suites::rulecheck::{self, run_all, signal, wait_threads, GUARD};
 
@@ -114,31 +115,6 @@ struct Demo {
     /// The pseudo-terminal on the broker's stdin, if any: (master, slave,
     /// the slave's local modes before the broker started).
     pty: Option<(std::fs::File, OwnedFd, libc::tcflag_t)>,
-}
-
-fn openpty() -> (OwnedFd, OwnedFd) {
-    let (mut master, mut slave) = (0, 0);
-    // SAFETY: openpty writes two fds into our locals; NULL name/termios/winsize.
-    let r = unsafe {
-        libc::openpty(
-            &mut master,
-            &mut slave,
-            std::ptr::null_mut(),
-            std::ptr::null(),
-            std::ptr::null(),
-        )
-    };
-    assert_eq!(r, 0, "openpty");
-    // SAFETY: both fds are new and owned by us.
-    unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) }
-}
-
-fn termios_of(fd: &OwnedFd) -> libc::termios {
-    // SAFETY: zeroed termios is a valid out-buffer; tcgetattr fills it.
-    let mut t: libc::termios = unsafe { std::mem::zeroed() };
-    // SAFETY: `fd` is a live terminal fd.
-    assert_eq!(unsafe { libc::tcgetattr(fd.as_raw_fd(), &mut t) }, 0);
-    t
 }
 
 /// Where the password comes from.
