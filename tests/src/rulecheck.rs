@@ -15,7 +15,11 @@ use policy::model::Filter;
 /// allocated) and makes its last `exit`. For these alone, a kill by SIGSYS
 /// with nothing named counts as the call made (every scenario alone is
 /// checked never to end by SIGSYS, and with nothing named nothing was
-/// answered ENOSYS: the run was the plain one up to that call).
+/// answered ENOSYS: the run was the plain one up to that call). A thread
+/// that is never joined may not get that far before the process exits, so
+/// a rule shown this way is shown by a thread the program joins (the
+/// broker joins the threads that start and drain a vault when its handle
+/// drops): a detached one would make the check depend on the scheduler.
 pub const MADE_WITH_SIGNALS_BLOCKED: &[&str] = &["exit", "madvise"];
 
 /// One rule of a policy, as `--sandbox-name-rule` and the suites name it.

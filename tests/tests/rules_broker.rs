@@ -10,7 +10,7 @@
 //! allow and errno, and everything the filter refuses is still killed). The
 //! SIGSYS handler names each trapped call, on the broker's stderr (on its
 //! stdout when the rule taken away is the one for writes to stderr):
-//! `sandbox (rule check): without broker rule 8 (getrandom), the process
+//! `sandbox (rule check): without broker rule 9 (getrandom), the process
 //! made getrandom (#318) args ...`. Once a call is named the broker is
 //! killed (the rule is shown needed; answered ENOSYS where it never expects
 //! it, the broker may otherwise spin or wait for a deadline), and the vault
