@@ -557,6 +557,12 @@ pub fn run(opts: &Options, mut signals: Signals, protection: &Protection) -> Exi
         "the broker keeps only ciphertext and lends plaintext to a closure, wiping every copy.\n"
     );
 
+    // Before the filter: malloc never trims a heap, a path that would open
+    // a file inside the sandbox (common::malloc).
+    if let Err(e) = common::malloc::settle_for_sandbox() {
+        eprintln!("broker: {e}");
+        return status(exit::VAULT_FAILED);
+    }
     if opts.sandbox_mode.is_learning() {
         warn_learning(opts.sandbox_mode);
     }

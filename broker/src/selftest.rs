@@ -35,11 +35,15 @@ pub enum Selftest {
     /// (the lock type of malloc's arenas and of glibc's own state) until a
     /// second thread, started with it, sleeps on it.
     Contend,
+    /// glibc's malloc made to grow the selftest thread's arena and give the
+    /// memory back, with a large block mapped, grown and unmapped
+    /// ([`common::malloc::exercise`]).
+    Heap,
 }
 
 impl Selftest {
     /// The names `--selftest` accepts.
-    pub const NAMES: &'static str = "panic, segv, sigbus, clone3 or contend";
+    pub const NAMES: &'static str = "panic, segv, sigbus, clone3, contend or heap";
 
     /// Parses a `--selftest` value.
     pub fn parse(s: &str) -> Option<Self> {
@@ -49,6 +53,7 @@ impl Selftest {
             "sigbus" => Self::Sigbus,
             "clone3" => Self::Clone3,
             "contend" => Self::Contend,
+            "heap" => Self::Heap,
             _ => return None,
         })
     }
@@ -61,6 +66,7 @@ impl Selftest {
             Self::Sigbus => "sigbus",
             Self::Clone3 => "clone3",
             Self::Contend => "contend",
+            Self::Heap => "heap",
         }
     }
 }
@@ -260,5 +266,6 @@ fn run(test: Selftest, page: Option<usize>) {
         }
         // Done by `contend::hold` before this.
         Selftest::Contend => {}
+        Selftest::Heap => eprintln!("broker: {}", common::malloc::exercise()),
     }
 }

@@ -10,6 +10,8 @@
 //!   cannot reach.
 //! - [`budget`]: the one memory-lock budget of both processes.
 //! - [`harden`]: process hardening used by both sides.
+//! - [`malloc`]: glibc's malloc settled for a seccomp filter (no trimming),
+//!   and the `heap` selftest of both programs.
 //! - [`openssl_init`]: OpenSSL initialised without its error strings.
 //! - [`sandbox`]: installing a seccomp filter compiled at build time, and
 //!   the learning mode's SIGSYS handler.
@@ -20,6 +22,7 @@
 
 pub mod budget;
 pub mod harden;
+pub mod malloc;
 pub mod openssl_init;
 pub mod protocol;
 pub mod ring;

@@ -225,6 +225,11 @@ pub const SCENARIOS: &[(&str, &str, &str)] = &[
         "`--selftest contend`: lane 0 holds a glibc rwlock (OpenSSL's lock type) and a glibc mutex (malloc's) until the main thread sleeps on each",
     ),
     (
+        "vault.json",
+        "heap",
+        "`--selftest heap`: glibc's malloc, on lane 0 (a thread's arena) and on the main thread (the main heap), maps a 100 MiB block, grows it to 200 MiB and frees it, then takes 48 MiB in 64 KiB blocks and gives them back",
+    ),
+    (
         "broker.json",
         "broker-lifecycle",
         "`broker demo --password-stdin`: start, the password from a pipe, three reads 20 ms apart, graceful shutdown",
@@ -278,6 +283,11 @@ pub const SCENARIOS: &[(&str, &str, &str)] = &[
         "broker.json",
         "broker-contend",
         "`--selftest contend`: between reads, the selftest thread holds a glibc mutex (the lock type of malloc's arenas) until a second thread, started with it before the sandbox, sleeps on it",
+    ),
+    (
+        "broker.json",
+        "broker-heap",
+        "`--selftest heap`: between reads, glibc's malloc on the selftest thread (a thread's arena) maps a 100 MiB block, grows it to 200 MiB and frees it, then takes 48 MiB in 64 KiB blocks and gives them back",
     ),
 ];
 

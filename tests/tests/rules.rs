@@ -235,7 +235,7 @@ fn scenario(name: &str, rule: Option<&str>) -> Run {
             args.extend(["--vault-arg", "--selftest", "--vault-arg", "panic"]);
             finish(spawn_demo_with(&args, true), String::new())
         }
-        "panic" | "reseed" | "glibc-fatal" | "segv" | "sigbus" | "clone3" | "contend" => {
+        "panic" | "reseed" | "glibc-fatal" | "segv" | "sigbus" | "clone3" | "contend" | "heap" => {
             let mut args = vec!["--iterations", "3", "--interval-ms", "20"];
             args.extend_from_slice(&taken);
             args.extend(["--vault-arg", "--selftest", "--vault-arg", name]);
@@ -282,6 +282,11 @@ fn ended_well(name: &str, run: &Run) -> bool {
             "reseed" => served("selftest: RAND_poll returned 1"),
             "clone3" => served("selftest: clone3 returned -1 (Function not implemented"),
             "contend" => served("selftest: both locks were contended"),
+            // Each side on the arena it is there for, every allocation made.
+            "heap" => {
+                served("lane 0: selftest: heap grown and given back on a thread's arena: every allocation succeeded: true")
+                    && run.err.contains("main thread: selftest: heap grown and given back on the main heap: every allocation succeeded: true")
+            }
             _ => run.code == Some(0),
         }
 }

@@ -377,7 +377,7 @@ fn scenario(name: &str, rule: Option<&str>) -> Run {
             signal(demo.pid(), libc::SIGTERM);
             demo.finish()
         }
-        "broker-segv" | "broker-sigbus" | "broker-clone3" | "broker-contend" => {
+        "broker-segv" | "broker-sigbus" | "broker-clone3" | "broker-contend" | "broker-heap" => {
             args.extend(IDLE);
             let test = name.trim_start_matches("broker-");
             args.extend(["--selftest", test]);
@@ -387,6 +387,7 @@ fn scenario(name: &str, rule: Option<&str>) -> Run {
                 let last = match test {
                     "clone3" => Some("selftest: clone3 returned"),
                     "contend" => Some("selftest: the lock was contended"),
+                    "heap" => Some("selftest: heap grown and given back"),
                     _ => None,
                 };
                 if last.is_some_and(|l| demo.wait_for(l, true)) {
@@ -441,6 +442,10 @@ fn ended_well(name: &str, run: &Run) -> bool {
             "broker-contend" => {
                 graceful("SIGTERM received")
                     && run.err.contains("selftest: the lock was contended: true")
+            }
+            "broker-heap" => {
+                graceful("SIGTERM received")
+                    && run.err.contains("selftest: heap grown and given back on a thread's arena: every allocation succeeded: true")
             }
             _ => false,
         }

@@ -85,12 +85,17 @@ enum Selftest {
     /// the blinding's) and a glibc mutex (the lock type of malloc's arenas)
     /// until the main thread is waiting for each.
     Contend,
+    /// glibc's malloc made to grow its heaps and give the memory back, on
+    /// lane 0 (a thread's arena) and on the main thread (the main heap),
+    /// with a large block mapped, grown and unmapped on each
+    /// ([`common::malloc::exercise`]).
+    Heap,
 }
 
 const USAGE: &str = "usage: vault --parent-pid PID [--key-bits 2048|3072|4096] [--heap-size BYTES] [--heap-min BYTES]
              [--sandbox-mode enforce|trap|log] [--sandbox-name-rule FILTER:RULE] [--selftest NAME] [--secret-ring] [--lanes N]
 Selftests (the suites' deliberate failures, inside the sandbox): panic, forbidden-syscall, flood-stderr,
-fill-arena, reseed, glibc-fatal, segv, sigbus, clone3, contend.
+fill-arena, reseed, glibc-fatal, segv, sigbus, clone3, contend, heap.
 The vault is started by the broker, which passes the sealed rings of its N lanes at fds 3.. (and, with
 --secret-ring, their data parts in memfd_secret memory after them); it is not meant to be run by hand.";
 
@@ -180,9 +185,10 @@ fn parse_args() -> Result<Config, String> {
                     "sigbus" => Selftest::Sigbus,
                     "clone3" => Selftest::Clone3,
                     "contend" => Selftest::Contend,
+                    "heap" => Selftest::Heap,
                     _ => {
                         return Err(format!(
-                            "--selftest {v:?}: use panic, forbidden-syscall, flood-stderr, fill-arena, reseed, glibc-fatal, segv, sigbus, clone3 or contend"
+                            "--selftest {v:?}: use panic, forbidden-syscall, flood-stderr, fill-arena, reseed, glibc-fatal, segv, sigbus, clone3, contend or heap"
                         ))
                     }
                 });
@@ -411,6 +417,13 @@ fn main() -> ExitCode {
     let allocator = vault::alloc::install();
     // Step 1: before anything else, since execve may have left us dumpable.
     step!("hardening", common::harden::harden_process(), EXIT_STARTUP);
+    // Before any thread: malloc never trims a heap, a path that would open
+    // a file inside the sandbox (common::malloc).
+    step!(
+        "settling malloc for the sandbox",
+        common::malloc::settle_for_sandbox(),
+        EXIT_STARTUP
+    );
     step!(
         "checking how it was started",
         startup::check_start(dumpable_at_start),
@@ -572,6 +585,7 @@ fn main() -> ExitCode {
     let name_rule = cfg.name_rule.clone();
     let sigbus = cfg.selftest == Some(Selftest::Sigbus);
     let contend_partner = cfg.selftest == Some(Selftest::Contend);
+    let heap_main = cfg.selftest == Some(Selftest::Heap);
     let first = vault::arena_thread::spawn(move || -> ExitCode {
         lane0_started.wait();
         if go_rx.recv().is_err() {
@@ -616,6 +630,12 @@ fn main() -> ExitCode {
     let _ = go_tx.send(());
     if contend_partner {
         contend::waiter();
+    }
+    if heap_main {
+        say(&format!(
+            "vault: main thread: {}",
+            common::malloc::exercise()
+        ));
     }
     first.join().unwrap_or(ExitCode::from(EXIT_SERVE))
 }
@@ -678,6 +698,7 @@ fn first_lane(
             ));
         }
         Some(Selftest::Contend) => contend::holder(),
+        Some(Selftest::Heap) => say(&format!("vault: lane 0: {}", common::malloc::exercise())),
         Some(Selftest::FillArena) | None => {}
     }
 

@@ -18,9 +18,9 @@
 //!
 //! The sleeping child dies with the probe (`PR_SET_PDEATHSIG` SIGKILL),
 //! however the probe ends, and is reaped by whoever adopts it. With
-//! `--wait-child`, the probe, once the call has returned, polls the child
-//! with `wait4(WNOHANG)` for up to two seconds and says how it ended (or
-//! that it still runs): proof that a signal really arrived. Only the
+//! `--wait-child`, the probe, once the call has returned, waits up to two
+//! seconds for the child to end (`poll` on a pidfd of it, then `wait4`)
+//! and says how it ended (or that it still runs): proof that a signal really arrived. Only the
 //! broker's filter (and allow-all) lets the probe make those calls.
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -91,27 +91,57 @@ fn sleeping_child() -> Result<libc::pid_t, std::io::Error> {
     Ok(pid)
 }
 
-/// After the call: how the child ended within two seconds, in words.
-fn child_fate(child: libc::pid_t) -> String {
+/// After the call: how the child ended within two seconds, in words. Waits
+/// on `watch`, a pidfd of the child (readable once it has ended), with
+/// `poll`, which the broker's filter allows (it has no sleep).
+fn child_fate(child: libc::pid_t, watch: &OwnedFd) -> String {
+    let mut pfd = libc::pollfd {
+        fd: watch.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
     let deadline = Instant::now() + Duration::from_secs(2);
     loop {
-        let mut status = 0;
-        // SAFETY: `status` is a live int; WNOHANG never blocks.
-        let r = unsafe { libc::wait4(child, &mut status, libc::WNOHANG, std::ptr::null_mut()) };
-        if r == child {
-            return if libc::WIFSIGNALED(status) {
-                format!("child ended by signal {}", libc::WTERMSIG(status))
-            } else {
-                format!("child exited {}", libc::WEXITSTATUS(status))
-            };
+        let left = deadline.saturating_duration_since(Instant::now());
+        let ms = i32::try_from(left.as_millis()).unwrap_or(i32::MAX);
+        // SAFETY: one live pollfd.
+        let r = unsafe { libc::poll(&mut pfd, 1, ms) };
+        if r == 1 {
+            break;
         }
-        if r == -1 {
-            return format!("child: wait4 failed ({})", std::io::Error::last_os_error());
-        }
-        if Instant::now() >= deadline {
+        if r == 0 {
             return "child still running".into();
         }
-        std::thread::sleep(Duration::from_millis(5));
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return format!("child: poll failed ({e})");
+        }
+    }
+    let mut status = 0;
+    // SAFETY: `status` is a live int; the child has ended, so WNOHANG finds it.
+    let r = unsafe { libc::wait4(child, &mut status, libc::WNOHANG, std::ptr::null_mut()) };
+    if r != child {
+        return format!(
+            "child: wait4 returned {r} ({})",
+            std::io::Error::last_os_error()
+        );
+    }
+    if libc::WIFSIGNALED(status) {
+        format!("child ended by signal {}", libc::WTERMSIG(status))
+    } else {
+        format!("child exited {}", libc::WEXITSTATUS(status))
+    }
+}
+
+/// A pidfd of `pid`, opened before the filter.
+fn open_pidfd(pid: libc::pid_t) -> Option<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    match i32::try_from(fd) {
+        // SAFETY: a fresh descriptor the call just returned, owned by
+        // nothing else.
+        Ok(fd) if fd >= 0 => Some(unsafe { OwnedFd::from_raw_fd(fd) }),
+        _ => None,
     }
 }
 
@@ -169,21 +199,20 @@ fn main() -> ExitCode {
     } else {
         None
     };
-    let pidfd = match child {
-        Some(pid) if args[2..].iter().any(|a| a == "pidfd") => {
-            // SAFETY: pidfd_open takes a pid and flags and returns a new fd.
-            let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-            match i32::try_from(fd) {
-                // SAFETY: a fresh descriptor the call just returned, owned
-                // by nothing else.
-                Ok(fd) if fd >= 0 => Some(unsafe { OwnedFd::from_raw_fd(fd) }),
-                _ => {
-                    eprintln!("pidfd_open: {}", std::io::Error::last_os_error());
-                    return ExitCode::from(2);
-                }
-            }
-        }
-        _ => None,
+    let wanted = |yes: bool| match child {
+        Some(pid) if yes => open_pidfd(pid).map(Some).ok_or_else(|| {
+            eprintln!("pidfd_open: {}", std::io::Error::last_os_error());
+            ExitCode::from(2)
+        }),
+        _ => Ok(None),
+    };
+    let pidfd = match wanted(args[2..].iter().any(|a| a == "pidfd")) {
+        Ok(fd) => fd,
+        Err(code) => return code,
+    };
+    let watch = match wanted(wait_child) {
+        Ok(fd) => fd,
+        Err(code) => return code,
     };
     let mut vals = [0i64; 6];
     for (i, a) in args[2..].iter().enumerate() {
@@ -285,8 +314,8 @@ fn main() -> ExitCode {
     std::hint::black_box(&mut buf);
     // stderr: the one stream every policy lets the process write.
     eprintln!("survived: {} returned {ret} ({errno})", args[1]);
-    if let (true, Some(child)) = (wait_child, child) {
-        eprintln!("{}", child_fate(child));
+    if let (Some(child), Some(watch)) = (child, &watch) {
+        eprintln!("{}", child_fate(child, watch));
     }
     drop(pidfd);
     ExitCode::SUCCESS
