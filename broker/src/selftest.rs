@@ -39,11 +39,17 @@ pub enum Selftest {
     /// memory back, with a large block mapped, grown and unmapped
     /// ([`common::malloc::exercise`]).
     Heap,
+    /// The selftest thread ends: glibc gives back the unused part of its
+    /// stack (`madvise(MADV_DONTNEED)`) and makes its last `exit`, both with
+    /// every signal blocked, while the broker goes on (the threads that
+    /// start and drain a vault end the same way, when its handle drops, but
+    /// race the process's own exit).
+    ThreadEnd,
 }
 
 impl Selftest {
     /// The names `--selftest` accepts.
-    pub const NAMES: &'static str = "panic, segv, sigbus, clone3, contend or heap";
+    pub const NAMES: &'static str = "panic, segv, sigbus, clone3, contend, heap or thread-end";
 
     /// Parses a `--selftest` value.
     pub fn parse(s: &str) -> Option<Self> {
@@ -54,6 +60,7 @@ impl Selftest {
             "clone3" => Self::Clone3,
             "contend" => Self::Contend,
             "heap" => Self::Heap,
+            "thread-end" => Self::ThreadEnd,
             _ => return None,
         })
     }
@@ -67,6 +74,7 @@ impl Selftest {
             Self::Clone3 => "clone3",
             Self::Contend => "contend",
             Self::Heap => "heap",
+            Self::ThreadEnd => "thread-end",
         }
     }
 }
@@ -267,5 +275,7 @@ fn run(test: Selftest, page: Option<usize>) {
         // Done by `contend::hold` before this.
         Selftest::Contend => {}
         Selftest::Heap => eprintln!("broker: {}", common::malloc::exercise()),
+        // The thread returns next.
+        Selftest::ThreadEnd => eprintln!("broker: selftest: the selftest thread ends"),
     }
 }

@@ -289,6 +289,11 @@ pub const SCENARIOS: &[(&str, &str, &str)] = &[
         "broker-heap",
         "`--selftest heap`: between reads, glibc's malloc on the selftest thread (a thread's arena) maps a 100 MiB block, grows it to 200 MiB and frees it, then takes 48 MiB in 64 KiB blocks and gives them back",
     ),
+    (
+        "broker.json",
+        "broker-thread-end",
+        "`--selftest thread-end`: between reads, the selftest thread ends (the suite waits until it is gone) while the broker goes on, then SIGTERM",
+    ),
 ];
 
 /// Suffix of an overlay filter: `NAME-errno` answers some calls of filter

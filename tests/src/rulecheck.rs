@@ -16,10 +16,10 @@ use policy::model::Filter;
 /// with nothing named counts as the call made (every scenario alone is
 /// checked never to end by SIGSYS, and with nothing named nothing was
 /// answered ENOSYS: the run was the plain one up to that call). A thread
-/// that is never joined may not get that far before the process exits, so
-/// a rule shown this way is shown by a thread the program joins (the
-/// broker joins the threads that start and drain a vault when its handle
-/// drops): a detached one would make the check depend on the scheduler.
+/// that is not joined may not get that far before the process exits, so a
+/// rule shown this way is shown by a thread whose end is waited for: the
+/// vault joins its lanes; the broker's `thread-end` selftest ends a thread
+/// while the broker goes on, and the suite waits until it is gone.
 pub const MADE_WITH_SIGNALS_BLOCKED: &[&str] = &["exit", "madvise"];
 
 /// One rule of a policy, as `--sandbox-name-rule` and the suites name it.
@@ -168,6 +168,31 @@ pub fn wait_threads(pid: u32, what: &str, done: impl Fn(char) -> bool) -> bool {
         assert!(
             start.elapsed() < GUARD,
             "the threads of {pid} never got {what}: {states:?}"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Waits until no thread of `pid` is named `comm`, or the process has
+/// ended (a rule taken away may end it: then there is nothing to wait
+/// for). False if it ended.
+pub fn wait_thread_gone(pid: u32, comm: &str) -> bool {
+    let start = Instant::now();
+    loop {
+        let tasks = crate::threads(pid);
+        if tasks.is_empty() || matches!(crate::proc_state(pid), None | Some('Z' | 'X')) {
+            return false;
+        }
+        let named = tasks.iter().any(|t| {
+            std::fs::read_to_string(format!("/proc/{pid}/task/{t}/comm"))
+                .is_ok_and(|c| c.trim_end() == comm)
+        });
+        if !named {
+            return true;
+        }
+        assert!(
+            start.elapsed() < GUARD,
+            "the thread {comm} of {pid} never ended"
         );
         std::thread::sleep(Duration::from_millis(2));
     }

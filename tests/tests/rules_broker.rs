@@ -10,7 +10,7 @@
 //! allow and errno, and everything the filter refuses is still killed). The
 //! SIGSYS handler names each trapped call, on the broker's stderr (on its
 //! stdout when the rule taken away is the one for writes to stderr):
-//! `sandbox (rule check): without broker rule 9 (getrandom), the process
+//! `sandbox (rule check): without broker rule 8 (getrandom), the process
 //! made getrandom (#318) args ...`. Once a call is named the broker is
 //! killed (the rule is shown needed; answered ENOSYS where it never expects
 //! it, the broker may otherwise spin or wait for a deadline), and the vault
@@ -377,6 +377,21 @@ fn scenario(name: &str, rule: Option<&str>) -> Run {
             signal(demo.pid(), libc::SIGTERM);
             demo.finish()
         }
+        "broker-thread-end" => {
+            args.extend(IDLE);
+            args.extend(["--selftest", "thread-end"]);
+            let demo = spawn_demo(Input::Pipe, &args);
+            if demo.wait_idle_after_first_read() {
+                signal(demo.pid(), libc::SIGUSR1);
+                // Gone, or the broker killed by its end's trapped call.
+                if demo.wait_for("selftest: the selftest thread ends", true)
+                    && rulecheck::wait_thread_gone(demo.pid(), "broker-selftest")
+                {
+                    signal(demo.pid(), libc::SIGTERM);
+                }
+            }
+            demo.finish()
+        }
         "broker-segv" | "broker-sigbus" | "broker-clone3" | "broker-contend" | "broker-heap" => {
             args.extend(IDLE);
             let test = name.trim_start_matches("broker-");
@@ -442,6 +457,10 @@ fn ended_well(name: &str, run: &Run) -> bool {
             "broker-contend" => {
                 graceful("SIGTERM received")
                     && run.err.contains("selftest: the lock was contended: true")
+            }
+            "broker-thread-end" => {
+                graceful("SIGTERM received")
+                    && run.err.contains("selftest: the selftest thread ends")
             }
             "broker-heap" => {
                 graceful("SIGTERM received")

@@ -82,9 +82,6 @@ struct State {
 #[derive(Debug)]
 pub(crate) struct Output {
     shared: Arc<Shared>,
-    /// The drain thread, joined on drop once it has seen the end of the
-    /// pipe (see [`Drop for Output`](#impl-Drop-for-Output)).
-    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Output {
@@ -98,13 +95,10 @@ impl Output {
     fn start_to(read: OwnedFd, pid: u32, forward: SyncSender<Item>) -> io::Result<Self> {
         let shared = Arc::new(Shared::default());
         let s = shared.clone();
-        let thread = std::thread::Builder::new()
+        std::thread::Builder::new()
             .name("vault-stderr".into())
             .spawn(move || drain(std::fs::File::from(read), pid, &s, &forward))?;
-        Ok(Self {
-            shared,
-            thread: Some(thread),
-        })
+        Ok(Self { shared })
     }
 
     /// The last line the vault wrote, once it has closed the pipe (it has
@@ -143,26 +137,6 @@ impl Output {
                 .wait_timeout(st, left)
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
-        }
-    }
-}
-
-impl Drop for Output {
-    /// Joins the drain thread if it has seen the end of the pipe: all it has
-    /// left to do then is return, so the join is immediate, and the thread
-    /// has ended (glibc has given its stack back) before the handle is gone,
-    /// on every run rather than whenever the scheduler gets to it. A drain
-    /// still reading (a vault that has not ended) is left to end on its own:
-    /// a drop never waits on the peer.
-    fn drop(&mut self) {
-        let eof = self
-            .shared
-            .state
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .eof;
-        if let (true, Some(thread)) = (eof, self.thread.take()) {
-            let _ = thread.join();
         }
     }
 }

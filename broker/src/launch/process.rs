@@ -182,28 +182,9 @@ pub struct VaultProcess {
     pidfd: OwnedFd,
     exit: Option<VaultExit>,
     output: Output,
-    /// The thread that started the vault (see [`VaultProcess::spawn`]).
-    _parent: ParentThread,
-}
-
-/// The thread that started a vault, and the sender whose drop ends it.
-#[derive(Debug)]
-struct ParentThread {
-    stop: Option<std::sync::mpsc::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Drop for ParentThread {
-    /// Ends the thread and waits for it: once the handle is gone, so is the
-    /// thread, on every run (a vault still running has been sent its
-    /// parent-death SIGTERM). The thread does nothing but wait for the
-    /// sender to go, so the join is immediate.
-    fn drop(&mut self) {
-        drop(self.stop.take());
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
+    /// Dropping this ends the thread that started the vault (see
+    /// [`VaultProcess::spawn`]).
+    _parent: std::sync::mpsc::Sender<()>,
 }
 
 impl VaultProcess {
@@ -233,7 +214,7 @@ impl VaultProcess {
         let (result_tx, result_rx) = std::sync::mpsc::channel();
         let image_raw = image.fd().as_raw_fd();
         let fds_raw: Vec<RawFd> = fds.iter().map(AsRawFd::as_raw_fd).collect();
-        let parent = std::thread::Builder::new()
+        std::thread::Builder::new()
             .name("vault-parent".into())
             .spawn(move || {
                 // SAFETY: `spawn` (the caller) blocks until this thread sends
@@ -262,11 +243,6 @@ impl VaultProcess {
         let started = result_rx
             .recv()
             .map_err(|_| io_err("starting it")(io::Error::other("the starting thread ended")))?;
-        // From here on, an error joins the thread too (the guard's drop).
-        let parent = ParentThread {
-            stop: Some(parent_tx),
-            thread: Some(parent),
-        };
         let started = started.map_err(|source| SpawnError::Start {
             path: path.clone(),
             source,
@@ -286,7 +262,7 @@ impl VaultProcess {
             pidfd: started.pidfd,
             exit: None,
             output,
-            _parent: parent,
+            _parent: parent_tx,
         })
     }
 
