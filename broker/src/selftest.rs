@@ -91,7 +91,10 @@ pub fn arm(test: Selftest) -> Result<(), String> {
     let fd = SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC)
         .map_err(|e| format!("selftest: cannot open a signalfd: {e}"))?;
     let page = match test {
-        Selftest::Sigbus => Some(past_the_end_page()?),
+        Selftest::Sigbus => Some(
+            common::sys::past_the_end_page(c"broker-sigbus")
+                .map_err(|e| format!("selftest: cannot map a page past a file's end: {e}"))?,
+        ),
         _ => None,
     };
     if test == Selftest::Panic {
@@ -129,8 +132,6 @@ pub fn arm(test: Selftest) -> Result<(), String> {
     Ok(())
 }
 
-/// A page mapped from an empty memfd: any access to it is past the end of
-/// the file (SIGBUS). Its address.
 /// [`Selftest::Contend`]: a glibc mutex waited for, deterministically: the
 /// holder lets go only once the waiter has marked the lock as having a
 /// waiter (glibc does so just before its futex system call), so the wait is
@@ -216,34 +217,6 @@ fn roomy_signal_stack() {
     };
     // SAFETY: a leaked buffer that lives as long as the process.
     unsafe { libc::sigaltstack(&ss, std::ptr::null_mut()) };
-}
-
-fn past_the_end_page() -> Result<usize, String> {
-    // SAFETY: memfd_create with a literal name, then a fresh shared mapping
-    // of it; nothing else refers to either.
-    unsafe {
-        let fd = libc::memfd_create(c"broker-sigbus".as_ptr(), libc::MFD_CLOEXEC);
-        if fd < 0 {
-            return Err(format!(
-                "selftest: memfd_create: {}",
-                std::io::Error::last_os_error()
-            ));
-        }
-        let p = libc::mmap(
-            std::ptr::null_mut(),
-            4096,
-            libc::PROT_READ,
-            libc::MAP_SHARED,
-            fd,
-            0,
-        );
-        let mapped = std::io::Error::last_os_error();
-        libc::close(fd);
-        if p == libc::MAP_FAILED {
-            return Err(format!("selftest: mmap: {mapped}"));
-        }
-        Ok(p as usize)
-    }
 }
 
 /// The failure itself, on the selftest's thread.

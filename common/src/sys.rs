@@ -271,3 +271,31 @@ pub fn futex_wake_shared(word: &AtomicU32, count: u32) -> io::Result<()> {
     };
     cvt(ret).map(drop)
 }
+
+/// One page mapped, read-only and shared, from an empty memfd named `name`:
+/// any access to it is past the end of the file and raises SIGBUS
+/// (BUS_ADRERR). For the `sigbus` selftests of both programs, which map it
+/// before their filter (no file can be created or mapped after). The page
+/// stays mapped for the life of the process; its address.
+pub fn past_the_end_page(name: &std::ffi::CStr) -> io::Result<usize> {
+    // SAFETY: memfd_create with a C string, then a fresh shared mapping of
+    // the new descriptor, which is closed at once; nothing else refers to
+    // either.
+    unsafe {
+        let fd = cvt(libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC))?;
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            4096,
+            libc::PROT_READ,
+            libc::MAP_SHARED,
+            fd,
+            0,
+        );
+        let mapped = io::Error::last_os_error();
+        libc::close(fd);
+        if p == libc::MAP_FAILED {
+            return Err(mapped);
+        }
+        Ok(p as usize)
+    }
+}

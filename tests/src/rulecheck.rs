@@ -149,53 +149,60 @@ pub fn thread_state(pid: u32, tid: u32) -> Option<char> {
     stat.rsplit(')').next()?.trim_start().chars().next()
 }
 
+/// Looks every 2 ms until `check` gives an answer; after [`GUARD`], fails
+/// with `what` and the last thing `check` saw.
+fn poll_proc<S: std::fmt::Debug + Default>(
+    what: &str,
+    mut check: impl FnMut(&mut S) -> Option<bool>,
+) -> bool {
+    let start = Instant::now();
+    let mut seen = S::default();
+    loop {
+        if let Some(answer) = check(&mut seen) {
+            return answer;
+        }
+        assert!(start.elapsed() < GUARD, "{what}: {seen:?}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
 /// Waits until `done(state)` holds for every thread of `pid`, or the
 /// process has ended (a rule taken away may end it early: then there is
 /// nothing to wait for). False if it ended.
 pub fn wait_threads(pid: u32, what: &str, done: impl Fn(char) -> bool) -> bool {
-    let start = Instant::now();
-    loop {
-        let states: Vec<Option<char>> = crate::threads(pid)
-            .into_iter()
-            .map(|t| thread_state(pid, t))
-            .collect();
-        if states.is_empty() || states.iter().any(|s| matches!(s, None | Some('Z' | 'X'))) {
-            return false;
-        }
-        if states.iter().all(|s| s.is_some_and(&done)) {
-            return true;
-        }
-        assert!(
-            start.elapsed() < GUARD,
-            "the threads of {pid} never got {what}: {states:?}"
-        );
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    poll_proc(
+        &format!("the threads of {pid} never got {what}"),
+        |states: &mut Vec<Option<char>>| {
+            *states = crate::threads(pid)
+                .into_iter()
+                .map(|t| thread_state(pid, t))
+                .collect();
+            if states.is_empty() || states.iter().any(|s| matches!(s, None | Some('Z' | 'X'))) {
+                return Some(false);
+            }
+            states.iter().all(|s| s.is_some_and(&done)).then_some(true)
+        },
+    )
 }
 
 /// Waits until no thread of `pid` is named `comm`, or the process has
 /// ended (a rule taken away may end it: then there is nothing to wait
 /// for). False if it ended.
 pub fn wait_thread_gone(pid: u32, comm: &str) -> bool {
-    let start = Instant::now();
-    loop {
-        let tasks = crate::threads(pid);
-        if tasks.is_empty() || matches!(crate::proc_state(pid), None | Some('Z' | 'X')) {
-            return false;
-        }
-        let named = tasks.iter().any(|t| {
-            std::fs::read_to_string(format!("/proc/{pid}/task/{t}/comm"))
-                .is_ok_and(|c| c.trim_end() == comm)
-        });
-        if !named {
-            return true;
-        }
-        assert!(
-            start.elapsed() < GUARD,
-            "the thread {comm} of {pid} never ended"
-        );
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    poll_proc(
+        &format!("the thread {comm} of {pid} never ended"),
+        |tasks: &mut Vec<u32>| {
+            *tasks = crate::threads(pid);
+            if tasks.is_empty() || matches!(crate::proc_state(pid), None | Some('Z' | 'X')) {
+                return Some(false);
+            }
+            let named = tasks.iter().any(|t| {
+                std::fs::read_to_string(format!("/proc/{pid}/task/{t}/comm"))
+                    .is_ok_and(|c| c.trim_end() == comm)
+            });
+            (!named).then_some(true)
+        },
+    )
 }
 
 /// Runs `jobs` two at a time (the machines have two cores; each run is a

@@ -324,25 +324,8 @@ static SIGBUS_PAGE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUs
 /// Before the sandbox, for [`Selftest::Sigbus`]: maps one page of an empty
 /// memfd; any access to it is past the end of the file.
 fn prepare_sigbus_page() {
-    // SAFETY: memfd_create with a literal name, then a fresh shared mapping
-    // of it; nothing else refers to either.
-    unsafe {
-        let fd = libc::memfd_create(c"vault-sigbus".as_ptr(), libc::MFD_CLOEXEC);
-        if fd < 0 {
-            return;
-        }
-        let p = libc::mmap(
-            std::ptr::null_mut(),
-            4096,
-            libc::PROT_READ,
-            libc::MAP_SHARED,
-            fd,
-            0,
-        );
-        libc::close(fd);
-        if p != libc::MAP_FAILED {
-            SIGBUS_PAGE.store(p as usize, std::sync::atomic::Ordering::SeqCst);
-        }
+    if let Ok(p) = common::sys::past_the_end_page(c"vault-sigbus") {
+        SIGBUS_PAGE.store(p, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
