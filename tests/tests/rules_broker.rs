@@ -370,6 +370,9 @@ fn scenario(name: &str, rule: Option<&str>) -> Run {
             let demo = spawn_demo(Input::Pipe, &args);
             if demo.wait_for("#1 ", false) {
                 if let Some(vault) = demo.vault_pid() {
+                    // Asleep on their rings (each lane has said so in the
+                    // ring), so the shutdown request must wake them.
+                    wait_threads(vault, "to sleep", |c| c == 'S');
                     signal(vault, libc::SIGSTOP);
                     wait_threads(vault, "stopped", |c| c == 'T');
                 }
