@@ -220,13 +220,29 @@ impl Demo {
     /// Waits until stdout (or stderr) holds `needle`; false if the broker
     /// closed both first (a rule taken away may end it early).
     fn wait_for(&self, needle: &str, on_stderr: bool) -> bool {
+        self.wait_until(needle, on_stderr, |_| true)
+    }
+
+    /// As [`Self::wait_for`], for the whole line that holds `needle`: the
+    /// program may write one line in several pieces (Rust's unbuffered
+    /// standard error), and a signal sent on the first piece could end it
+    /// before the rest is written.
+    fn wait_for_line(&self, needle: &str, on_stderr: bool) -> bool {
+        self.wait_until(needle, on_stderr, |rest| rest.contains('\n'))
+    }
+
+    /// Waits until `needle` is printed with `rest_ok` true of what follows
+    /// it; false if the program closed its output or a call was named first.
+    fn wait_until(&self, needle: &str, on_stderr: bool, rest_ok: impl Fn(&str) -> bool) -> bool {
         let (lock, cv) = &*self.output;
         let start = Instant::now();
         let mut o = lock.lock().expect("output");
         loop {
             let text = if on_stderr { &o.err } else { &o.out };
-            if text.contains(needle) {
-                return true;
+            if let Some(at) = text.find(needle) {
+                if rest_ok(&text[at + needle.len()..]) {
+                    return true;
+                }
             }
             if o.closed == 2 || o.out.contains(NAMED) || o.err.contains(NAMED) {
                 return false;
@@ -387,7 +403,7 @@ fn scenario(name: &str, rule: Option<&str>) -> Run {
             if demo.wait_idle_after_first_read() {
                 signal(demo.pid(), libc::SIGUSR1);
                 // Gone, or the broker killed by its end's trapped call.
-                if demo.wait_for("selftest: the selftest thread ends", true)
+                if demo.wait_for_line("selftest: the selftest thread ends", true)
                     && rulecheck::wait_thread_gone(demo.pid(), "broker-selftest")
                 {
                     signal(demo.pid(), libc::SIGTERM);
@@ -408,7 +424,7 @@ fn scenario(name: &str, rule: Option<&str>) -> Run {
                     "heap" => Some("selftest: heap grown and given back"),
                     _ => None,
                 };
-                if last.is_some_and(|l| demo.wait_for(l, true)) {
+                if last.is_some_and(|l| demo.wait_for_line(l, true)) {
                     signal(demo.pid(), libc::SIGTERM);
                 }
             }

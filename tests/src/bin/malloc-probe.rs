@@ -32,7 +32,10 @@ fn main() -> ExitCode {
     let (go, go_rx) = channel::<()>();
     let (ready_tx, ready) = channel::<()>();
     let (said_tx, said) = channel::<String>();
-    let (_never, never_rx) = channel::<()>();
+    // The sender is never dropped (not even when `main` returns and drops
+    // its locals before the process exits), so the thread never ends.
+    let (never, never_rx) = channel::<()>();
+    std::mem::forget(never);
     let spawned = std::thread::Builder::new()
         .name("malloc-probe".into())
         .spawn(move || {
