@@ -77,6 +77,30 @@
 //! [`SecretError`], ...). Nothing panics on bad input, and nothing waits
 //! past [`Config::request_timeout`].
 //!
+//! # Memory: an application that uses no TLS
+//!
+//! The library needs only libcrypto, but the `openssl` crate initialises
+//! OpenSSL through libssl, and OpenSSL builds the text of all its error
+//! messages at that first initialisation. An application that uses no TLS
+//! can leave both out, as the `broker` program does: two lines, in the
+//! application's binary (never in a library: the macro defines the symbol
+//! `OPENSSL_init_ssl`, and a program that does use TLS needs libssl's own):
+//!
+//! ```no_run
+//! broker::libcrypto_only_init!(); // at the root of the binary crate
+//!
+//! fn main() {
+//!     broker::openssl_without_error_strings(); // before any use of OpenSSL
+//!     // ...
+//! }
+//! ```
+//!
+//! libssl is then not mapped at all (about 300 KiB of resident pages less),
+//! and OpenSSL's errors read as codes (`error:0A000086:...`; `openssl
+//! errstr` gives their text). `make bench` measures an application and
+//! its vault both ways (`distinct_kib_together` and
+//! `distinct_kib_together_lean`, with the README's table).
+//!
 //! # What this library does not do
 //!
 //! An application that embeds it is not seccomp-filtered by it (the
@@ -103,6 +127,8 @@ pub mod terminal;
 
 pub use client::{Broker, Config, WipeEvidence};
 pub use common::budget::TooLittle;
+pub use common::libcrypto_only_init;
+pub use common::openssl_init::without_error_strings as openssl_without_error_strings;
 pub use common::protocol::{ErrorCode, HeapStatus, ProtocolError};
 pub use common::ring::{Backing as RingBacking, RingError};
 pub use common::sandbox::Mode as SandboxMode;

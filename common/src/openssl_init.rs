@@ -68,8 +68,10 @@ pub fn without_error_strings() -> bool {
 
 /// Defines `OPENSSL_init_ssl` in the program that invokes it (once, in the
 /// binary's root): libcrypto's initialisation with the options libssl's
-/// would pass, so that libssl is never loaded. For the vault and the
-/// `broker` program only, which use no TLS; never in a library.
+/// would pass, so that libssl is never loaded. For a program that uses no
+/// TLS (the vault, the `broker` program, an application that embeds the
+/// broker library and uses no TLS, through `broker::libcrypto_only_init!`);
+/// never in a library.
 #[macro_export]
 macro_rules! libcrypto_only_init {
     () => {

@@ -18,10 +18,21 @@ pub struct Driver {
 impl Driver {
     /// Starts `residue-driver` (from `dir`, or the build directory).
     pub fn start(dir: Option<&Path>, args: &[&str], uid: Option<u32>) -> Self {
+        Self::start_program("residue-driver", dir, args, uid)
+    }
+
+    /// Starts `program`: `residue-driver`, or `lean-driver` (the same
+    /// application without libssl and OpenSSL's error strings).
+    pub fn start_program(
+        program: &str,
+        dir: Option<&Path>,
+        args: &[&str],
+        uid: Option<u32>,
+    ) -> Self {
         use std::os::unix::process::CommandExt;
         let path = match dir {
-            Some(d) => d.join("residue-driver"),
-            None => crate::binary("residue-driver"),
+            Some(d) => d.join(program),
+            None => crate::binary(program),
         };
         let mut cmd = Command::new(path);
         cmd.args(args)

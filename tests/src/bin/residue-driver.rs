@@ -58,7 +58,7 @@ fn say(s: &str) {
     let _ = out.flush();
 }
 
-fn main() {
+pub fn main() {
     common::harden::harden_process().expect("harden");
     let mut config = Config::default();
     let args: Vec<String> = std::env::args().skip(1).collect();
