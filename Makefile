@@ -2,6 +2,8 @@
 CARGO ?= cargo
 SHELL := /bin/bash
 .SHELLFLAGS := -eo pipefail -c
+# Where cargo builds: ./target, or $CARGO_TARGET_DIR when that is set.
+TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
 
 .PHONY: build demo test lint policy-lint policy-review policy-verify seccomp-test residue-test fuzz soak bench clean install install-bins uninstall
 
@@ -12,7 +14,7 @@ build:
 	$(CARGO) build --locked -p broker -p vault --bins --release
 
 demo: build
-	./target/release/broker demo $(DEMO_ARGS)
+	$(TARGET_DIR)/release/broker demo $(DEMO_ARGS)
 
 # Everything: lint, unit tests, and the suites that run the real binaries
 # (which need the debug binaries and the examples built first). Every suite
@@ -25,7 +27,7 @@ test: lint policy-lint
 	$(CARGO) build --locked --workspace --bins --examples
 	set +e; pattern=$$(cat /proc/sys/kernel/core_pattern 2>/dev/null); \
 	trap '[ -n "$$pattern" ] && [ -w /proc/sys/kernel/core_pattern ] && printf "%s\n" "$$pattern" > /proc/sys/kernel/core_pattern' EXIT; \
-	$(CARGO) test --locked --workspace --no-fail-fast 2>&1 | tee target/test.log; \
+	$(CARGO) test --locked --workspace --no-fail-fast 2>&1 | tee $(TARGET_DIR)/test.log; \
 	status=$${PIPESTATUS[0]}; \
 	awk '/^test result:/ {p += $$4; f += $$6} /^test .* FAILED$$/ {names = names " " $$2} \
 	     END {print "tests: " p " passed, " f " failed" (f ? ":" names : "")}' target/test.log; \
@@ -54,7 +56,7 @@ policy-review:
 # stops both. For any running vault or broker: target/debug/policy verify PID.
 policy-verify:
 	$(CARGO) build --locked -p broker -p vault -p sandbox-policies --bins
-	./target/debug/policy verify --start ./target/debug/broker
+	$(TARGET_DIR)/debug/policy verify --start $(TARGET_DIR)/debug/broker
 
 # The seccomp regression suite alone (it is part of `make test`).
 seccomp-test:
@@ -99,8 +101,8 @@ install: build
 
 install-bins:
 	install -d -m 0755 $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/libexec/privsep-vault
-	install -o root -g root -m 0711 target/$(PROFILE)/broker $(DESTDIR)$(PREFIX)/bin/broker
-	install -o root -g root -m 0711 target/$(PROFILE)/vault $(DESTDIR)$(PREFIX)/libexec/privsep-vault/vault
+	install -o root -g root -m 0711 $(TARGET_DIR)/$(PROFILE)/broker $(DESTDIR)$(PREFIX)/bin/broker
+	install -o root -g root -m 0711 $(TARGET_DIR)/$(PROFILE)/vault $(DESTDIR)$(PREFIX)/libexec/privsep-vault/vault
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/broker $(DESTDIR)$(PREFIX)/libexec/privsep-vault/vault
