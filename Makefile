@@ -8,8 +8,9 @@ TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
 .PHONY: build demo test lint policy-lint policy-review policy-verify seccomp-test residue-test fuzz soak bench clean install install-bins uninstall
 
 # The two programs a user runs, and nothing else: target/release/broker and
-# target/release/vault (the suites' helper programs are built by `make
-# test`, `make bench` and `make soak`, for themselves).
+# target/release/vault. The suites' helper programs are built elsewhere:
+# `make test` in target/debug/, `make bench` and `make soak` in
+# target/measure/ (the `measure` profile: release settings, its own place).
 build:
 	$(CARGO) build --locked -p broker -p vault --bins --release
 
@@ -81,13 +82,14 @@ fuzz:
 # both processes must come back to their baselines. Not part of `make test`.
 SOAK_READS ?= 1000000
 soak:
-	$(CARGO) build --locked --workspace --bins --release
-	SOAK_READS=$(SOAK_READS) $(CARGO) test --locked --release -p suites --test soak -- --ignored --nocapture
+	$(CARGO) build --locked --workspace --bins --profile measure
+	SOAK_READS=$(SOAK_READS) $(CARGO) test --locked --profile measure -p suites --test soak -- --ignored --nocapture
 
-# The benchmark: prints a table, writes target/bench.json. Not a test.
+# The benchmark: prints a table, writes target/bench.json. Not a test. It
+# measures the broker and vault built beside it, in target/measure/.
 bench:
-	$(CARGO) build --locked --workspace --bins --release
-	$(CARGO) run --locked --release -q -p suites --bin bench
+	$(CARGO) build --locked --workspace --bins --profile measure
+	$(CARGO) run --locked --profile measure -q -p suites --bin bench
 
 # Install both programs root-owned and execute-only (0711): a user then runs
 # programs they cannot read, and the kernel makes each process non-dumpable
