@@ -562,9 +562,17 @@ struct Running {
 }
 
 impl Running {
+    /// The demo with `--password-stdin`, `extra`, and `--interval-ms 20`
+    /// unless `extra` gives another (an option is given once).
     fn start(extra: &[&str]) -> Self {
+        let interval: &[&str] = if extra.contains(&"--interval-ms") {
+            &[]
+        } else {
+            &["--interval-ms", "20"]
+        };
         let mut child = broker()
-            .args(["--password-stdin", "--interval-ms", "20"])
+            .arg("--password-stdin")
+            .args(interval)
             .args(extra)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -815,11 +823,22 @@ fn demo_on_a_terminal(
         }
         std::thread::sleep(Duration::from_millis(10));
     };
-    std::thread::sleep(Duration::from_millis(50));
-    while let Ok(c) = rx.try_recv() {
-        shown.extend(c);
-    }
     let after = termios_of(&slave);
+    // Everything the demo wrote is in the terminal before it exits; the
+    // vault never had the terminal (/dev/null and a pipe). With the last
+    // slave descriptor closed, the master reads what is left, then EIO:
+    // the reader ends, and the channel with it.
+    drop(slave);
+    loop {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(c) => shown.extend(c),
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(mpsc::RecvTimeoutError::Timeout) => panic!(
+                "the terminal was not closed after the demo exited:\n{}",
+                String::from_utf8_lossy(&shown)
+            ),
+        }
+    }
     (
         code,
         String::from_utf8_lossy(&shown).into_owned(),
