@@ -19,8 +19,10 @@ demo: build
 
 # Everything: lint, unit tests, and the suites that run the real binaries
 # (which need the debug binaries and the examples built first). Every suite
-# runs even when one fails; the last line counts them and names what failed,
-# and the exit status is non-zero if anything did.
+# runs even when one fails; the last line counts them and names what failed
+# (a test binary that ended without a result, killed by a signal say, counts
+# as one failure, named: tests/summary.awk), and the exit status is non-zero
+# if anything did.
 # The dumps suite sets the kernel's core pattern for a few seconds (it must:
 # that is what it tests) and restores it; the recipe restores it again on
 # every exit path, even if a test process was killed.
@@ -30,8 +32,7 @@ test: lint policy-lint
 	trap '[ -n "$$pattern" ] && [ -w /proc/sys/kernel/core_pattern ] && printf "%s\n" "$$pattern" > /proc/sys/kernel/core_pattern' EXIT; \
 	$(CARGO) test --locked --workspace --no-fail-fast 2>&1 | tee $(TARGET_DIR)/test.log; \
 	status=$${PIPESTATUS[0]}; \
-	awk '/^test result:/ {p += $$4; f += $$6} /^test .* FAILED$$/ {names = names " " $$2} \
-	     END {print "tests: " p " passed, " f " failed" (f ? ":" names : "")}' target/test.log; \
+	awk -v status=$$status -f tests/summary.awk $(TARGET_DIR)/test.log; \
 	exit $$status
 
 # Format, clippy with the workspace lints (missing docs of the broker
