@@ -2,22 +2,27 @@
 CARGO ?= cargo
 SHELL := /bin/bash
 .SHELLFLAGS := -eo pipefail -c
+# Where cargo builds: ./target, or $CARGO_TARGET_DIR when that is set.
+TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
 
 .PHONY: build demo test lint policy-lint policy-review policy-verify seccomp-test residue-test fuzz soak bench clean install install-bins uninstall
 
 # The two programs a user runs, and nothing else: target/release/broker and
-# target/release/vault (the suites' helper programs are built by `make
-# test`, `make bench` and `make soak`, for themselves).
+# target/release/vault. The suites' helper programs are built elsewhere:
+# `make test` in target/debug/, `make bench` and `make soak` in
+# target/measure/ (the `measure` profile: release settings, its own place).
 build:
 	$(CARGO) build --locked -p broker -p vault --bins --release
 
 demo: build
-	./target/release/broker demo $(DEMO_ARGS)
+	$(TARGET_DIR)/release/broker demo $(DEMO_ARGS)
 
 # Everything: lint, unit tests, and the suites that run the real binaries
 # (which need the debug binaries and the examples built first). Every suite
-# runs even when one fails; the last line counts them and names what failed,
-# and the exit status is non-zero if anything did.
+# runs even when one fails; the last line counts them and names what failed
+# (a test binary that ended without a result, killed by a signal say, counts
+# as one failure, named: tests/summary.awk), and the exit status is non-zero
+# if anything did.
 # The dumps suite sets the kernel's core pattern for a few seconds (it must:
 # that is what it tests) and restores it; the recipe restores it again on
 # every exit path, even if a test process was killed.
@@ -25,10 +30,9 @@ test: lint policy-lint
 	$(CARGO) build --locked --workspace --bins --examples
 	set +e; pattern=$$(cat /proc/sys/kernel/core_pattern 2>/dev/null); \
 	trap '[ -n "$$pattern" ] && [ -w /proc/sys/kernel/core_pattern ] && printf "%s\n" "$$pattern" > /proc/sys/kernel/core_pattern' EXIT; \
-	$(CARGO) test --locked --workspace --no-fail-fast 2>&1 | tee target/test.log; \
+	$(CARGO) test --locked --workspace --no-fail-fast 2>&1 | tee $(TARGET_DIR)/test.log; \
 	status=$${PIPESTATUS[0]}; \
-	awk '/^test result:/ {p += $$4; f += $$6} /^test .* FAILED$$/ {names = names " " $$2} \
-	     END {print "tests: " p " passed, " f " failed" (f ? ":" names : "")}' target/test.log; \
+	awk -v status=$$status -f tests/summary.awk $(TARGET_DIR)/test.log; \
 	exit $$status
 
 # Format, clippy with the workspace lints (missing docs of the broker
@@ -54,7 +58,7 @@ policy-review:
 # stops both. For any running vault or broker: target/debug/policy verify PID.
 policy-verify:
 	$(CARGO) build --locked -p broker -p vault -p sandbox-policies --bins
-	./target/debug/policy verify --start ./target/debug/broker
+	$(TARGET_DIR)/debug/policy verify --start $(TARGET_DIR)/debug/broker
 
 # The seccomp regression suite alone (it is part of `make test`).
 seccomp-test:
@@ -79,13 +83,14 @@ fuzz:
 # both processes must come back to their baselines. Not part of `make test`.
 SOAK_READS ?= 1000000
 soak:
-	$(CARGO) build --locked --workspace --bins --release
-	SOAK_READS=$(SOAK_READS) $(CARGO) test --locked --release -p suites --test soak -- --ignored --nocapture
+	$(CARGO) build --locked --workspace --bins --profile measure
+	SOAK_READS=$(SOAK_READS) $(CARGO) test --locked --profile measure -p suites --test soak -- --ignored --nocapture
 
-# The benchmark: prints a table, writes target/bench.json. Not a test.
+# The benchmark: prints a table, writes target/bench.json. Not a test. It
+# measures the broker and vault built beside it, in target/measure/.
 bench:
-	$(CARGO) build --locked --workspace --bins --release
-	$(CARGO) run --locked --release -q -p suites --bin bench
+	$(CARGO) build --locked --workspace --bins --profile measure
+	$(CARGO) run --locked --profile measure -q -p suites --bin bench
 
 # Install both programs root-owned and execute-only (0711): a user then runs
 # programs they cannot read, and the kernel makes each process non-dumpable
@@ -99,8 +104,8 @@ install: build
 
 install-bins:
 	install -d -m 0755 $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/libexec/privsep-vault
-	install -o root -g root -m 0711 target/$(PROFILE)/broker $(DESTDIR)$(PREFIX)/bin/broker
-	install -o root -g root -m 0711 target/$(PROFILE)/vault $(DESTDIR)$(PREFIX)/libexec/privsep-vault/vault
+	install -o root -g root -m 0711 $(TARGET_DIR)/$(PROFILE)/broker $(DESTDIR)$(PREFIX)/bin/broker
+	install -o root -g root -m 0711 $(TARGET_DIR)/$(PROFILE)/vault $(DESTDIR)$(PREFIX)/libexec/privsep-vault/vault
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/broker $(DESTDIR)$(PREFIX)/libexec/privsep-vault/vault

@@ -8,12 +8,16 @@
 //! sudo install -m 0711 target/debug/examples/embed /opt/demo/bin/embed
 //! echo hunter2 | /opt/demo/bin/embed     # finds ../libexec/privsep-vault/vault
 //! echo hunter2 | target/debug/examples/embed target/debug/vault
+//! sudo make install                      # /usr/local/libexec/privsep-vault/vault
+//! echo hunter2 | target/debug/examples/embed   # finds it there
 //! ```
 //!
 //! Usage: `embed [VAULT]`. Without `VAULT`, the vault is found where
 //! `make install` puts it beside this program (`../libexec/privsep-vault/vault`
-//! from its directory), else beside it; `target/debug/examples/` has
-//! neither, so from there give the path. The password comes from the
+//! from its directory), else beside it, else where `sudo make install` put
+//! it under the prefix baked in at build time
+//! (`/usr/local/libexec/privsep-vault/vault` by default): the one place
+//! that works from `target/debug/examples/`, unless the path is given. The password comes from the
 //! terminal (not echoed), or from standard input up to a newline when that
 //! is not a terminal. Exit status 0 when the secret went through the vault
 //! and the vault exited cleanly.

@@ -65,8 +65,11 @@ pub struct Config {
     /// The vault binary. Default `None`: the one [`crate::protect_process`]
     /// prepared, if it was called; else, from the running program's
     /// directory, `../libexec/privsep-vault/vault` (where `make install`
-    /// puts it), then `vault` beside it ([`crate::launch::vault_candidates`];
-    /// when none exists, [`LaunchError::NotFound`] lists the paths tried).
+    /// puts it), then `vault` beside it, then the fixed place under the
+    /// install prefix baked in at build time,
+    /// [`crate::launch::installed_vault`] (`/usr/local/...` by default;
+    /// [`crate::launch::vault_candidates`]; when none exists,
+    /// [`LaunchError::NotFound`] lists the paths tried).
     /// Whichever it is, it is trust-checked and run from a descriptor: see
     /// [`crate::launch`].
     pub vault_path: Option<PathBuf>,

@@ -120,9 +120,18 @@ impl Command {
             selftest: None,
         };
         let mut args = args.into_iter();
+        let mut seen: Vec<String> = Vec::new();
         while let Some(arg) = args.next() {
             let Arg { name, mut inline } = Arg::split(arg)?;
             let name = name.as_str();
+            // Each option once (`--vault-arg` builds a list): a second
+            // `--iterations` is a mistake to name, not a value to pick.
+            if name != "--vault-arg" && name.starts_with("--") {
+                if seen.iter().any(|s| s == name) {
+                    return Err(format!("{name} is given twice; give it once"));
+                }
+                seen.push(name.to_owned());
+            }
             let mut value = || {
                 inline
                     .take()
@@ -167,10 +176,23 @@ impl Command {
                 }
                 "--sandbox-name-rule" => {
                     let v = value()?;
+                    let accepted = broker::sandbox::rule_ranges()
+                        .iter()
+                        .map(|(filter, last)| format!("{filter}:1..={last}"))
+                        .collect::<Vec<_>>()
+                        .join(" or ");
+                    // Checked here, before a vault or a key exists: the
+                    // filter and its rules are the embedded policy's.
                     let (filter, rule) = v
                         .to_str()
                         .and_then(common::sandbox::parse_rule)
-                        .ok_or_else(|| format!("{name} {v:?}: use FILTER:RULE, e.g. broker:12"))?;
+                        .filter(|&(filter, rule)| broker::sandbox::has_rule(filter, rule))
+                        .ok_or_else(|| {
+                            format!(
+                                "{name} {v:?}: no such rule of the broker's filter; use FILTER:RULE, \
+                                 {accepted} (numbered as in sandbox-policies/REVIEW.md)"
+                            )
+                        })?;
                     o.name_rule = Some((filter.to_owned(), rule));
                 }
                 // For the "every rule is needed" suite only: a deliberate
@@ -723,6 +745,7 @@ pub fn run(opts: &Options, mut signals: Signals, protection: &Protection) -> Exi
     println!(
         "\n[4/4] reading the password through the vault{}",
         match opts.iterations {
+            Some(1) => " once".to_owned(),
             Some(n) => format!(" {n} times"),
             None => ", until Ctrl-C".to_owned(),
         }

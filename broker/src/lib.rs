@@ -23,7 +23,8 @@
 //!     }
 //!     let vault = Broker::spawn(Config::default())?;
 //!     // Into a locked, never-dumped buffer, without echo.
-//!     let password = read_password(PasswordSource::Terminal, "password: ", 190, None)?;
+//!     let max = broker::client::MAX_SECRET_LEN; // over 190 bytes: sealed in an envelope
+//!     let password = read_password(PasswordSource::Terminal, "password: ", max, None)?;
 //!     vault.store("db-password", password)?; // the plaintext is wiped here
 //!     let len = vault.with_secret("db-password", |bytes| bytes.len())?;
 //!     println!("{len} bytes lent, and wiped");
@@ -44,19 +45,29 @@
 //! 1. [`Config::vault_path`], when it is set;
 //! 2. the vault [`protect_process`] found and prepared, when it was called
 //!    (with `Some(path)`, that path);
-//! 3. otherwise, from the running program's own path `DIR/program`:
-//!    `DIR/../libexec/privsep-vault/vault` (the `make install` layout),
-//!    then `DIR/vault` (a build directory, `target/release/`).
+//! 3. otherwise, the first that exists of, from the running program's own
+//!    path `DIR/program`: `DIR/../libexec/privsep-vault/vault` (the `make
+//!    install` layout), then `DIR/vault` (a build directory,
+//!    `target/release/`), then the fixed place
+//!    [`launch::installed_vault`]: `PREFIX/libexec/privsep-vault/vault`,
+//!    `PREFIX` baked in when this crate is built (`PRIVSEP_VAULT_PREFIX` in
+//!    the build's environment, `/usr/local` by default, as the Makefile's
+//!    `PREFIX`). So after `sudo make install` in the privsep-vault
+//!    checkout, an application run by `cargo run` from its own `target/`
+//!    finds the vault with no configuration.
 //!
 //! Whichever it is, the file must pass a trust check before it runs (owned
 //! by root or the user running the broker, not writable by others, nor any
 //! directory above it: [`launch::trust`]). When none is found, the error
-//! ([`LaunchError::NotFound`]) lists every path tried:
+//! ([`LaunchError::NotFound`]) lists every path tried, and the fixes:
 //!
 //! ```text
-//! no vault binary found; looked for /opt/app/libexec/privsep-vault/vault and
-//! /opt/app/bin/vault: build it with `make build`, install it with `sudo make
-//! install`, or give its path
+//! no vault binary found; looked for /home/me/app/target/libexec/privsep-vault/vault,
+//! /home/me/app/target/debug/vault and /usr/local/libexec/privsep-vault/vault:
+//! install it with `sudo make install` in the privsep-vault checkout (it puts the
+//! vault in /usr/local/libexec/privsep-vault/vault), or give its path
+//! (`Config::vault_path` or `protect_process(Some(path))` in an application,
+//! `--vault PATH` for `broker`)
 //! ```
 //!
 //! # Lanes

@@ -140,6 +140,18 @@ fn help() -> String {
             by_lanes(common::budget::default_arena),
         ),
     );
+    let vault = wrap(
+        "  --vault PATH          ",
+        24,
+        &format!(
+            "the vault binary (default: the first of ../libexec/privsep-vault/vault \
+             from this program's directory, where `make install` puts it, `vault` \
+             next to this program, and {}); it must pass the trust check (a \
+             regular file owned by root or you, not writable by others, nor any \
+             directory above it)",
+            broker::launch::installed_vault().display()
+        ),
+    );
     let exits: Vec<String> = exit::TABLE
         .iter()
         .map(|(code, meaning)| wrap(&format!("  {code}  "), 5, meaning))
@@ -169,12 +181,7 @@ options of demo (each also as --name=value):
   --ring sealed|secret  the ring: a sealed memfd (default), or memfd_secret
                         memory, which a passive read even by root cannot reach
                         (the broker's plaintext buffers then use it too)
-  --vault PATH          the vault binary (default: the one `make install` puts
-                        in ../libexec/privsep-vault/ from this program's
-                        directory, else `vault` next to this program); it must
-                        pass the trust check (a regular file owned by root
-                        or you, not writable by others, nor any directory
-                        above it)
+{vault}
   --sandbox-learning M  policy work only: run both seccomp filters in learning
                         mode M, trap (name refused calls, answer ENOSYS) or log
                         (the kernel logs them and lets them through)

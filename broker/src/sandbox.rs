@@ -26,3 +26,46 @@ pub fn install(mode: Mode) -> Result<(), SandboxError> {
 pub fn install_naming(filter: &str, rule: u32) -> Result<(), SandboxError> {
     sandbox::install_naming(&POLICY, filter, rule, Aside::WriteAvoiding(2, 1))
 }
+
+/// The rules [`install_naming`] can take away, per filter of the embedded
+/// policy: the filter's name and its highest rule number (rules are
+/// numbered from 1, as `sandbox-policies/REVIEW.md` numbers them), in the
+/// policy's order.
+pub fn rule_ranges() -> Vec<(&'static str, u32)> {
+    let mut ranges: Vec<(&'static str, u32)> = Vec::new();
+    for n in POLICY.namers {
+        match ranges.iter_mut().find(|(f, _)| *f == n.filter) {
+            Some((_, last)) => *last = (*last).max(n.rule),
+            None => ranges.push((n.filter, n.rule)),
+        }
+    }
+    ranges
+}
+
+/// Whether the embedded policy has rule `rule` of filter `filter`, the one
+/// [`install_naming`] would take away.
+pub fn has_rule(filter: &str, rule: u32) -> bool {
+    POLICY
+        .namers
+        .iter()
+        .any(|n| n.filter == filter && n.rule == rule)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_rule_of_each_range_exists_and_none_beyond() {
+        let ranges = rule_ranges();
+        assert!(!ranges.is_empty());
+        for (filter, last) in ranges {
+            for rule in 1..=last {
+                assert!(has_rule(filter, rule), "{filter}:{rule} missing");
+            }
+            assert!(!has_rule(filter, last + 1));
+            assert!(!has_rule(filter, 0));
+        }
+        assert!(!has_rule("no-such-filter", 1));
+    }
+}

@@ -185,6 +185,74 @@ pub fn wait_for_state(pid: u32, state: char) {
     }
 }
 
+/// The id of the calling thread, as `/proc/self/task/` names it.
+pub fn gettid() -> u32 {
+    // SAFETY: gettid takes no arguments and cannot fail.
+    let tid = unsafe { libc::gettid() };
+    u32::try_from(tid).expect("a thread id is positive")
+}
+
+/// The threads of `pid` asleep on a ring's futex: in `FUTEX_WAIT` (the
+/// shared variant, `op` 0, which only `common::sys::futex_wait_shared`
+/// makes; std's locks use the private ones) on a word inside a memfd
+/// mapping, where every ring keeps its indices. A broker thread there has
+/// sent its request and waits for the vault's answer (`common::ring`).
+/// Reads `/proc/PID/task/TID/syscall` (root, or the process itself).
+pub fn ring_waiters(pid: u32) -> Vec<u32> {
+    let Ok(maps) = std::fs::read_to_string(format!("/proc/{pid}/maps")) else {
+        return Vec::new();
+    };
+    let in_memfd = |addr: u64| {
+        maps.lines().any(|line| {
+            let mut f = line.split_whitespace();
+            let range = f.next().unwrap_or("");
+            let path = f.nth(4).unwrap_or("");
+            let Some((lo, hi)) = range.split_once('-') else {
+                return false;
+            };
+            let (Ok(lo), Ok(hi)) = (u64::from_str_radix(lo, 16), u64::from_str_radix(hi, 16))
+            else {
+                return false;
+            };
+            (lo..hi).contains(&addr) && path.starts_with("/memfd:")
+        })
+    };
+    let hex = |s: &str| u64::from_str_radix(s.trim_start_matches("0x"), 16).ok();
+    threads(pid)
+        .into_iter()
+        .filter(|tid| {
+            let Ok(call) = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/syscall"))
+            else {
+                return false;
+            };
+            let f: Vec<&str> = call.split_whitespace().collect();
+            // "NR ARG0 ARG1 ...", or "running" / "-1 ..." outside a call.
+            f.len() >= 3
+                && f[0].parse::<i64>() == Ok(libc::SYS_futex)
+                && hex(f[2]) == Some(0)
+                && hex(f[1]).is_some_and(in_memfd)
+        })
+        .collect()
+}
+
+/// Waits (up to 5 s) until thread `tid` of `pid` is asleep on a ring's
+/// futex ([`ring_waiters`]): its request is in the ring, and it waits for
+/// the answer.
+pub fn wait_for_ring_waiter(pid: u32, tid: Option<u32>) {
+    let start = std::time::Instant::now();
+    loop {
+        let waiters = ring_waiters(pid);
+        if tid.map_or(!waiters.is_empty(), |t| waiters.contains(&t)) {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "no thread of {pid} ({tid:?}) ever waited on a ring's futex"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
 /// Asserts the vault's sandbox state from `/proc`: every thread under a
 /// seccomp filter (`Seccomp: 2`), no_new_privs, and every capability set
 /// empty (the suites run as root, so the bounding set is emptied too).

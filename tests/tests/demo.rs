@@ -289,6 +289,16 @@ fn usage_errors_are_one_line_naming_the_problem_and_the_help() {
             "--heap-size \"1000\" is not accepted: use a power of two from",
             "broker demo --help",
         ),
+        (
+            &["demo", "--iterations", "1", "--iterations=2"],
+            "--iterations is given twice; give it once",
+            "broker demo --help",
+        ),
+        (
+            &["demo", "--password-stdin", "--password-stdin"],
+            "--password-stdin is given twice; give it once",
+            "broker demo --help",
+        ),
     ] {
         let (code, out, err) = run_top(args);
         assert_eq!(code, Some(USAGE), "{args:?}: {err}");
@@ -304,6 +314,75 @@ fn usage_errors_are_one_line_naming_the_problem_and_the_help() {
             "{args:?}: {err}"
         );
     }
+}
+
+#[test]
+fn a_rule_check_of_a_rule_the_policy_lacks_is_refused_with_the_range_before_a_key_exists() {
+    // The accepted form, from the policy file itself (the filters of
+    // broker.json, each numbered from 1 as REVIEW.md numbers them).
+    let policy = suites::rulecheck::policy("broker.json");
+    let accepted = policy
+        .iter()
+        .map(|f| format!("{}:1..={}", f.name, f.rules.len()))
+        .collect::<Vec<_>>()
+        .join(" or ");
+    let last = policy
+        .iter()
+        .find(|f| f.name == "broker")
+        .expect("a broker filter")
+        .rules
+        .len();
+    for bad in [
+        format!("broker:{}", last + 1),
+        "broker:999".to_owned(),
+        "foo:1".to_owned(),
+        "broker:0".to_owned(),
+        "broker".to_owned(),
+    ] {
+        let (code, out, err) =
+            run_with_stdin(&["--password-stdin", "--sandbox-name-rule", &bad], b"pw\n");
+        assert_eq!(code, Some(USAGE), "{bad}: {out}{err}");
+        // Refused with the other options: no vault started, no key made.
+        assert!(out.is_empty(), "{bad}: {out}");
+        assert_eq!(err.lines().count(), 1, "{bad}: not one line:\n{err}");
+        assert!(
+            err.contains(&format!("--sandbox-name-rule {bad:?}"))
+                && err.contains(&format!("use FILTER:RULE, {accepted} ")),
+            "{bad}: expected the form and {accepted:?} in {err}"
+        );
+    }
+    // Positive control: a rule the policy has, one no scenario reaches (so
+    // the run is the plain one), is accepted and the demo runs through it.
+    let (rule, _, _) = suites::rulecheck::rules("broker.json")
+        .into_iter()
+        .rfind(|(r, _, unreached)| *unreached && r.filter == "broker")
+        .expect("an unreached rule in broker.json");
+    let (code, out, err) = run_with_stdin(
+        &[
+            "--password-stdin",
+            "--iterations",
+            "1",
+            "--interval-ms",
+            "0",
+            "--sandbox-name-rule",
+            &rule.arg(),
+        ],
+        b"pw\n",
+    );
+    assert_eq!(code, Some(SUCCESS), "{}: {out}{err}", rule.arg());
+    assert!(
+        out.contains(&format!(
+            "RULE CHECK: the broker's own filter enforces, with broker rule {} ({})",
+            rule.rule, rule.syscall
+        )) && out.contains(&format!("RULE CHECK: broker rule {} taken away", rule.rule)),
+        "{out}"
+    );
+    // One read is said as such.
+    assert!(
+        out.contains("reading the password through the vault once"),
+        "{out}"
+    );
+    assert!(!out.contains(" 1 times"), "{out}");
 }
 
 /// The accepted range a `--heap-size` refusal names: (least, most).
@@ -483,9 +562,17 @@ struct Running {
 }
 
 impl Running {
+    /// The demo with `--password-stdin`, `extra`, and `--interval-ms 20`
+    /// unless `extra` gives another (an option is given once).
     fn start(extra: &[&str]) -> Self {
+        let interval: &[&str] = if extra.contains(&"--interval-ms") {
+            &[]
+        } else {
+            &["--interval-ms", "20"]
+        };
         let mut child = broker()
-            .args(["--password-stdin", "--interval-ms", "20"])
+            .arg("--password-stdin")
+            .args(interval)
             .args(extra)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -736,11 +823,22 @@ fn demo_on_a_terminal(
         }
         std::thread::sleep(Duration::from_millis(10));
     };
-    std::thread::sleep(Duration::from_millis(50));
-    while let Ok(c) = rx.try_recv() {
-        shown.extend(c);
-    }
     let after = termios_of(&slave);
+    // Everything the demo wrote is in the terminal before it exits; the
+    // vault never had the terminal (/dev/null and a pipe). With the last
+    // slave descriptor closed, the master reads what is left, then EIO:
+    // the reader ends, and the channel with it.
+    drop(slave);
+    loop {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(c) => shown.extend(c),
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(mpsc::RecvTimeoutError::Timeout) => panic!(
+                "the terminal was not closed after the demo exited:\n{}",
+                String::from_utf8_lossy(&shown)
+            ),
+        }
+    }
     (
         code,
         String::from_utf8_lossy(&shown).into_owned(),

@@ -211,12 +211,19 @@ fn crashes_leave_no_core_file_whatever_the_core_pattern() {
 
 fn gcore(pid: u32, dir: &Path, name: &str) -> PathBuf {
     let prefix = dir.join(name);
-    let out = Command::new("gcore")
+    let out = match Command::new("gcore")
         .arg("-o")
         .arg(&prefix)
         .arg(pid.to_string())
         .output()
-        .expect("gcore (from gdb; .ci/run installs it) must be installed");
+    {
+        Ok(out) => out,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
+            "gcore not found: this test takes root's core dump of each process with gdb's \
+             gcore; install gdb (apt-get install gdb; .ci/run does) and run it again"
+        ),
+        Err(e) => panic!("cannot run gcore: {e}"),
+    };
     let file = PathBuf::from(format!("{}.{pid}", prefix.display()));
     assert!(
         file.is_file(),

@@ -2,8 +2,16 @@
 //! run the ways the README ("Using the library") tells a user: installed
 //! as `make install` lays programs out (it finds its vault in
 //! `../libexec/privsep-vault/`), with the vault's path as its argument,
-//! and from where cargo puts it (`target/<profile>/examples/`, with no
-//! vault near it: the error names the paths it tried).
+//! from where cargo puts it (`target/<profile>/examples/`) with a vault
+//! installed by `sudo make install` in the fixed place under the prefix
+//! baked in at build time (`broker::launch::installed_vault`), and from
+//! there with no vault anywhere (the error names every place looked).
+//!
+//! The fixed place is a machine-wide path (`/usr/local/libexec/...` by
+//! default): the suites never write it. They run the example in a mount
+//! namespace of its own (`unshare --mount`) where a fixture directory of
+//! the test's is bind-mounted over the prefix, so the example looks in the
+//! very path it was built with, and finds there what the test put.
 //!
 //! `cargo test --workspace` builds the examples before any suite runs
 //! (`make test` also builds them explicitly).
@@ -49,14 +57,49 @@ fn run(program: &Path, args: &[&Path], as_nobody: bool) -> (Option<i32>, String,
     cmd.arg("-c")
         .arg("exec \"$0\" \"$@\"")
         .arg(program)
-        .args(args)
-        .current_dir("/")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .args(args);
     if as_nobody {
         cmd.uid(suites::NOBODY).gid(suites::NOBODY);
     }
+    finish(cmd)
+}
+
+/// Runs `program ARGS` as root, with the password on its standard input,
+/// in a mount namespace of its own where `over` is bind-mounted on
+/// `broker::launch::INSTALL_PREFIX`: the machine's own prefix is neither
+/// seen nor touched.
+fn run_with_prefix(over: &Path, program: &Path, args: &[&Path]) -> (Option<i32>, String, String) {
+    let prefix = Path::new(broker::launch::INSTALL_PREFIX);
+    assert!(
+        prefix.is_dir(),
+        "the install prefix baked into this build, {}, is not a directory to mount over",
+        prefix.display()
+    );
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--mount", "--propagation", "private", "/bin/sh", "-c"])
+        .arg("mount --bind \"$1\" \"$2\" || exit 97; shift 2; exec \"$@\"")
+        .arg("sh")
+        .arg(over)
+        .arg(prefix)
+        .arg(program)
+        .args(args);
+    let out = finish(cmd);
+    assert_ne!(
+        out.0,
+        Some(97),
+        "could not bind-mount {} over {}: {}",
+        over.display(),
+        prefix.display(),
+        out.2
+    );
+    out
+}
+
+fn finish(mut cmd: Command) -> (Option<i32>, String, String) {
+    cmd.current_dir("/")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let mut child = cmd.spawn().unwrap();
     // The example may exit before it reads (no vault found): a broken pipe
     // is its answer, not a failure here.
@@ -71,6 +114,32 @@ fn run(program: &Path, args: &[&Path], as_nobody: bool) -> (Option<i32>, String,
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// `make install-bins PREFIX=prefix`, from the build the suites run
+/// (`TARGET_DIR` and `PROFILE` say which), as `sudo make install` lays
+/// programs out: root-owned, execute-only.
+fn make_install_bins(prefix: &Path) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("repository root");
+    let bin_dir = suites::bin_dir();
+    let profile = bin_dir
+        .file_name()
+        .and_then(|p| p.to_str())
+        .expect("profile")
+        .to_owned();
+    let target_dir = bin_dir.parent().expect("the target directory");
+    let st = Command::new("make")
+        .args(["-s", "-C"])
+        .arg(root)
+        .arg("install-bins")
+        .arg(format!("PREFIX={}", prefix.display()))
+        .arg(format!("PROFILE={profile}"))
+        .arg(format!("TARGET_DIR={}", target_dir.display()))
+        .status()
+        .expect("make");
+    assert!(st.success(), "make install-bins failed");
 }
 
 /// What every successful run prints, whoever runs it from wherever.
@@ -93,28 +162,7 @@ fn assert_went_through_the_vault(out: &str, err: &str) {
 fn installed_as_make_install_lays_it_out_the_example_finds_its_vault_and_is_protected_from_its_start(
 ) {
     let prefix = fixture_dir("embed-prefix");
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("repository root");
-    let profile = suites::bin_dir()
-        .file_name()
-        .and_then(|p| p.to_str())
-        .expect("profile")
-        .to_owned();
-    assert_eq!(
-        suites::bin_dir(),
-        root.join("target").join(&profile),
-        "`make install-bins` installs from target/{profile}/ of the checkout"
-    );
-    let st = Command::new("make")
-        .args(["-s", "-C"])
-        .arg(root)
-        .arg("install-bins")
-        .arg(format!("PREFIX={}", prefix.display()))
-        .arg(format!("PROFILE={profile}"))
-        .status()
-        .expect("make");
-    assert!(st.success(), "make install-bins failed");
+    make_install_bins(&prefix);
     // The application installed the same way: root-owned, execute-only.
     let program = prefix.join("bin/embed");
     suites::install_file(&example(), &program, 0o711);
@@ -166,24 +214,60 @@ fn given_the_vault_path_the_example_runs_from_a_readable_copy_and_warns() {
 }
 
 #[test]
-fn where_cargo_puts_the_example_no_vault_is_found_and_the_error_names_the_paths_tried() {
+fn from_where_cargo_puts_it_the_example_finds_the_vault_sudo_make_install_put_in_the_fixed_place() {
+    let prefix = fixture_dir("embed-fixed");
+    make_install_bins(&prefix);
     let program = example();
-    let (code, out, err) = run(&program, &[], false);
+    let (code, out, err) = run_with_prefix(&prefix, &program, &[]);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert!(out.contains("embed: running as root"), "{out}");
+    // Root reads every file, so the vault runs from a sealed copy: of the
+    // one in the fixed place.
+    assert!(
+        out.contains(&format!(
+            "run from an execute-only sealed copy (memfd, mode 0111) of {}",
+            broker::launch::installed_vault().display()
+        )),
+        "{out}"
+    );
+    assert_went_through_the_vault(&out, &err);
+    let _ = std::fs::remove_dir_all(prefix);
+}
+
+#[test]
+fn where_cargo_puts_the_example_with_no_vault_installed_the_error_names_every_place_looked() {
+    // The prefix, empty: whatever this machine has installed is not seen.
+    let empty = fixture_dir("embed-empty");
+    let program = example();
+    let (code, out, err) = run_with_prefix(&empty, &program, &[]);
     assert_eq!(code, Some(1), "{out}\n{err}");
     let dir = suites::bin_dir();
+    let fixed = broker::launch::installed_vault();
     assert!(
         err.contains(&format!(
-            "no vault binary found; looked for {} and {}",
+            "no vault binary found; looked for {}, {} and {}: ",
             dir.join("libexec/privsep-vault/vault").display(),
-            dir.join("examples/vault").display()
+            dir.join("examples/vault").display(),
+            fixed.display()
+        )),
+        "{err}"
+    );
+    // The fixes it gives work from here: the install puts the vault in
+    // the fixed place (the test above), or the path is given (below).
+    assert!(
+        err.contains(&format!(
+            "`sudo make install` in the privsep-vault checkout (it puts the vault in {})",
+            fixed.display()
         )),
         "{err}"
     );
     assert!(err.contains("or give its path"), "{err}");
     assert!(out.is_empty(), "{out}");
-    // Positive control: the same program, given the built vault, runs.
-    let (code, out, err) = run(&program, &[&suites::binary("vault")], false);
+    // Positive control: the same program, in the same namespace, given the
+    // built vault, runs.
+    let (code, out, err) = run_with_prefix(&empty, &program, &[&suites::binary("vault")]);
     assert_eq!(code, Some(0), "{out}\n{err}");
     assert!(out.contains("embed: running as root"), "{out}");
     assert_went_through_the_vault(&out, &err);
+    let _ = std::fs::remove_dir_all(empty);
 }

@@ -29,9 +29,11 @@ fn a_vault_killed_mid_request_is_an_error_at_once_and_a_restart_reports_the_lost
     let pid = b.vault_pid();
     kill(pid, libc::SIGSTOP);
     suites::wait_for_state(pid, 'T');
+    let (tid_tx, tid_rx) = std::sync::mpsc::channel();
     let reader = {
         let b = b.clone();
         std::thread::spawn(move || {
+            tid_tx.send(suites::gettid()).unwrap();
             let start = Instant::now();
             (
                 b.with_secret("kept-then-lost", |p| p.to_vec()),
@@ -39,7 +41,10 @@ fn a_vault_killed_mid_request_is_an_error_at_once_and_a_restart_reports_the_lost
             )
         })
     };
-    std::thread::sleep(Duration::from_millis(200));
+    // In flight: the reader sent its request and sleeps on the ring's
+    // futex for the answer the stopped vault cannot give.
+    let tid = tid_rx.recv().unwrap();
+    suites::wait_for_ring_waiter(std::process::id(), Some(tid));
     kill(pid, libc::SIGKILL);
     let (result, took) = reader.join().unwrap();
     assert!(

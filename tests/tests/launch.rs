@@ -546,6 +546,10 @@ fn the_demo_says_which_protection_is_in_force_installed_or_from_the_build() {
         .arg("install-bins")
         .arg(format!("PREFIX={}", prefix.display()))
         .arg(format!("PROFILE={profile}"))
+        .arg(format!(
+            "TARGET_DIR={}",
+            suites::bin_dir().parent().expect("target dir").display()
+        ))
         .status()
         .unwrap();
     assert!(st.success());
@@ -650,6 +654,10 @@ fn a_forged_vault_handoff_is_refused_by_an_installed_broker() {
         .arg("install-bins")
         .arg(format!("PREFIX={}", prefix.display()))
         .arg(format!("PROFILE={profile}"))
+        .arg(format!(
+            "TARGET_DIR={}",
+            suites::bin_dir().parent().expect("target dir").display()
+        ))
         .status()
         .unwrap();
     assert!(st.success());

@@ -4,8 +4,6 @@
 //! planted in ordinary heap memory (and, in the vault, its public key) must
 //! be found every time, so a scanner that silently reads nothing would fail.
 
-use std::time::Duration;
-
 use suites::driver::{canary, hex, Driver};
 use suites::scan;
 
@@ -143,8 +141,15 @@ fn lifecycle(ring: Ring) {
     // reads the shutdown request; the broker waits for its answer.
     stop(d.vault, libc::SIGSTOP);
     suites::wait_for_state(d.vault, 'T');
+    // Idle, no thread of the application waits on a ring; once one does,
+    // the shutdown request is in the ring and the answer awaited.
+    assert_eq!(
+        suites::ring_waiters(d.pid()),
+        Vec::<u32>::new(),
+        "a ring wait before any request"
+    );
     d.send("shutdown");
-    std::thread::sleep(Duration::from_millis(300));
+    suites::wait_for_ring_waiter(d.pid(), None);
     check(&d, "during shutdown");
     stop(d.vault, libc::SIGCONT);
     assert_eq!(d.answer(), "shutdown exited cleanly");

@@ -591,11 +591,14 @@ mod tests {
     use super::*;
 
     /// One test, in order, because the arena is process-wide: first the
-    /// positive control (no arena: OpenSSL silently falls back to malloc, the
-    /// BN_FLG_SECURE flag is still set, and only the arena check notices),
-    /// then the real thing.
+    /// positive control of the placement check (no arena: OpenSSL silently
+    /// falls back to malloc, the BN_FLG_SECURE flag is still set, and only
+    /// the arena check notices), then a key in the arena; then what that key
+    /// decrypts: OAEP-SHA256 only (SHA-1 OAEP refused), a flipped bit and a
+    /// short ciphertext refused, and envelopes whose GCM tag, nonce or
+    /// ciphertext was tampered with refused.
     #[test]
-    fn the_placement_check_catches_a_key_outside_the_arena_and_passes_one_inside() {
+    fn the_key_is_placed_in_the_arena_decrypts_oaep_sha256_only_and_refuses_tampering() {
         assert!(!heap::initialized());
         match Key::generate(KeyBits::B2048, 1048576, 16) {
             Err(KeyError::NotSecure { name: "d", why }) => assert!(why.contains("arena"), "{why}"),
