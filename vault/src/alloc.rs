@@ -19,7 +19,10 @@
 //!   it, wiped by OpenSSL's `CRYPTO_secure_free`; any other was libc's, and
 //!   is wiped before libc gets it back;
 //! - `realloc` of an arena block takes a new arena block, copies, and frees
-//!   (wipes) the old one; a libc block grows into the arena once it exists.
+//!   (wipes) the old one; a libc block grows into the arena once it exists;
+//! - one exception: OpenSSL's locks (`pthread_rwlock_t`, allocated in its
+//!   `threads_pthread.c`) always come from libc. They hold no secret, and
+//!   the kernel's futex cannot reach them on secret memory ([`is_lock`]).
 //!
 //! The functions can only be installed before OpenSSL allocates anything
 //! (`CRYPTO_set_mem_functions` returns 0 after that): [`install`] is the
@@ -29,7 +32,7 @@
 //! can tell an arena block from a libc one without OpenSSL's lock.
 
 use std::ffi::{c_char, c_int, c_void};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 type MallocFn = unsafe extern "C" fn(usize, *const c_char, c_int) -> *mut c_void;
 type ReallocFn = unsafe extern "C" fn(*mut c_void, usize, *const c_char, c_int) -> *mut c_void;
@@ -122,11 +125,61 @@ fn in_arena(p: *const c_void) -> bool {
     initialized() && unsafe { CRYPTO_secure_allocated(p) == 1 }
 }
 
+/// Whether one of OpenSSL's locks was seen being allocated, by its file
+/// name (see [`is_lock`]).
+static LOCKS_SEEN: AtomicBool = AtomicBool::new(false);
+/// Locks allocated from libc after the arena existed.
+static LOCKS_OUTSIDE: AtomicUsize = AtomicUsize::new(0);
+
+/// The file OpenSSL names for its thread locks (`CRYPTO_THREAD_lock_new`
+/// allocates a `pthread_rwlock_t` there).
+const LOCK_FILE: &[u8] = b"threads_pthread.c";
+
+/// Whether an allocation OpenSSL makes from `file` is one of its locks.
+///
+/// A lock holds no secret, and it must stay where the kernel's futex can
+/// reach it: a contended `pthread_rwlock_t` sleeps in `futex(2)`, which
+/// fails with EFAULT on `memfd_secret` memory (glibc then aborts). So
+/// locks come from libc even once the arena exists, which lets the arena
+/// move onto secret memory ([`crate::secret_arena`]). OpenSSL passes its
+/// source file's name with every allocation unless it was built with
+/// `OPENSSL_NO_FILENAMES`; [`locks_identified`] tells whether it does.
+fn is_lock(file: *const c_char) -> bool {
+    if file.is_null() {
+        return false;
+    }
+    // SAFETY: OpenSSL passes a NUL-terminated static string (its
+    // `OPENSSL_FILE`) or NULL, checked above.
+    let name = unsafe { std::ffi::CStr::from_ptr(file) }.to_bytes();
+    let lock = name.ends_with(LOCK_FILE);
+    if lock {
+        LOCKS_SEEN.store(true, Ordering::Relaxed);
+    }
+    lock
+}
+
+/// Whether OpenSSL's lock allocations can be told apart (one was seen by
+/// its file name): without that, a lock could land in the arena, and the
+/// arena must not move onto secret memory.
+pub fn locks_identified() -> bool {
+    LOCKS_SEEN.load(Ordering::Relaxed)
+}
+
+/// How many of OpenSSL's locks were allocated from libc after the arena
+/// existed (the others came before it).
+pub fn locks_outside_arena() -> usize {
+    LOCKS_OUTSIDE.load(Ordering::Relaxed)
+}
+
 unsafe extern "C" fn vault_malloc(num: usize, file: *const c_char, line: c_int) -> *mut c_void {
     if num == 0 {
         return std::ptr::null_mut();
     }
-    if initialized() {
+    let lock = is_lock(file);
+    if initialized() && lock {
+        LOCKS_OUTSIDE.fetch_add(1, Ordering::Relaxed);
+    }
+    if initialized() && !lock {
         // SAFETY: OpenSSL's own secure allocator, arena initialised; it
         // returns NULL when the arena is full (no fall back).
         let p = unsafe { CRYPTO_secure_malloc(num, file, line) };
@@ -256,6 +309,20 @@ pub fn find_arena(inside: usize, size: usize) -> Result<(usize, usize), AllocErr
     ))
 }
 
+/// Whether OpenSSL's own range check says `[a, b)` is exactly its arena:
+/// true at both ends, false one byte beyond each.
+pub fn arena_agrees(a: usize, b: usize) -> bool {
+    // SAFETY: address comparisons only; nothing is dereferenced.
+    initialized()
+        && a > 0
+        && unsafe {
+            CRYPTO_secure_allocated(a as *const c_void) == 1
+                && CRYPTO_secure_allocated((b - 1) as *const c_void) == 1
+                && CRYPTO_secure_allocated((a - 1) as *const c_void) == 0
+                && CRYPTO_secure_allocated(b as *const c_void) == 0
+        }
+}
+
 /// Records the arena's bounds (after `CRYPTO_secure_malloc_init`, while the
 /// vault is single-threaded), checked against OpenSSL's own range test at
 /// both ends and one byte beyond each.
@@ -269,14 +336,7 @@ pub fn record_arena(size: usize) -> Result<(usize, usize), AllocError> {
     // SAFETY: the probe came from the arena.
     unsafe { CRYPTO_secure_free(probe, c"vault/alloc.rs".as_ptr(), 0) };
     let (a, b) = found?;
-    // SAFETY: address comparisons only.
-    let agrees = unsafe {
-        CRYPTO_secure_allocated(a as *const c_void) == 1
-            && CRYPTO_secure_allocated((b - 1) as *const c_void) == 1
-            && CRYPTO_secure_allocated((a - 1) as *const c_void) == 0
-            && CRYPTO_secure_allocated(b as *const c_void) == 0
-    };
-    if !agrees {
+    if !arena_agrees(a, b) {
         return Err(AllocError::ArenaNotFound(
             "OpenSSL's range check disagrees with the mapping".into(),
         ));

@@ -7,6 +7,7 @@ pub mod arena_thread;
 pub mod heap;
 pub mod key;
 pub mod sandbox;
+pub mod secret_arena;
 pub mod serve;
 pub mod startup;
 

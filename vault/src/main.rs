@@ -42,6 +42,8 @@ struct Config {
     name_rule: Option<(String, u32)>,
     selftest: Option<Selftest>,
     secret_ring: bool,
+    /// Where the secure heap's arena goes: secret memory or not.
+    secret_memory: vault::secret_arena::Setting,
     lanes: usize,
 }
 
@@ -94,6 +96,7 @@ enum Selftest {
 
 const USAGE: &str = "usage: vault --parent-pid PID [--key-bits 2048|3072|4096] [--heap-size BYTES] [--heap-min BYTES]
              [--sandbox-mode enforce|trap|log] [--sandbox-name-rule FILTER:RULE] [--selftest NAME] [--secret-ring] [--lanes N]
+             [--secret-memory auto|require|off]
 Selftests (the suites' deliberate failures, inside the sandbox): panic, forbidden-syscall, flood-stderr,
 fill-arena, reseed, glibc-fatal, segv, sigbus, clone3, contend, heap.
 The vault is started by the broker, which passes the sealed rings of its N lanes at fds 3.. (and, with
@@ -108,6 +111,7 @@ fn parse_args() -> Result<Config, String> {
     let mut name_rule = None;
     let mut selftest = None;
     let mut secret_ring = false;
+    let mut secret_memory = vault::secret_arena::Setting::Off;
     let mut lanes = 1usize;
     let mut args = std::env::args_os().skip(1);
     while let Some(arg) = args.next() {
@@ -163,6 +167,14 @@ fn parse_args() -> Result<Config, String> {
                 name_rule = Some((filter.to_owned(), rule));
             }
             "--secret-ring" => secret_ring = true,
+            "--secret-memory" => {
+                let v = args
+                    .next()
+                    .and_then(|v| v.into_string().ok())
+                    .unwrap_or_default();
+                secret_memory = vault::secret_arena::Setting::parse(&v)
+                    .ok_or_else(|| format!("--secret-memory {v:?}: use auto, require or off"))?;
+            }
             "--lanes" => {
                 lanes = usize::try_from(value("--lanes")?)
                     .ok()
@@ -213,6 +225,7 @@ fn parse_args() -> Result<Config, String> {
         name_rule,
         selftest,
         secret_ring,
+        secret_memory,
         lanes,
     })
 }
@@ -494,11 +507,22 @@ fn main() -> ExitCode {
         heap::init(cfg.heap_size, cfg.heap_min),
         EXIT_STARTUP
     );
-    step!(
+    let (arena_start, arena_end) = step!(
         "finding the secure heap's arena",
         vault::alloc::record_arena(cfg.heap_size),
         EXIT_STARTUP
     );
+    // Still one thread, and nothing in the arena but OpenSSL's free list.
+    match step!(
+        "placing the arena in secret memory",
+        vault::secret_arena::place(arena_start, arena_end, cfg.secret_memory),
+        EXIT_STARTUP
+    ) {
+        vault::secret_arena::Placement::OrdinaryFallback(why) => eprintln!(
+            "vault: secret memory: not used for the arena ({why}); it is in ordinary locked memory, which root can read"
+        ),
+        vault::secret_arena::Placement::Secret | vault::secret_arena::Placement::OrdinaryAsAsked => {}
+    }
 
     // Step 3: OpenSSL reads its configuration and seeds its DRBG now, while
     // files and the first getrandom are still allowed; then the filter.

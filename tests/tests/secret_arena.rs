@@ -1,0 +1,179 @@
+//! The vault's secure-heap arena on `memfd_secret` memory
+//! (`vault --secret-memory require`): root cannot read it passively. Read
+//! as root through `/proc/PID/mem` it gives EIO, through `process_vm_readv`
+//! EFAULT, through ptrace PEEKDATA EIO; and the vault works as before, its
+//! lanes contending for OpenSSL's locks (which stay in ordinary memory: the
+//! kernel's futex cannot reach secret memory, and glibc aborts on that).
+//!
+//! Positive control: the same vault with `off` (its arena in ordinary
+//! locked memory): each of the three reads succeeds and finds bytes the
+//! vault wrote there, so the test would see an arena left readable.
+
+use suites::driver::Driver;
+use suites::scan::{regions, Region};
+
+/// The arena's readable parts: the run of adjacent never-dumped (`dd`)
+/// anonymous or `/secretmem` mappings that spans exactly the arena's size
+/// (the vault's status says it), split where the lanes' stacks have their
+/// guard pages.
+fn arena(d: &mut Driver) -> Vec<Region> {
+    let status = d.ask("status");
+    let size: u64 = status
+        .split(' ')
+        .nth(3)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("status {status:?}"));
+    let candidates: Vec<Region> = regions(d.vault)
+        .expect("the vault's smaps")
+        .into_iter()
+        .filter(|r| {
+            r.flags.iter().any(|f| f == "dd")
+                && (r.path.is_empty() || r.path.starts_with("/secretmem"))
+        })
+        .collect();
+    let mut runs: Vec<Vec<Region>> = Vec::new();
+    for r in candidates {
+        match runs.last_mut() {
+            Some(run) if run.last().is_some_and(|l| l.end == r.start) => run.push(r),
+            _ => runs.push(vec![r]),
+        }
+    }
+    let run = runs
+        .into_iter()
+        .find(|run| run.last().map_or(0, |l| l.end) - run[0].start == size)
+        .unwrap_or_else(|| panic!("no run of mappings spans the arena's {size} bytes"));
+    run.into_iter()
+        .filter(|r| r.perms.starts_with('r'))
+        .collect()
+}
+
+/// What reading `len` bytes at `addr` of `pid` gives, three ways: `Ok` with
+/// the number of non-zero bytes, or the error number.
+fn reads(pid: u32, addr: u64, len: usize) -> [Result<usize, i32>; 3] {
+    use std::os::unix::fs::FileExt;
+    let nonzero = |b: &[u8]| b.iter().filter(|&&x| x != 0).count();
+    let mem = std::fs::File::open(format!("/proc/{pid}/mem")).expect("open /proc/PID/mem");
+    let mut buf = vec![0u8; len];
+    let proc_mem = mem
+        .read_exact_at(&mut buf, addr)
+        .map(|()| nonzero(&buf))
+        .map_err(|e| e.raw_os_error().unwrap_or(-1));
+
+    let mut buf = vec![0u8; len];
+    let local = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: len,
+    };
+    let remote = libc::iovec {
+        iov_base: addr as *mut libc::c_void,
+        iov_len: len,
+    };
+    let pid_t = i32::try_from(pid).expect("pid");
+    // SAFETY: reads into our own live buffer, described by `local`.
+    let n = unsafe { libc::process_vm_readv(pid_t, &local, 1, &remote, 1, 0) };
+    let vm_readv = if usize::try_from(n).is_ok_and(|n| n == len) {
+        Ok(nonzero(&buf))
+    } else {
+        Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(-1))
+    };
+
+    let peek = peek_words(pid_t, addr, len / 8);
+    [proc_mem, vm_readv, peek]
+}
+
+/// Reads `words` words at `addr` with ptrace PEEKDATA, attached (as root)
+/// to the vault's main thread for the time of the reads.
+fn peek_words(pid: i32, addr: u64, words: usize) -> Result<usize, i32> {
+    let errno = || std::io::Error::last_os_error().raw_os_error().unwrap_or(-1);
+    // SAFETY: ptrace requests on a process of the test; the tracee is
+    // stopped by PTRACE_INTERRUPT and waited for before PEEKDATA, and
+    // detached afterwards (it goes on running).
+    unsafe {
+        if libc::ptrace(libc::PTRACE_SEIZE, pid, 0, 0) != 0 {
+            panic!(
+                "PTRACE_SEIZE of the vault: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+        libc::ptrace(libc::PTRACE_INTERRUPT, pid, 0, 0);
+        let mut status = 0;
+        libc::waitpid(pid, &mut status, libc::__WALL);
+        let mut result = Ok(0);
+        for i in 0..words {
+            *libc::__errno_location() = 0;
+            let w = libc::ptrace(libc::PTRACE_PEEKDATA, pid, addr + 8 * i as u64, 0);
+            if w == -1 && errno() != 0 {
+                result = Err(errno());
+                break;
+            }
+            if let Ok(n) = &mut result {
+                *n += w.to_ne_bytes().iter().filter(|&&b| b != 0).count();
+            }
+        }
+        libc::ptrace(libc::PTRACE_DETACH, pid, 0, 0);
+        result
+    }
+}
+
+/// A driver whose vault runs with `--secret-memory setting`, having stored
+/// a secret and read it on two threads at once (both lanes, OpenSSL's locks
+/// contended).
+fn driver(setting: &str) -> Driver {
+    let mut d = Driver::start(
+        None,
+        &[
+            "--lanes",
+            "2",
+            "--vault-arg",
+            "--secret-memory",
+            "--vault-arg",
+            setting,
+        ],
+        None,
+    );
+    d.store(b"0123456789abcdef");
+    assert_eq!(d.ask("preads 2 300"), "preads 2 300 9600");
+    d
+}
+
+#[test]
+fn root_cannot_read_an_arena_on_secret_memory_and_the_vault_works() {
+    let mut d = driver("require");
+    let parts = arena(&mut d);
+    assert!(!parts.is_empty(), "no arena found");
+    for r in &parts {
+        assert!(
+            r.path.starts_with("/secretmem"),
+            "a part of the arena is not secret memory: {r:?}"
+        );
+        let got = reads(d.vault, r.start, 4096);
+        assert_eq!(
+            got,
+            [Err(libc::EIO), Err(libc::EFAULT), Err(libc::EIO)],
+            "{r:?}: /proc/PID/mem, process_vm_readv, PEEKDATA"
+        );
+    }
+    // Still serving after the reads and the ptrace stop.
+    assert_eq!(d.ask("read"), "read 16");
+    assert_eq!(d.ask("shutdown"), "shutdown exited cleanly");
+}
+
+#[test]
+fn positive_control_root_reads_an_arena_in_ordinary_memory() {
+    let mut d = driver("off");
+    let parts = arena(&mut d);
+    assert!(!parts.is_empty(), "no arena found");
+    let mut nonzero = [0usize; 3];
+    for r in &parts {
+        assert!(!r.path.starts_with("/secretmem"), "{r:?}");
+        let len = usize::try_from(r.len().min(64 * 1024)).expect("length");
+        for (i, got) in reads(d.vault, r.start, len).into_iter().enumerate() {
+            nonzero[i] += got.unwrap_or_else(|e| panic!("{r:?}: read {i} failed: errno {e}"));
+        }
+    }
+    assert!(
+        nonzero.iter().all(|&n| n > 0),
+        "each way should find bytes the vault wrote: {nonzero:?}"
+    );
+    assert_eq!(d.ask("shutdown"), "shutdown exited cleanly");
+}
