@@ -39,11 +39,11 @@
 //! A target of another uid cannot be seized or stopped (`EPERM`). Then the
 //! attacker tries the attack at once (all the opens, or `PTRACE_SEIZE`),
 //! and again (mem, then the rest if mem opened; or the seize) at every turn
-//! of its main loop, about every 100 us, until `go`. Such a target is
+//! of its main loop, without a pause, until `go`. Such a target is
 //! caught when an attempt was refused while it was dumpable, which anyone
-//! can see: the kernel gives `/proc/PID` of a non-dumpable process to root,
-//! so it was owned by the target's uid just before and just after that
-//! attempt. Then only the uid check refused it.
+//! can see: the kernel gives the files in `/proc/PID/` of a non-dumpable
+//! process to root, so `/proc/PID/stat` was owned by the target's uid just
+//! before and just after that attempt. Then only the uid check refused it.
 //!
 //! Protocol on stdin/stdout, one line each: the attacker prints `armed`
 //! once it is ready for the launcher to exec, then `note ...` lines as it
@@ -525,10 +525,11 @@ fn progress(pid: i32) -> Option<[u64; 3]> {
 }
 
 /// Whether `pid` is dumpable now, as anyone can tell: the kernel gives the
-/// `/proc/PID` directory of a non-dumpable process to root.
+/// files in `/proc/PID/` of a process that is not dumpable by its uid to
+/// root (`task_dump_owner`; not the directory itself, which keeps its uid).
 fn dumpable(pid: i32) -> bool {
     use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(format!("/proc/{pid}")).is_ok_and(|m| m.uid() != 0)
+    std::fs::metadata(format!("/proc/{pid}/stat")).is_ok_and(|m| m.uid() != 0)
 }
 
 /// One attempt on a target that may not be stopped (another uid's); it is
@@ -1092,7 +1093,11 @@ fn main() {
                 continue;
             }
         }
-        let wait_for = if hunting || retrying {
+        // A target of another uid is retried without a pause: its window
+        // is short and nothing stops it for us.
+        let wait_for = if retrying {
+            Duration::ZERO
+        } else if hunting {
             Duration::from_micros(100)
         } else {
             Duration::from_millis(5)
