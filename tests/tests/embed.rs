@@ -93,28 +93,7 @@ fn assert_went_through_the_vault(out: &str, err: &str) {
 fn installed_as_make_install_lays_it_out_the_example_finds_its_vault_and_is_protected_from_its_start(
 ) {
     let prefix = fixture_dir("embed-prefix");
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("repository root");
-    let profile = suites::bin_dir()
-        .file_name()
-        .and_then(|p| p.to_str())
-        .expect("profile")
-        .to_owned();
-    assert_eq!(
-        suites::bin_dir(),
-        root.join("target").join(&profile),
-        "`make install-bins` installs from target/{profile}/ of the checkout"
-    );
-    let st = Command::new("make")
-        .args(["-s", "-C"])
-        .arg(root)
-        .arg("install-bins")
-        .arg(format!("PREFIX={}", prefix.display()))
-        .arg(format!("PROFILE={profile}"))
-        .status()
-        .expect("make");
-    assert!(st.success(), "make install-bins failed");
+    suites::install_bins(&prefix);
     // The application installed the same way: root-owned, execute-only.
     let program = prefix.join("bin/embed");
     suites::install_file(&example(), &program, 0o711);

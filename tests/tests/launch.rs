@@ -311,8 +311,20 @@ fn both_programs_refuse_to_start_under_a_tracer() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("is being traced by pid"), "{err}");
     // Positive control: untraced, the same vault goes past the check (and
-    // stops at the next one: no ring at fd 3).
-    let out = Command::new(suites::binary("vault"))
+    // stops at the next one: no ring at fd 3, whatever the test runner
+    // inherited there, such as the lock file of `flock FILE cargo test`).
+    let mut untraced = Command::new(suites::binary("vault"));
+    // SAFETY: close_range is async-signal-safe and takes integers; it runs
+    // in the child between fork and exec.
+    unsafe {
+        untraced.pre_exec(|| {
+            if libc::close_range(3, u32::MAX, 0) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = untraced
         .args(["--parent-pid", &me])
         .stdin(Stdio::null())
         .output()
@@ -533,22 +545,7 @@ fn the_demo_says_which_protection_is_in_force_installed_or_from_the_build() {
     );
     // Installed by `make install-bins`: execute-only, no warning.
     let prefix = fixture_dir("prefix");
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let profile = suites::bin_dir()
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap()
-        .to_owned();
-    let st = Command::new("make")
-        .arg("-s")
-        .arg("-C")
-        .arg(&root)
-        .arg("install-bins")
-        .arg(format!("PREFIX={}", prefix.display()))
-        .arg(format!("PROFILE={profile}"))
-        .status()
-        .unwrap();
-    assert!(st.success());
+    suites::install_bins(&prefix);
     let broker = prefix.join("bin/broker");
     assert_eq!(std::fs::metadata(&broker).unwrap().mode() & 0o7777, 0o711);
     let (code, out, err) = demo_as_nobody(&broker);
@@ -638,21 +635,7 @@ fn a_forged_vault_handoff_is_refused_by_an_installed_broker() {
     // (which never re-executes), they would slip a vault past the trust
     // check: here, a sealed execute-only memfd like the ones the broker makes.
     let prefix = fixture_dir("forged");
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let profile = suites::bin_dir()
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap()
-        .to_owned();
-    let st = Command::new("make")
-        .args(["-s", "-C"])
-        .arg(&root)
-        .arg("install-bins")
-        .arg(format!("PREFIX={}", prefix.display()))
-        .arg(format!("PROFILE={profile}"))
-        .status()
-        .unwrap();
-    assert!(st.success());
+    suites::install_bins(&prefix);
     let fake = broker::launch::image::Image::prepare(&suites::binary("vault"), c"vault").unwrap();
     let fd = std::os::fd::AsRawFd::as_raw_fd(&fake.fd());
     let mut cmd = Command::new(prefix.join("bin/broker"));

@@ -62,7 +62,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
@@ -164,23 +164,7 @@ fn layout(program: Program, install: Install) -> Layout {
             std::fs::create_dir_all(&prefix).expect("prefix dir");
             std::fs::set_permissions(&prefix, std::fs::Permissions::from_mode(0o755))
                 .expect("chmod prefix");
-            let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-                .parent()
-                .expect("repository root");
-            // The build these suites run, wherever CARGO_TARGET_DIR put it.
-            let out = Command::new("make")
-                .args(["-s", "-C"])
-                .arg(root)
-                .arg("install-bins")
-                .arg(format!("PREFIX={}", prefix.display()))
-                .arg(format!("BIN_DIR={}", suites::bin_dir().display()))
-                .output()
-                .expect("make");
-            assert!(
-                out.status.success(),
-                "make install-bins failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            suites::install_bins(&prefix);
             let program = prefix.join("bin/broker");
             let vault = prefix.join("libexec/privsep-vault/vault");
             for p in [&program, &vault] {
