@@ -36,6 +36,8 @@ pub enum HardenError {
     Traced { tracer: u32 },
     #[error("refusing to start: cannot tell whether this process is being traced (/proc/self/status has no readable TracerPid); is /proc mounted?")]
     TracerUnknown(#[source] io::Error),
+    #[error("refusing to start: the kernel setting fs.suid_dumpable=1 disables the execute-only protection (a program its user cannot read still starts dumpable, open to every process of that user, as this one did); set it to 0, the default, or 2 (dumpable by root only): `sudo sysctl fs.suid_dumpable=0`")]
+    SuidDumpable,
 }
 
 /// Makes the process non-dumpable and forbids core files.
@@ -69,15 +71,39 @@ pub fn set_dumpable(dumpable: bool) -> Result<(), HardenError> {
     })
 }
 
-/// Whether the process is currently dumpable.
+/// Whether the process is currently open to processes of its own uid:
+/// `PR_GET_DUMPABLE` is 1 (`SUID_DUMP_USER`). A process started from a file
+/// its user cannot read gets the `fs.suid_dumpable` setting instead: 0, or
+/// 2 (`SUID_DUMP_ROOT`), with which the kernel's ptrace access check (also
+/// that of `/proc/PID/mem` and `fd/N`) refuses every process without
+/// `CAP_SYS_PTRACE`, and core dumps are written only as root. Both count
+/// as not open here.
 pub fn is_dumpable() -> Result<bool, HardenError> {
     // SAFETY: PR_GET_DUMPABLE takes no pointer arguments.
     cvt(unsafe { libc::prctl(libc::PR_GET_DUMPABLE, 0, 0, 0, 0) })
-        .map(|v| v != 0)
+        .map(|v| v == 1)
         .map_err(|source| HardenError::Prctl {
             op: "PR_GET_DUMPABLE",
             source,
         })
+}
+
+/// The kernel setting `fs.suid_dumpable`, if it can be read.
+pub fn suid_dumpable() -> Option<u32> {
+    std::fs::read_to_string("/proc/sys/fs/suid_dumpable")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// For a process that was open to its uid at start where it should have
+/// been protected (it is not privileged): [`HardenError::SuidDumpable`]
+/// when the kernel setting (`setting`, from [`suid_dumpable`]) is 1, the
+/// cause; `None` when the caller's own explanation (a readable file, a
+/// forged handoff) stands.
+pub fn execute_only_disabled(setting: Option<u32>) -> Option<HardenError> {
+    (setting == Some(1)).then_some(HardenError::SuidDumpable)
 }
 
 /// Sets `PR_SET_NO_NEW_PRIVS`: no execve can ever grant privileges again.
@@ -181,6 +207,26 @@ mod tests {
             libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
             "status {status}"
         );
+    }
+
+    #[test]
+    fn only_suid_dumpable_1_is_named_as_what_disabled_the_execute_only_protection() {
+        let e = execute_only_disabled(Some(1)).expect("1 disables it");
+        assert!(matches!(e, HardenError::SuidDumpable));
+        let msg = e.to_string();
+        for words in [
+            "fs.suid_dumpable=1 disables the execute-only protection",
+            "set it to 0",
+            "or 2",
+            "sudo sysctl fs.suid_dumpable=0",
+        ] {
+            assert!(msg.contains(words), "{msg}");
+        }
+        // 0 and 2 leave a program its user cannot read closed to its uid;
+        // an unknown setting blames nothing it cannot see.
+        for other in [Some(0), Some(2), Some(7), None] {
+            assert!(execute_only_disabled(other).is_none(), "{other:?}");
+        }
     }
 
     #[test]

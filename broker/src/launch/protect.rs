@@ -160,6 +160,14 @@ pub fn protect_process(vault: Option<&Path>) -> Result<Protection, LaunchError> 
         return Err(ProtectError::Twice.into());
     }
     let privileged = harden::can_read_every_file();
+    if dumpable_at_start && !privileged {
+        // Under fs.suid_dumpable=1 no execute-only file or copy protects:
+        // say so, rather than fail later on a copy that did not help (a
+        // "forged" handoff) or a file it cannot read to copy.
+        if let Some(e) = harden::execute_only_disabled(harden::suid_dumpable()) {
+            return Err(ProtectError::from(e).into());
+        }
+    }
     if let Some((image, from)) = take_handoff()? {
         // The second image, started from our execute-only copy.
         if dumpable_at_start && !privileged {
