@@ -43,7 +43,10 @@
 //! caught when an attempt was refused while it was dumpable, which anyone
 //! can see: the kernel gives the files in `/proc/PID/` of a non-dumpable
 //! process to root, so `/proc/PID/stat` was owned by the target's uid just
-//! before and just after that attempt. Then only the uid check refused it.
+//! before and just after that attempt (then only the uid check refused
+//! it); or, for the vault, when it was found before its `execve` (its
+//! `Name` and `VmExe` still its parent's), so that the retries span its
+//! whole window.
 //!
 //! Protocol on stdin/stdout, one line each: the attacker prints `armed`
 //! once it is ready for the launcher to exec, then `note ...` lines as it
@@ -671,6 +674,12 @@ fn catch_vault(v: &mut Target, pid: i32, parent: i32, others: &mut [&mut Target]
         v.retry = true;
         v.how = "refused-unstoppable".into();
         v.note(&format!("pid {pid} may not be signalled"));
+        // Found before its exec: the retries, without a pause from here
+        // until `go`, span its whole window; caught unless one gets in.
+        if forked(pid) {
+            v.caught = true;
+            v.how = "refused-from-before-exec".into();
+        }
         retry(v, pid, false);
         return;
     }
