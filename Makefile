@@ -96,16 +96,18 @@ bench:
 # programs they cannot read, and the kernel makes each process non-dumpable
 # from its first instruction (README, threat model). Needs root (sudo).
 # The broker finds the vault in ../libexec/privsep-vault/ next to its bin/.
-# `install-bins` installs what is built already (PROFILE=release or debug).
+# `install-bins` installs what is built already (PROFILE=release or debug;
+# BIN_DIR where cargo put it, when CARGO_TARGET_DIR moved it elsewhere).
 PREFIX ?= /usr/local
 PROFILE ?= release
+BIN_DIR ?= $(TARGET_DIR)/$(PROFILE)
 install: build
 	$(MAKE) --no-print-directory install-bins
 
 install-bins:
 	install -d -m 0755 $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/libexec/privsep-vault
-	install -o root -g root -m 0711 $(TARGET_DIR)/$(PROFILE)/broker $(DESTDIR)$(PREFIX)/bin/broker
-	install -o root -g root -m 0711 $(TARGET_DIR)/$(PROFILE)/vault $(DESTDIR)$(PREFIX)/libexec/privsep-vault/vault
+	install -o root -g root -m 0711 $(BIN_DIR)/broker $(DESTDIR)$(PREFIX)/bin/broker
+	install -o root -g root -m 0711 $(BIN_DIR)/vault $(DESTDIR)$(PREFIX)/libexec/privsep-vault/vault
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/broker $(DESTDIR)$(PREFIX)/libexec/privsep-vault/vault

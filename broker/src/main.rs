@@ -231,6 +231,13 @@ fn usage_error(problem: &str, help: &str) -> ExitCode {
 common::libcrypto_only_init!();
 
 fn main() -> ExitCode {
+    // First: no descriptor inherited above 2 (but the vault image handed
+    // across our own re-exec). The filter lets this program signal through
+    // any pidfd it holds; it must hold only its vaults'.
+    if let Err(e) = broker::launch::close_inherited_fds() {
+        eprintln!("broker: cannot close the descriptors it inherited: {e}");
+        return ExitCode::from(exit::VAULT_FAILED);
+    }
     // A panic's backtrace reads the program's own file for its symbols,
     // which the sandbox refuses: with RUST_BACKTRACE set (a developer's
     // shell), a panic under the filter would end as a sandbox kill instead

@@ -36,6 +36,8 @@ pub enum HardenError {
     Traced { tracer: u32 },
     #[error("refusing to start: cannot tell whether this process is being traced (/proc/self/status has no readable TracerPid); is /proc mounted?")]
     TracerUnknown(#[source] io::Error),
+    #[error("refusing to start: the kernel setting fs.suid_dumpable=1 disables the execute-only protection (a program its user cannot read still starts dumpable, open to every process of that user, as this one did); set it to 0, the default, or 2 (dumpable by root only): `sudo sysctl fs.suid_dumpable=0`")]
+    SuidDumpable,
 }
 
 /// Makes the process non-dumpable and forbids core files.
@@ -69,15 +71,39 @@ pub fn set_dumpable(dumpable: bool) -> Result<(), HardenError> {
     })
 }
 
-/// Whether the process is currently dumpable.
+/// Whether the process is currently open to processes of its own uid:
+/// `PR_GET_DUMPABLE` is 1 (`SUID_DUMP_USER`). A process started from a file
+/// its user cannot read gets the `fs.suid_dumpable` setting instead: 0, or
+/// 2 (`SUID_DUMP_ROOT`), with which the kernel's ptrace access check (also
+/// that of `/proc/PID/mem` and `fd/N`) refuses every process without
+/// `CAP_SYS_PTRACE`, and core dumps are written only as root. Both count
+/// as not open here.
 pub fn is_dumpable() -> Result<bool, HardenError> {
     // SAFETY: PR_GET_DUMPABLE takes no pointer arguments.
     cvt(unsafe { libc::prctl(libc::PR_GET_DUMPABLE, 0, 0, 0, 0) })
-        .map(|v| v != 0)
+        .map(|v| v == 1)
         .map_err(|source| HardenError::Prctl {
             op: "PR_GET_DUMPABLE",
             source,
         })
+}
+
+/// The kernel setting `fs.suid_dumpable`, if it can be read.
+pub fn suid_dumpable() -> Option<u32> {
+    std::fs::read_to_string("/proc/sys/fs/suid_dumpable")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// For a process that was open to its uid at start where it should have
+/// been protected (it is not privileged): [`HardenError::SuidDumpable`]
+/// when the kernel setting (`setting`, from [`suid_dumpable`]) is 1, the
+/// cause; `None` when the caller's own explanation (a readable file, a
+/// forged handoff) stands.
+pub fn execute_only_disabled(setting: Option<u32>) -> Option<HardenError> {
+    (setting == Some(1)).then_some(HardenError::SuidDumpable)
 }
 
 /// Sets `PR_SET_NO_NEW_PRIVS`: no execve can ever grant privileges again.
@@ -134,18 +160,23 @@ const DAC_CAPS: u64 = (1 << 1) | (1 << 2);
 /// Whether this process may read every file whatever its mode (effective
 /// uid 0, or `CAP_DAC_OVERRIDE` / `CAP_DAC_READ_SEARCH` in effect). Then the
 /// kernel's execute-only protection cannot apply to the programs it starts:
-/// the read check at `execve` always passes. If the capability set cannot
-/// be read, the answer is yes (the cautious one for a caller deciding
-/// whether it was protected).
+/// the read check at `execve` always passes, and callers exempt it from
+/// the check that it was protected from its first instruction. So it fails
+/// closed: if the capability set cannot be read, the answer is no, and
+/// that check applies.
 pub fn can_read_every_file() -> bool {
     // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
-        return true;
-    }
-    own_status_field("CapEff")
-        .ok()
-        .and_then(|v| u64::from_str_radix(&v, 16).ok())
-        .is_none_or(|caps| caps & DAC_CAPS != 0)
+    let euid = unsafe { libc::geteuid() };
+    reads_every_file(euid, own_status_field("CapEff").ok().as_deref())
+}
+
+/// [`can_read_every_file`] for an effective uid and a `CapEff` value (hex),
+/// `None` when it could not be read.
+fn reads_every_file(euid: libc::uid_t, cap_eff: Option<&str>) -> bool {
+    euid == 0
+        || cap_eff
+            .and_then(|v| u64::from_str_radix(v, 16).ok())
+            .is_some_and(|caps| caps & DAC_CAPS != 0)
 }
 
 #[cfg(test)]
@@ -181,6 +212,88 @@ mod tests {
             libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
             "status {status}"
         );
+    }
+
+    #[test]
+    fn reading_every_file_is_root_or_a_dac_capability_and_unknown_is_no() {
+        assert!(reads_every_file(0, None));
+        assert!(reads_every_file(1000, Some("0000000000000002")));
+        assert!(reads_every_file(1000, Some("0000000000000004")));
+        assert!(!reads_every_file(1000, Some("0000000000000000")));
+        assert!(!reads_every_file(1000, Some("00000000000000f9")));
+        // Fails closed: an unreadable or garbled set is no capability.
+        assert!(!reads_every_file(1000, None));
+        assert!(!reads_every_file(1000, Some("zz")));
+    }
+
+    #[test]
+    fn an_unreadable_status_counts_as_traced() {
+        // In a child: /proc/self/status made unreadable by hiding /proc
+        // behind an empty mount in a private mount namespace.
+        // SAFETY: the child makes system calls and _exit only, and the
+        // parent waits for its own child.
+        unsafe {
+            let pid = libc::fork();
+            assert!(pid >= 0);
+            if pid == 0 {
+                let ok = libc::unshare(libc::CLONE_NEWNS) == 0
+                    && libc::mount(
+                        c"none".as_ptr(),
+                        c"/".as_ptr(),
+                        std::ptr::null(),
+                        libc::MS_REC | libc::MS_PRIVATE,
+                        std::ptr::null(),
+                    ) == 0
+                    && libc::mount(
+                        c"none".as_ptr(),
+                        c"/proc".as_ptr(),
+                        c"tmpfs".as_ptr(),
+                        0,
+                        std::ptr::null(),
+                    ) == 0;
+                let code = match (ok, refuse_if_traced()) {
+                    (false, _) => 2,
+                    (true, Err(HardenError::TracerUnknown(_))) => 0,
+                    (true, _) => 1,
+                };
+                libc::_exit(code);
+            }
+            let mut status = 0;
+            libc::waitpid(pid, &mut status, 0);
+            assert!(libc::WIFEXITED(status), "status {status}");
+            match libc::WEXITSTATUS(status) {
+                0 => {}
+                2 => panic!(
+                    "cannot hide /proc in a private mount namespace: run as root, as CI does"
+                ),
+                c => panic!("an unreadable status was not refused as TracerUnknown ({c})"),
+            }
+        }
+        // Positive control: with /proc, the same check reads the status.
+        assert!(!matches!(
+            refuse_if_traced(),
+            Err(HardenError::TracerUnknown(_))
+        ));
+    }
+
+    #[test]
+    fn only_suid_dumpable_1_is_named_as_what_disabled_the_execute_only_protection() {
+        let e = execute_only_disabled(Some(1)).expect("1 disables it");
+        assert!(matches!(e, HardenError::SuidDumpable));
+        let msg = e.to_string();
+        for words in [
+            "fs.suid_dumpable=1 disables the execute-only protection",
+            "set it to 0",
+            "or 2",
+            "sudo sysctl fs.suid_dumpable=0",
+        ] {
+            assert!(msg.contains(words), "{msg}");
+        }
+        // 0 and 2 leave a program its user cannot read closed to its uid;
+        // an unknown setting blames nothing it cannot see.
+        for other in [Some(0), Some(2), Some(7), None] {
+            assert!(execute_only_disabled(other).is_none(), "{other:?}");
+        }
     }
 
     #[test]

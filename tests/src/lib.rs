@@ -118,6 +118,28 @@ pub fn threads(pid: u32) -> Vec<u32> {
         .unwrap_or_default()
 }
 
+/// `make install-bins PREFIX=prefix` of the build these suites run
+/// (`BIN_DIR`: wherever `CARGO_TARGET_DIR` put it): `broker` and the vault
+/// root-owned and execute-only, as `make install` puts them.
+pub fn install_bins(prefix: &std::path::Path) {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("repository root");
+    let out = std::process::Command::new("make")
+        .args(["-s", "-C"])
+        .arg(root)
+        .arg("install-bins")
+        .arg(format!("PREFIX={}", prefix.display()))
+        .arg(format!("BIN_DIR={}", bin_dir().display()))
+        .output()
+        .expect("make");
+    assert!(
+        out.status.success(),
+        "make install-bins failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// The unprivileged uid and gid the suites drop to (`nobody`).
 pub const NOBODY: u32 = 65534;
 

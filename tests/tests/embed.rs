@@ -116,32 +116,6 @@ fn finish(mut cmd: Command) -> (Option<i32>, String, String) {
     )
 }
 
-/// `make install-bins PREFIX=prefix`, from the build the suites run
-/// (`TARGET_DIR` and `PROFILE` say which), as `sudo make install` lays
-/// programs out: root-owned, execute-only.
-fn make_install_bins(prefix: &Path) {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("repository root");
-    let bin_dir = suites::bin_dir();
-    let profile = bin_dir
-        .file_name()
-        .and_then(|p| p.to_str())
-        .expect("profile")
-        .to_owned();
-    let target_dir = bin_dir.parent().expect("the target directory");
-    let st = Command::new("make")
-        .args(["-s", "-C"])
-        .arg(root)
-        .arg("install-bins")
-        .arg(format!("PREFIX={}", prefix.display()))
-        .arg(format!("PROFILE={profile}"))
-        .arg(format!("TARGET_DIR={}", target_dir.display()))
-        .status()
-        .expect("make");
-    assert!(st.success(), "make install-bins failed");
-}
-
 /// What every successful run prints, whoever runs it from wherever.
 fn assert_went_through_the_vault(out: &str, err: &str) {
     let len = PASSWORD.len();
@@ -162,7 +136,7 @@ fn assert_went_through_the_vault(out: &str, err: &str) {
 fn installed_as_make_install_lays_it_out_the_example_finds_its_vault_and_is_protected_from_its_start(
 ) {
     let prefix = fixture_dir("embed-prefix");
-    make_install_bins(&prefix);
+    suites::install_bins(&prefix);
     // The application installed the same way: root-owned, execute-only.
     let program = prefix.join("bin/embed");
     suites::install_file(&example(), &program, 0o711);
@@ -216,7 +190,7 @@ fn given_the_vault_path_the_example_runs_from_a_readable_copy_and_warns() {
 #[test]
 fn from_where_cargo_puts_it_the_example_finds_the_vault_sudo_make_install_put_in_the_fixed_place() {
     let prefix = fixture_dir("embed-fixed");
-    make_install_bins(&prefix);
+    suites::install_bins(&prefix);
     let program = example();
     let (code, out, err) = run_with_prefix(&prefix, &program, &[]);
     assert_eq!(code, Some(0), "{out}\n{err}");

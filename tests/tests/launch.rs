@@ -311,8 +311,20 @@ fn both_programs_refuse_to_start_under_a_tracer() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("is being traced by pid"), "{err}");
     // Positive control: untraced, the same vault goes past the check (and
-    // stops at the next one: no ring at fd 3).
-    let out = Command::new(suites::binary("vault"))
+    // stops at the next one: no ring at fd 3, whatever the test runner
+    // inherited there, such as the lock file of `flock FILE cargo test`).
+    let mut untraced = Command::new(suites::binary("vault"));
+    // SAFETY: close_range is async-signal-safe and takes integers; it runs
+    // in the child between fork and exec.
+    unsafe {
+        untraced.pre_exec(|| {
+            if libc::close_range(3, u32::MAX, 0) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = untraced
         .args(["--parent-pid", &me])
         .stdin(Stdio::null())
         .output()
@@ -533,26 +545,7 @@ fn the_demo_says_which_protection_is_in_force_installed_or_from_the_build() {
     );
     // Installed by `make install-bins`: execute-only, no warning.
     let prefix = fixture_dir("prefix");
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let profile = suites::bin_dir()
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap()
-        .to_owned();
-    let st = Command::new("make")
-        .arg("-s")
-        .arg("-C")
-        .arg(&root)
-        .arg("install-bins")
-        .arg(format!("PREFIX={}", prefix.display()))
-        .arg(format!("PROFILE={profile}"))
-        .arg(format!(
-            "TARGET_DIR={}",
-            suites::bin_dir().parent().expect("target dir").display()
-        ))
-        .status()
-        .unwrap();
-    assert!(st.success());
+    suites::install_bins(&prefix);
     let broker = prefix.join("bin/broker");
     assert_eq!(std::fs::metadata(&broker).unwrap().mode() & 0o7777, 0o711);
     let (code, out, err) = demo_as_nobody(&broker);
@@ -642,25 +635,7 @@ fn a_forged_vault_handoff_is_refused_by_an_installed_broker() {
     // (which never re-executes), they would slip a vault past the trust
     // check: here, a sealed execute-only memfd like the ones the broker makes.
     let prefix = fixture_dir("forged");
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let profile = suites::bin_dir()
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap()
-        .to_owned();
-    let st = Command::new("make")
-        .args(["-s", "-C"])
-        .arg(&root)
-        .arg("install-bins")
-        .arg(format!("PREFIX={}", prefix.display()))
-        .arg(format!("PROFILE={profile}"))
-        .arg(format!(
-            "TARGET_DIR={}",
-            suites::bin_dir().parent().expect("target dir").display()
-        ))
-        .status()
-        .unwrap();
-    assert!(st.success());
+    suites::install_bins(&prefix);
     let fake = broker::launch::image::Image::prepare(&suites::binary("vault"), c"vault").unwrap();
     let fd = std::os::fd::AsRawFd::as_raw_fd(&fake.fd());
     let mut cmd = Command::new(prefix.join("bin/broker"));
@@ -738,4 +713,148 @@ fn an_application_that_ignores_sigchld_still_shuts_its_vault_down() {
     );
     writeln!(stdin, "exit").unwrap();
     assert!(child.wait().unwrap().success());
+}
+
+/// Every descriptor of `pid` above 2: its number, what it links to, and
+/// the pid it names if it is a pidfd (`Pid:` in its fdinfo).
+fn descriptors(pid: u32) -> Vec<(u32, String, Option<i64>)> {
+    let mut v: Vec<(u32, String, Option<i64>)> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| {
+            let n: u32 = e.ok()?.file_name().to_str()?.parse().ok()?;
+            let link = std::fs::read_link(format!("/proc/{pid}/fd/{n}")).ok()?;
+            let names = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{n}"))
+                .ok()?
+                .lines()
+                .find_map(|l| l.strip_prefix("Pid:").and_then(|p| p.trim().parse().ok()));
+            Some((n, link.display().to_string(), names))
+        })
+        .filter(|(n, _, _)| *n > 2)
+        .collect();
+    v.sort();
+    v
+}
+
+/// `cmd` started with a pidfd of `target` at fd 7 and its `/proc/PID`
+/// directory at fd 8, both open across the exec.
+fn with_descriptors_of(cmd: &mut Command, target: u32) -> Vec<std::os::fd::OwnedFd> {
+    let pid = libc::pid_t::try_from(target).unwrap();
+    // SAFETY: pidfd_open takes integers; the result is checked.
+    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    assert!(
+        pidfd >= 0,
+        "pidfd_open: {}",
+        std::io::Error::last_os_error()
+    );
+    // SAFETY: a fresh descriptor that nothing else owns.
+    let pidfd = unsafe { std::os::fd::OwnedFd::from_raw_fd(i32::try_from(pidfd).unwrap()) };
+    let dir = std::fs::File::open(format!("/proc/{target}")).unwrap();
+    let (a, b) = (
+        std::os::fd::AsRawFd::as_raw_fd(&pidfd),
+        std::os::fd::AsRawFd::as_raw_fd(&dir),
+    );
+    // SAFETY: dup2 is async-signal-safe and takes integers; it runs in the
+    // child between fork and exec (dup2 leaves the copies open across it).
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::dup2(a, 7) == -1 || libc::dup2(b, 8) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    vec![pidfd, dir.into()]
+}
+
+#[test]
+fn the_broker_program_closes_every_descriptor_it_inherited() {
+    // A process the broker has no business signalling, and two
+    // descriptors that name it: a pidfd and its /proc directory.
+    let mut sleeper = Command::new("sleep").arg("600").spawn().unwrap();
+    let target = sleeper.id();
+    let names_target = |d: &(u32, String, Option<i64>)| {
+        d.2 == Some(i64::from(target)) || d.1 == format!("/proc/{target}")
+    };
+    // Positive control: a program started the same way holds both.
+    let mut probe = Command::new("sleep");
+    probe.arg("600");
+    let fds = with_descriptors_of(&mut probe, target);
+    let mut probe = probe.spawn().unwrap();
+    drop(fds);
+    // `spawn` may return before the child's exec: wait for its new name.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::fs::read_to_string(format!("/proc/{}/comm", probe.id()))
+        .is_ok_and(|c| c.trim() != "sleep")
+    {
+        assert!(std::time::Instant::now() < deadline, "sleep never ran");
+        std::thread::yield_now();
+    }
+    let held = descriptors(probe.id());
+    let _ = probe.kill();
+    let _ = probe.wait();
+    assert_eq!(
+        held.iter().filter(|d| names_target(d)).count(),
+        2,
+        "the inherited descriptors did not reach the program: {held:?}"
+    );
+
+    // The broker, as root from the build (no re-exec), and as an ordinary
+    // user from readable copies (re-executed: the vault image it hands
+    // itself across the exec is kept, nothing else).
+    let build = suites::binaries_for_nobody();
+    for as_nobody in [false, true] {
+        let mut cmd = Command::new("/bin/sh");
+        cmd.arg("-c")
+            .arg("exec \"$0\" demo --password-stdin --iterations 2 --interval-ms 600000")
+            .arg(if as_nobody {
+                build.join("broker")
+            } else {
+                suites::binary("broker")
+            })
+            .current_dir("/")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if as_nobody {
+            cmd.uid(suites::NOBODY).gid(suites::NOBODY);
+        }
+        let fds = with_descriptors_of(&mut cmd, target);
+        let mut broker = cmd.spawn().unwrap();
+        drop(fds);
+        broker.stdin.take().unwrap().write_all(b"pw\n").unwrap();
+        // Up once it read the password back the first time.
+        let mut out = std::io::BufReader::new(broker.stdout.take().unwrap());
+        let mut seen = String::new();
+        loop {
+            let mut line = String::new();
+            let n = std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+            seen.push_str(&line);
+            assert!(n > 0, "the broker ended early: {seen}");
+            if line.contains("#1 ") {
+                break;
+            }
+        }
+        let held = descriptors(broker.id());
+        // SAFETY: signalling our own child, not yet reaped.
+        unsafe { libc::kill(i32::try_from(broker.id()).unwrap(), libc::SIGTERM) };
+        let status = broker.wait().unwrap();
+        assert!(
+            !held.iter().any(names_target),
+            "as nobody {as_nobody}: the broker kept an inherited descriptor: {held:?}"
+        );
+        // The listing sees a pidfd when there is one: the broker's own, of
+        // its vault.
+        assert!(
+            held.iter()
+                .any(|d| d.2.is_some_and(|p| p != i64::from(target))),
+            "as nobody {as_nobody}: no pidfd of its vault seen: {held:?}"
+        );
+        assert!(
+            status.success(),
+            "as nobody {as_nobody}: {status:?}\n{seen}"
+        );
+    }
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+    let _ = std::fs::remove_dir_all(build);
 }

@@ -30,13 +30,29 @@
 //! a live target); under ptrace the broker refuses to run (`is being
 //! traced`, non-zero exit, no read-back line).
 //!
-//! Positive control: the files and ptrace attacks on `residue-driver`, an
-//! application that hardens itself at the top of `main` only (started from
-//! a readable copy): the files attack must read its planted canary through
-//! the early mem descriptor, and the ptrace attack must read the registers
-//! of the running driver, in most starts. (Its vault is spawned by the
-//! broker library, so it is no late-hardening target: what the files
-//! attack gets from it is reported, not required.)
+//! Positive controls, each required in most starts:
+//! - broker role: the files and ptrace attacks on `residue-driver`, an
+//!   application that hardens itself at the top of `main` only (started
+//!   from a readable copy): the files attack must read its planted canary
+//!   through the early mem descriptor, the ptrace attack the registers of
+//!   the running driver. (Its vault is the real one, started by the broker
+//!   library: what the attacks get from it is reported, not required.)
+//! - vault role: the same attacks on `late-vault`, started by `late-app`
+//!   with a plain `execve` of its readable file and hardening itself at the
+//!   top of `main` only: the files attack must find the secret both in its
+//!   memory and through its ring's `/proc/V/fd/N`, the ptrace attack must
+//!   read its registers. Every test that attacks the real vault runs this
+//!   control first (once per test process) and fails as inconclusive unless
+//!   it succeeded.
+//!
+//! Another uid: an attacker of an unused uid against `late-app` and
+//! `late-vault` started by `nobody` must read and control nothing; it is
+//! refused by the uid check while the targets are dumpable (see
+//! `startup-attacker` for how it tells), and the vault-role controls (the
+//! same attacker, of the targets' uid) show the attacks would work.
+//!
+//! The combinations run one at a time: each start races the clock on few
+//! CPUs.
 //!
 //! The suite waits for lines and /proc states, never for time; each step
 //! has a generous deadline. The launcher and the attacker get no
@@ -46,7 +62,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
@@ -66,8 +82,13 @@ const STEP: Duration = Duration::from_secs(20);
 enum Program {
     /// `broker demo`, the real program.
     Broker,
-    /// `residue-driver`: hardens itself late; the positive control.
+    /// `residue-driver`: hardens itself late; the positive control of the
+    /// attacks on the broker role (its vault is the real one).
     Control,
+    /// `late-app` and its `late-vault`, both hardening themselves late, the
+    /// vault started by a plain `execve` of a readable file: the positive
+    /// control of the attacks on the vault role, and the other-uid target.
+    LatePair,
 }
 
 /// Where the binaries come from.
@@ -88,6 +109,8 @@ enum Attack {
     PtraceBroker,
     /// ptrace on the vault (the broker is left alone).
     PtraceVault,
+    /// ptrace on both.
+    PtraceBoth,
 }
 
 impl Attack {
@@ -96,6 +119,7 @@ impl Attack {
             Attack::Files => ("files", "files"),
             Attack::PtraceBroker => ("ptrace", "none"),
             Attack::PtraceVault => ("none", "ptrace"),
+            Attack::PtraceBoth => ("ptrace", "ptrace"),
         }
     }
 }
@@ -140,33 +164,7 @@ fn layout(program: Program, install: Install) -> Layout {
             std::fs::create_dir_all(&prefix).expect("prefix dir");
             std::fs::set_permissions(&prefix, std::fs::Permissions::from_mode(0o755))
                 .expect("chmod prefix");
-            let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-                .parent()
-                .expect("repository root");
-            let profile = suites::bin_dir()
-                .file_name()
-                .and_then(|p| p.to_str())
-                .expect("profile")
-                .to_owned();
-            // The build these suites run: TARGET_DIR/PROFILE.
-            let target_dir = suites::bin_dir()
-                .parent()
-                .expect("the target directory")
-                .to_owned();
-            let out = Command::new("make")
-                .args(["-s", "-C"])
-                .arg(root)
-                .arg("install-bins")
-                .arg(format!("PREFIX={}", prefix.display()))
-                .arg(format!("PROFILE={profile}"))
-                .arg(format!("TARGET_DIR={}", target_dir.display()))
-                .output()
-                .expect("make");
-            assert!(
-                out.status.success(),
-                "make install-bins failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            suites::install_bins(&prefix);
             let program = prefix.join("bin/broker");
             let vault = prefix.join("libexec/privsep-vault/vault");
             for p in [&program, &vault] {
@@ -205,6 +203,15 @@ fn layout(program: Program, install: Install) -> Layout {
             let dir = suites::copy_for_nobody(&["residue-driver", "vault", "startup-attacker"]);
             Layout {
                 program: dir.join("residue-driver"),
+                args: Vec::new(),
+                attacker: dir.join("startup-attacker"),
+                dirs: vec![dir],
+            }
+        }
+        (Program::LatePair, _) => {
+            let dir = suites::copy_for_nobody(&["late-app", "late-vault", "startup-attacker"]);
+            Layout {
+                program: dir.join("late-app"),
                 args: Vec::new(),
                 attacker: dir.join("startup-attacker"),
                 dirs: vec![dir],
@@ -417,17 +424,17 @@ fn children(pid: u32) -> Vec<(i32, String)> {
         .unwrap_or_default()
 }
 
-/// `cmd` as `nobody` started from a login-like state: no capability (the
-/// setuid from root drops them all before `execve`), a minimal
-/// environment, and no descriptor but 0-2 (whatever the suite's own
+/// `cmd` as `uid` (and the same gid) started from a login-like state: no
+/// capability (the setuid from root drops them all before `execve`), a
+/// minimal environment, and no descriptor but 0-2 (whatever the suite's own
 /// environment leaked to it is not the program's to protect).
-fn as_nobody(mut cmd: Command) -> Command {
+fn as_user(mut cmd: Command, uid: u32) -> Command {
     let cloexec = i32::try_from(libc::CLOSE_RANGE_CLOEXEC).expect("flag");
     cmd.env_clear()
         .env("PATH", "/usr/bin:/bin")
         .current_dir("/")
-        .uid(NOBODY)
-        .gid(NOBODY);
+        .uid(uid)
+        .gid(uid);
     // SAFETY: the closure runs in the forked child before exec and makes
     // one async-signal-safe system call; it allocates nothing.
     unsafe {
@@ -441,8 +448,14 @@ fn as_nobody(mut cmd: Command) -> Command {
     cmd
 }
 
-fn start_once(l: &Layout, program: Program, attack: Attack, o: &mut Outcome) -> Result<(), String> {
-    let mut launcher = as_nobody(Command::new("/bin/sh"))
+fn start_once(
+    l: &Layout,
+    program: Program,
+    attack: Attack,
+    attacker_uid: u32,
+    o: &mut Outcome,
+) -> Result<(), String> {
+    let mut launcher = as_user(Command::new("/bin/sh"), NOBODY)
         .arg("-c")
         .arg(r#"read _go && exec "$0" "$@""#)
         .arg(&l.program)
@@ -457,7 +470,7 @@ fn start_once(l: &Layout, program: Program, attack: Attack, o: &mut Outcome) -> 
     let mut out = Lines::new(launcher.stdout.take().expect("stdout"));
     let err = collect(launcher.stderr.take().expect("stderr"));
     let (broker_mode, vault_mode) = attack.modes();
-    let mut attacker = as_nobody(Command::new(&l.attacker))
+    let mut attacker = as_user(Command::new(&l.attacker), attacker_uid)
         .args(["--broker", broker_mode, "--vault", vault_mode])
         .arg(pid.to_string())
         .stdin(Stdio::piped())
@@ -490,7 +503,7 @@ fn start_once(l: &Layout, program: Program, attack: Attack, o: &mut Outcome) -> 
                     }
                 };
             }
-            Program::Control => {
+            Program::Control | Program::LatePair => {
                 expect(&mut out, "the driver", |s| s.starts_with("ready "))?;
                 write_line(&mut to_program, "store")?;
                 expect(&mut out, "the driver", |s| s == "send-secret")?;
@@ -533,7 +546,7 @@ fn start_once(l: &Layout, program: Program, attack: Attack, o: &mut Outcome) -> 
                 // SAFETY: signalling our own child, which has not been reaped.
                 unsafe { libc::kill(i32::try_from(pid).expect("pid"), libc::SIGTERM) };
             }
-            Program::Control => {
+            Program::Control | Program::LatePair => {
                 let _ = write_line(&mut to_program, "exit");
             }
         }
@@ -554,9 +567,9 @@ fn start_once(l: &Layout, program: Program, attack: Attack, o: &mut Outcome) -> 
     result
 }
 
-fn start(l: &Layout, program: Program, attack: Attack) -> Outcome {
+fn start(l: &Layout, program: Program, attack: Attack, attacker_uid: u32) -> Outcome {
     let mut o = Outcome::default();
-    if let Err(e) = start_once(l, program, attack, &mut o) {
+    if let Err(e) = start_once(l, program, attack, attacker_uid, &mut o) {
         o.error = Some(e);
     }
     o
@@ -583,13 +596,144 @@ fn describe(r: Option<&Report>) -> String {
     })
 }
 
+/// Who attacks: a process of the target's own uid, or of another
+/// unprivileged uid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Attacker {
+    SameUid,
+    OtherUid,
+}
+
+impl Attacker {
+    fn uid(self) -> u32 {
+        match self {
+            Attacker::SameUid => NOBODY,
+            Attacker::OtherUid => other_uid(),
+        }
+    }
+}
+
+/// An unprivileged uid other than [`NOBODY`] that no account names and no
+/// process runs as (chosen once per run), for the other-uid attacker.
+fn other_uid() -> u32 {
+    static UID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *UID.get_or_init(|| {
+        let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+        let named = |uid: u32| {
+            passwd
+                .lines()
+                .any(|l| l.split(':').nth(2) == Some(uid.to_string().as_str()))
+        };
+        let running = |uid: u32| {
+            std::fs::read_dir("/proc").is_ok_and(|d| {
+                d.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+                    .any(|p| {
+                        suites::proc_status_field(p, "Uid")
+                            .and_then(|u| u.split_whitespace().next().map(str::to_owned))
+                            == Some(uid.to_string())
+                    })
+            })
+        };
+        (64_000..65_000)
+            .find(|u| *u != NOBODY && !named(*u) && !running(*u))
+            .expect("an unused uid in 64000..65000")
+    })
+}
+
+/// Whether the positive control's attack worked in one start: the same
+/// attack that must fail against the real programs got what it was after.
+fn control_worked(program: Program, attack: Attack, o: &Outcome) -> bool {
+    let got_mem = |r: &Option<Report>| {
+        r.as_ref()
+            .is_some_and(|r| r.mem > 0 && r.canary_where.contains("mem"))
+    };
+    // The secret read through a descriptor of the target's ring (fd/N).
+    let got_ring = |r: &Option<Report>| {
+        r.as_ref()
+            .is_some_and(|r| r.fdbytes > 0 && r.canary_where.contains("fd"))
+    };
+    let regs = |r: &Option<Report>| r.as_ref().is_some_and(|r| r.regs == "ok");
+    match (program, attack) {
+        (Program::Control, Attack::Files) => got_mem(&o.broker),
+        (Program::Control, _) => regs(&o.broker),
+        (Program::LatePair, Attack::Files) => {
+            got_mem(&o.broker) && got_mem(&o.vault) && got_ring(&o.vault)
+        }
+        (Program::LatePair, Attack::PtraceBroker) => regs(&o.broker),
+        (Program::LatePair, Attack::PtraceVault) => regs(&o.vault),
+        (Program::LatePair, Attack::PtraceBoth) => regs(&o.broker) && regs(&o.vault),
+        (Program::Broker, _) => false,
+    }
+}
+
+/// The positive control for `attack` on the vault role (and, for the
+/// other-uid suite, on the application role): the late-hardening pair
+/// attacked by its own uid. Run once per test process and attack; an error
+/// says how it failed.
+fn late_pair_control(attack: Attack) -> Result<(), String> {
+    type Cached = std::sync::OnceLock<Result<(), String>>;
+    static FILES: Cached = Cached::new();
+    static PTRACE_VAULT: Cached = Cached::new();
+    static PTRACE_BOTH: Cached = Cached::new();
+    let cell = match attack {
+        Attack::Files => &FILES,
+        Attack::PtraceVault => &PTRACE_VAULT,
+        Attack::PtraceBoth => &PTRACE_BOTH,
+        Attack::PtraceBroker => unreachable!("the broker role's control is residue-driver"),
+    };
+    cell.get_or_init(|| {
+        evaluate(
+            Program::LatePair,
+            Install::FromBuild,
+            attack,
+            Attacker::SameUid,
+        )
+    })
+    .clone()
+}
+
+/// Fails the calling test as inconclusive unless the late-hardening pair's
+/// control for `attack` succeeded.
+fn require_late_pair_control(attack: Attack) {
+    if let Err(e) = late_pair_control(attack) {
+        panic!(
+            "INCONCLUSIVE: the positive control (the same attack on a vault that hardens \
+             itself late, by its own uid) did not succeed, so a failed attack here would \
+             prove nothing:\n{e}"
+        );
+    }
+}
+
 fn combination(program: Program, install: Install, attack: Attack) {
-    let name = format!("{program:?}/{install:?}/{attack:?}");
+    if program == Program::Broker && attack != Attack::PtraceBroker {
+        require_late_pair_control(attack);
+    }
+    if let Err(e) = evaluate(program, install, attack, Attacker::SameUid) {
+        panic!("{e}");
+    }
+}
+
+/// Runs [`STARTS`] starts of `program` under `attack` and judges them; an
+/// error is the failure, summary included.
+fn evaluate(
+    program: Program,
+    install: Install,
+    attack: Attack,
+    attacker: Attacker,
+) -> Result<(), String> {
+    // One combination at a time: each start is a race against the clock on
+    // few CPUs, and starts of other tests running meanwhile would judge the
+    // attacker's speed, not the program's protection.
+    static ALONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _alone = ALONE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let name = format!("{program:?}/{install:?}/{attack:?}/{attacker:?}");
     let l = layout(program, install);
     let mut outcomes: Vec<Outcome> = Vec::with_capacity(STARTS);
     // A start that cannot run to its end is reported at once.
     while outcomes.len() < STARTS && outcomes.iter().all(|o| o.error.is_none()) {
-        outcomes.push(start(&l, program, attack));
+        outcomes.push(start(&l, program, attack, attacker.uid()));
     }
 
     let who = if program == Program::Broker {
@@ -657,69 +801,68 @@ fn combination(program: Program, install: Install, attack: Attack) {
         })
     };
     let errors = count(&outcomes, |o| o.error.is_some());
-    assert_eq!(
-        errors,
-        0,
-        "{name}: {errors} start(s) did not run to the end\n{summary}{}",
-        first(&|o: &Outcome| o.error.is_some())
-    );
-    assert!(
-        caught_all >= MIN_CAUGHT,
-        "{name}: INCONCLUSIVE: the attacker caught every target it attacked in only \
-         {caught_all} of {STARTS} starts (at least {MIN_CAUGHT} needed)\n{summary}"
-    );
-    match program {
-        Program::Broker => {
-            let bad = |o: &Outcome| {
-                read(&o.broker) || read(&o.vault) || controlled(&o.broker) || controlled(&o.vault)
-            };
-            let n = count(&outcomes, bad);
-            assert_eq!(
-                n,
-                0,
-                "{name}: a same-uid attacker read or controlled the broker or its vault \
-                 in {n} of {STARTS} starts\n{summary}{}",
-                first(&bad)
-            );
-            if attack == Attack::PtraceBroker {
-                let ran = |o: &Outcome| {
-                    o.up || o.exit.is_none_or(|s| s.success())
-                        || !o.stderr.contains("is being traced")
-                };
-                let n = count(&outcomes, ran);
-                assert_eq!(
-                    n,
-                    0,
-                    "{name}: the traced broker did not refuse to run (non-zero exit, \
-                     `is being traced` on stderr, no read-back) in {n} of {STARTS} starts\n{summary}{}",
-                    first(&ran)
-                );
-            } else {
-                let n = count(&outcomes, |o| !o.up || !o.exit.is_some_and(|s| s.success()));
-                assert_eq!(
-                    n,
-                    0,
-                    "{name}: the broker did not run to a clean exit in {n} starts\n{summary}{}",
-                    first(&|o: &Outcome| !o.up || !o.exit.is_some_and(|s| s.success()))
-                );
-            }
+    if errors > 0 {
+        return Err(format!(
+            "{name}: {errors} start(s) did not run to the end\n{summary}{}",
+            first(&|o: &Outcome| o.error.is_some())
+        ));
+    }
+    if caught_all < MIN_CAUGHT {
+        return Err(format!(
+            "{name}: INCONCLUSIVE: the attacker caught every target it attacked in only \
+             {caught_all} of {STARTS} starts (at least {MIN_CAUGHT} needed)\n{summary}"
+        ));
+    }
+    // The late pair attacked by another uid must be as safe as the real
+    // programs are against their own: nothing read, nothing controlled.
+    let must_resist = program == Program::Broker || attacker == Attacker::OtherUid;
+    if !must_resist {
+        let worked = count(&outcomes, |o| control_worked(program, attack, o));
+        if worked < MIN_CAUGHT {
+            return Err(format!(
+                "{name}: POSITIVE CONTROL FAILED: the attack on a program that hardens \
+                 late worked in only {worked} of {STARTS} starts (at least {MIN_CAUGHT} \
+                 needed): the attacker would not notice\n{summary}{}",
+                first(&|o: &Outcome| !control_worked(program, attack, o))
+            ));
         }
-        Program::Control => {
-            let worked = match attack {
-                Attack::Files => count(&outcomes, |o| {
-                    o.broker.as_ref().is_some_and(|r| r.mem > 0 && r.canary)
-                }),
-                _ => count(&outcomes, |o| {
-                    o.broker.as_ref().is_some_and(|r| r.regs == "ok")
-                }),
-            };
-            assert!(
-                worked >= MIN_CAUGHT,
-                "{name}: POSITIVE CONTROL FAILED: the attack on an application that hardens \
-                 late worked in only {worked} of {STARTS} starts: the attacker would not notice\n{summary}"
-            );
+        return Ok(());
+    }
+    let bad = |o: &Outcome| {
+        read(&o.broker) || read(&o.vault) || controlled(&o.broker) || controlled(&o.vault)
+    };
+    let n = count(&outcomes, bad);
+    if n > 0 {
+        return Err(format!(
+            "{name}: the attacker read or controlled the {who} or its vault in {n} of \
+             {STARTS} starts\n{summary}{}",
+            first(&bad)
+        ));
+    }
+    let refused_tracer = program == Program::Broker && attack == Attack::PtraceBroker;
+    if refused_tracer {
+        let ran = |o: &Outcome| {
+            o.up || o.exit.is_none_or(|s| s.success()) || !o.stderr.contains("is being traced")
+        };
+        let n = count(&outcomes, ran);
+        if n > 0 {
+            return Err(format!(
+                "{name}: the traced broker did not refuse to run (non-zero exit, \
+                 `is being traced` on stderr, no read-back) in {n} of {STARTS} starts\n{summary}{}",
+                first(&ran)
+            ));
+        }
+    } else {
+        let unclean = |o: &Outcome| !o.up || !o.exit.is_some_and(|s| s.success());
+        let n = count(&outcomes, unclean);
+        if n > 0 {
+            return Err(format!(
+                "{name}: the {who} did not run to a clean exit in {n} starts\n{summary}{}",
+                first(&unclean)
+            ));
         }
     }
+    Ok(())
 }
 
 #[test]
@@ -760,4 +903,43 @@ fn positive_control_files_attack_reads_a_late_hardening_application() {
 #[test]
 fn positive_control_ptrace_controls_a_late_hardening_application() {
     combination(Program::Control, Install::FromBuild, Attack::PtraceBroker);
+}
+
+#[test]
+fn positive_control_files_attack_reads_a_late_hardening_vault_and_its_ring() {
+    if let Err(e) = late_pair_control(Attack::Files) {
+        panic!("{e}");
+    }
+}
+
+#[test]
+fn positive_control_ptrace_controls_a_late_hardening_vault() {
+    if let Err(e) = late_pair_control(Attack::PtraceVault) {
+        panic!("{e}");
+    }
+}
+
+/// The other-uid suite: an attacker of one unprivileged uid against the
+/// late-hardening pair of another (the strongest case: the same attacker of
+/// the pair's own uid, the positive control, gets in).
+fn attacked_by_another_uid(attack: Attack) {
+    require_late_pair_control(attack);
+    if let Err(e) = evaluate(
+        Program::LatePair,
+        Install::FromBuild,
+        attack,
+        Attacker::OtherUid,
+    ) {
+        panic!("{e}");
+    }
+}
+
+#[test]
+fn another_uid_files_attack_reads_nothing_even_of_late_hardening_programs() {
+    attacked_by_another_uid(Attack::Files);
+}
+
+#[test]
+fn another_uid_cannot_ptrace_even_late_hardening_programs() {
+    attacked_by_another_uid(Attack::PtraceBoth);
 }

@@ -52,6 +52,11 @@ pub enum StartupError {
 /// it.
 pub fn check_start(dumpable_at_start: bool) -> Result<(), StartupError> {
     if dumpable_at_start && !common::harden::can_read_every_file() {
+        // Under fs.suid_dumpable=1 even an execute-only copy starts
+        // dumpable: say that, not that the file was readable.
+        if let Some(e) = common::harden::execute_only_disabled(common::harden::suid_dumpable()) {
+            return Err(e.into());
+        }
         return Err(StartupError::StartedReadable);
     }
     common::harden::refuse_if_traced()?;

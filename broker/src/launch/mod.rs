@@ -25,7 +25,10 @@
 //! it started (unless it runs as root) and that no tracer is attached.
 //!
 //! [`protect`] gives the program that embeds the broker the same start:
-//! [`protect_process`], one call first thing in `main`.
+//! [`protect_process`], one call first thing in `main`; the `broker`
+//! program, which owns its whole process, calls [`close_inherited_fds`]
+//! before it, so that it holds no descriptor (a pidfd, a `/proc/PID`
+//! directory) that its filter would let it signal through.
 
 pub mod child;
 pub mod image;
@@ -40,7 +43,9 @@ use std::path::{Path, PathBuf};
 
 pub use image::{Image, ImageError, ImageKind};
 pub use process::{signal_name, SpawnError, VaultExit, VaultProcess};
-pub use protect::{protect_process, protected_vault, ProtectError, Protection};
+pub use protect::{
+    close_inherited_fds, protect_process, protected_vault, ProtectError, Protection,
+};
 pub use trust::TrustError;
 
 /// The install prefix baked in when the broker crate was built:

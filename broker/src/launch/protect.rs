@@ -160,6 +160,14 @@ pub fn protect_process(vault: Option<&Path>) -> Result<Protection, LaunchError> 
         return Err(ProtectError::Twice.into());
     }
     let privileged = harden::can_read_every_file();
+    if dumpable_at_start && !privileged {
+        // Under fs.suid_dumpable=1 no execute-only file or copy protects:
+        // say so, rather than fail later on a copy that did not help (a
+        // "forged" handoff) or a file it cannot read to copy.
+        if let Some(e) = harden::execute_only_disabled(harden::suid_dumpable()) {
+            return Err(ProtectError::from(e).into());
+        }
+    }
     if let Some((image, from)) = take_handoff()? {
         // The second image, started from our execute-only copy.
         if dumpable_at_start && !privileged {
@@ -188,6 +196,39 @@ pub fn protect_process(vault: Option<&Path>) -> Result<Protection, LaunchError> 
         });
     }
     Err(reexec(image).into())
+}
+
+/// Closes every descriptor this process inherited above 2, but the vault
+/// image its previous image handed across the protective re-exec (named by
+/// the handoff variable, which [`protect_process`] then checks: kept here
+/// only until a forged one is refused).
+///
+/// For a program that owns its whole process, as the `broker` program
+/// does: call it first thing in `main`. Its filter lets it signal through
+/// any pidfd it holds (`pidfd_send_signal` cannot be pinned to a
+/// descriptor), so it must hold none but its vaults'; an inherited pidfd
+/// or `/proc/PID` directory would let it signal that process. An
+/// application that embeds the library does not call it: its descriptors
+/// are its own.
+pub fn close_inherited_fds() -> io::Result<()> {
+    let keep: Option<libc::c_uint> = std::env::var(ENV_VAULT_FD)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|fd| *fd > 2);
+    let close = |from: libc::c_uint, to: libc::c_uint| {
+        // SAFETY: close_range takes integers; nothing in this process holds
+        // one of these descriptors (main has only begun, no thread exists).
+        cvt(unsafe { libc::syscall(libc::SYS_close_range, from, to, 0) }).map(drop)
+    };
+    match keep {
+        Some(fd) => {
+            if fd > 3 {
+                close(3, fd - 1)?;
+            }
+            close(fd + 1, libc::c_uint::MAX)
+        }
+        None => close(3, libc::c_uint::MAX),
+    }
 }
 
 /// Reads (and removes) the handoff variables of a re-executed image.

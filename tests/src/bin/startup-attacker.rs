@@ -36,6 +36,18 @@
 //! stopped while its status showed `Seccomp: 0` (before its sandbox and its
 //! key existed). A vault stopped later, or never found, is not caught.
 //!
+//! A target of another uid cannot be seized or stopped (`EPERM`). Then the
+//! attacker tries the attack at once (all the opens, or `PTRACE_SEIZE`),
+//! and again (mem, then the rest if mem opened; or the seize) at every turn
+//! of its main loop, without a pause, until `go`. Such a target is
+//! caught when an attempt was refused while it was dumpable, which anyone
+//! can see: the kernel gives the files in `/proc/PID/` of a non-dumpable
+//! process to root, so `/proc/PID/stat` was owned by the target's uid just
+//! before and just after that attempt (then only the uid check refused
+//! it); or, for the vault, when it was found before its `execve` (its
+//! `Name` and `VmExe` still its parent's), so that the retries span its
+//! whole window.
+//!
 //! Protocol on stdin/stdout, one line each: the attacker prints `armed`
 //! once it is ready for the launcher to exec, then `note ...` lines as it
 //! goes. On `go HEXCANARY` it uses what it got: each `/proc/X/mem` is read
@@ -376,6 +388,9 @@ struct Target {
     exited: bool,
     /// How the catch went, in one word (for the suite's summary).
     how: String,
+    /// The target may not be stopped by this process (another uid): the
+    /// attempt is repeated at every turn of the main loop until `go`.
+    retry: bool,
 }
 
 impl Target {
@@ -392,6 +407,7 @@ impl Target {
             traced: false,
             exited: false,
             how: "not-found".into(),
+            retry: false,
         }
     }
 
@@ -496,9 +512,10 @@ fn attempt(t: &mut Target, pid: i32, quiet: bool) -> bool {
     }
 }
 
-fn kill(pid: i32, sig: i32) {
+/// Whether the signal was sent (a process of another uid refuses it).
+fn kill(pid: i32, sig: i32) -> bool {
     // SAFETY: kill takes integers only.
-    unsafe { libc::kill(pid, sig) };
+    unsafe { libc::kill(pid, sig) == 0 }
 }
 
 /// Fields of `/proc/PID/stat` that anyone may read, even of a non-dumpable
@@ -510,9 +527,44 @@ fn progress(pid: i32) -> Option<[u64; 3]> {
     Some([n(7)?, n(11)?, n(12)?])
 }
 
+/// Whether `pid` is dumpable now, as anyone can tell: the kernel gives the
+/// files in `/proc/PID/` of a process that is not dumpable by its uid to
+/// root (`task_dump_owner`; not the directory itself, which keeps its uid).
+fn dumpable(pid: i32) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(format!("/proc/{pid}/stat")).is_ok_and(|m| m.uid() != 0)
+}
+
+/// One attempt on a target that may not be stopped (another uid's); it is
+/// caught once an attempt was refused while it was dumpable (before and
+/// after the attempt): refused by the uid check alone, in its window.
+fn retry(t: &mut Target, pid: i32, quiet: bool) {
+    let before = dumpable(pid);
+    if attempt(t, pid, quiet) {
+        t.note("got in");
+        t.how = "in-unstoppable".into();
+        t.retry = false;
+        return;
+    }
+    if before && dumpable(pid) && !t.caught {
+        t.caught = true;
+        t.note("refused while dumpable: caught");
+        t.how = "refused-while-dumpable".into();
+    }
+}
+
+/// Whether this process may signal `pid` (no: it is another uid's).
+fn may_signal(pid: i32) -> bool {
+    // SAFETY: kill with signal 0 only checks; it takes integers.
+    let r = unsafe { libc::kill(pid, 0) };
+    r == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::EPERM)
+}
+
 /// Sends SIGSTOP and waits for state `T`; false if the process ended.
 fn stop(pid: i32) -> bool {
-    kill(pid, libc::SIGSTOP);
+    if !kill(pid, libc::SIGSTOP) {
+        return false;
+    }
     let start = Instant::now();
     loop {
         match proc_state(pid) {
@@ -528,7 +580,9 @@ fn stop(pid: i32) -> bool {
 /// it is seen to have run (a fault or a tick more), or after 2 ms.
 fn step(pid: i32) -> bool {
     let before = progress(pid);
-    kill(pid, libc::SIGCONT);
+    if !kill(pid, libc::SIGCONT) {
+        return false;
+    }
     let start = Instant::now();
     while progress(pid) == before && start.elapsed() < Duration::from_millis(2) {
         std::hint::spin_loop();
@@ -602,7 +656,7 @@ impl Drop for Apart {
 ///
 /// If the attempt is refused while `Seccomp:` is still 0 and the process
 /// is still a copy of its parent (stopped between `fork` and `exec`, its
-/// `VmExe` that of the parent: non-dumpable like it), it is stepped
+/// `Name` and `VmExe` those of the parent: non-dumpable like it), it is stepped
 /// (continued, and stopped again as soon as it has run a little: any
 /// process may signal one of its own uid) and the attempt repeated at every
 /// stop, until it gets in, or it has exec'd and still refuses (it was
@@ -610,6 +664,25 @@ impl Drop for Apart {
 /// the stop), or it has a seccomp filter.
 fn catch_vault(v: &mut Target, pid: i32, parent: i32, others: &mut [&mut Target]) {
     v.pid = Some(pid);
+    let parent_image = (status_field(parent, "Name"), status_field(parent, "VmExe"));
+    let forked = |pid| (status_field(pid, "Name"), status_field(pid, "VmExe")) == parent_image;
+    if !may_signal(pid) {
+        // Another uid's: it cannot be stopped. Try at once, and again at
+        // every turn of the main loop until `go`; caught if found before
+        // its exec (the whole window then lies within the retries) and
+        // refused.
+        v.retry = true;
+        v.how = "refused-unstoppable".into();
+        v.note(&format!("pid {pid} may not be signalled"));
+        // Found before its exec: the retries, without a pause from here
+        // until `go`, span its whole window; caught unless one gets in.
+        if forked(pid) {
+            v.caught = true;
+            v.how = "refused-from-before-exec".into();
+        }
+        retry(v, pid, false);
+        return;
+    }
     if !stop(pid) {
         v.note(&format!("pid {pid} ended or never stopped"));
         v.how = "never-stopped".into();
@@ -622,12 +695,11 @@ fn catch_vault(v: &mut Target, pid: i32, parent: i32, others: &mut [&mut Target]
         "pid {pid} stopped: Seccomp {seccomp}, caught {}",
         yes(v.caught)
     ));
-    let parent_image = status_field(parent, "VmExe");
-    let forked = |pid| status_field(pid, "VmExe") == parent_image;
     v.note(&format!(
-        "VmExe {} (its parent's {}), state {:?}",
+        "Name {} VmExe {} (its parent's {:?}), state {:?}",
+        status_field(pid, "Name").unwrap_or_default(),
         status_field(pid, "VmExe").unwrap_or_default(),
-        parent_image.as_deref().unwrap_or_default(),
+        parent_image,
         status_field(pid, "State")
     ));
     let mut got = attempt(v, pid, false);
@@ -969,16 +1041,31 @@ fn main() {
     let mut vault = Target::new("vault", vault_mode);
     // Pids from here on are watched; the vault cannot be older.
     let mut finder = (vault_mode != Mode::None).then(|| Finder::new(launcher));
+    let mut seized = false;
     if broker_mode != Mode::None {
-        if let Err(e) = seize(launcher, libc::PTRACE_O_TRACEEXEC) {
-            say(&format!(
-                "error PTRACE_SEIZE of the launcher {launcher}: {e}"
-            ));
-            std::process::exit(1);
+        match seize(launcher, libc::PTRACE_O_TRACEEXEC) {
+            Ok(()) => seized = true,
+            // Another uid's launcher: refused before its exec, so caught;
+            // tried again (seize, or the opens) at every turn until `go`.
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
+                broker.how = "refused-unstoppable".into();
+                broker.retry = true;
+                broker.note(&format!(
+                    "PTRACE_SEIZE of the launcher denied({})",
+                    errno_name(&e)
+                ));
+                retry(&mut broker, launcher, false);
+            }
+            Err(e) => {
+                say(&format!(
+                    "error PTRACE_SEIZE of the launcher {launcher}: {e}"
+                ));
+                std::process::exit(1);
+            }
         }
     }
     say("armed");
-    if broker_mode != Mode::None {
+    if seized {
         if let Err(e) = wait_exec(launcher) {
             say(&format!("error {e}"));
             std::process::exit(1);
@@ -1002,6 +1089,12 @@ fn main() {
     };
     let canary = loop {
         service(&mut broker, &mut [&mut vault]);
+        for t in [&mut broker, &mut vault] {
+            if let (true, Some(pid)) = (t.retry, t.pid) {
+                retry(t, pid, true);
+            }
+        }
+        let retrying = broker.retry || vault.retry;
         let hunting = finder.is_some() && vault.pid.is_none();
         if hunting {
             if let Some(pid) = finder.as_mut().and_then(Finder::poll) {
@@ -1009,7 +1102,11 @@ fn main() {
                 continue;
             }
         }
-        let wait_for = if hunting {
+        // A target of another uid is retried without a pause: its window
+        // is short and nothing stops it for us.
+        let wait_for = if retrying {
+            Duration::ZERO
+        } else if hunting {
             Duration::from_micros(100)
         } else {
             Duration::from_millis(5)
