@@ -1,13 +1,20 @@
-//! The vault's secure-heap arena on `memfd_secret` memory
-//! (`vault --secret-memory require`): root cannot read it passively. Read
-//! as root through `/proc/PID/mem` it gives EIO, through `process_vm_readv`
-//! EFAULT, through ptrace PEEKDATA EIO; and the vault works as before, its
-//! lanes contending for OpenSSL's locks (which stay in ordinary memory: the
-//! kernel's futex cannot reach secret memory, and glibc aborts on that).
+//! Secret memory (`--secret-memory auto|require|off`).
 //!
-//! Positive control: the same vault with `off` (its arena in ordinary
-//! locked memory): each of the three reads succeeds and finds bytes the
-//! vault wrote there, so the test would see an arena left readable.
+//! The vault's secure-heap arena on `memfd_secret` memory (`require`):
+//! root cannot read it passively. Read as root through `/proc/PID/mem` it
+//! gives EIO, through `process_vm_readv` EFAULT, through ptrace PEEKDATA
+//! EIO; and the vault works as before, its lanes contending for OpenSSL's
+//! locks (which stay in ordinary memory: the kernel's futex cannot reach
+//! secret memory, and glibc aborts on that). Positive control: the same
+//! vault with `off` (its arena in ordinary locked memory): each of the
+//! three reads succeeds and finds bytes the vault wrote there, so the test
+//! would see an arena left readable.
+//!
+//! On a kernel that gives no secret memory (simulated: `no-secretmem` makes
+//! `memfd_secret` answer ENOSYS for the demo and its vault), `require`
+//! refuses before anything starts and `auto` falls back and says so; on
+//! this kernel both use it for all three (the arena, the rings, the
+//! broker's buffers), as the demo reports.
 
 use suites::driver::Driver;
 use suites::scan::{regions, Region};
@@ -176,4 +183,95 @@ fn positive_control_root_reads_an_arena_in_ordinary_memory() {
         "each way should find bytes the vault wrote: {nonzero:?}"
     );
     assert_eq!(d.ask("shutdown"), "shutdown exited cleanly");
+}
+
+/// `broker demo --secret-memory SETTING` for one read, on this kernel or,
+/// `without`, on one whose `memfd_secret` answers ENOSYS (`no-secretmem`).
+/// Its exit status, standard output and standard error.
+fn demo(without: bool, setting: &str) -> (Option<i32>, String, String) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let broker = suites::binary("broker");
+    let args = [
+        "demo",
+        "--password-stdin",
+        "--iterations",
+        "1",
+        "--interval-ms",
+        "0",
+        "--secret-memory",
+        setting,
+    ];
+    let mut cmd = if without {
+        let mut c = Command::new(suites::binary("no-secretmem"));
+        c.arg(&broker).args(args);
+        c
+    } else {
+        let mut c = Command::new(&broker);
+        c.args(args);
+        c
+    };
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("broker demo");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"pw\n")
+        .expect("password");
+    let out = child.wait_with_output().expect("wait");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+const ALL_SECRET: &str = "the vault's arena (the key): memfd_secret ✓; the rings: memfd_secret ✓; the broker's plaintext buffers: memfd_secret ✓";
+
+#[test]
+fn require_without_secret_memory_refuses_before_anything_starts() {
+    let (code, out, err) = demo(true, "require");
+    assert_eq!(code, Some(1), "{out}\n{err}");
+    assert!(
+        err.contains(
+            "secret memory was required, and the kernel gives none: memfd_secret is not available"
+        ),
+        "{err}"
+    );
+    assert!(!out.contains("vault pid"), "a vault was started:\n{out}");
+}
+
+#[test]
+fn auto_without_secret_memory_falls_back_and_says_so() {
+    let (code, out, err) = demo(true, "auto");
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert!(
+        out.contains("secret memory (auto): the vault's arena (the key): ordinary locked memory; the rings: ordinary locked memory; the broker's plaintext buffers: ordinary locked memory"),
+        "{out}"
+    );
+    assert!(
+        out.contains("NOT all secret memory (memfd_secret is not available"),
+        "{out}"
+    );
+    assert!(
+        err.contains("]: secret memory: not used for the arena (the kernel gives no secret memory"),
+        "the vault says why for the arena:\n{err}"
+    );
+}
+
+#[test]
+fn positive_control_require_and_auto_on_this_kernel_use_secret_memory_for_all_three() {
+    for setting in ["require", "auto"] {
+        let (code, out, err) = demo(false, setting);
+        assert_eq!(code, Some(0), "{setting}: {out}\n{err}");
+        assert!(
+            out.contains(&format!("secret memory ({setting}): {ALL_SECRET}")),
+            "{setting}: {out}"
+        );
+    }
 }
