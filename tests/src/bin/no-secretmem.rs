@@ -36,7 +36,12 @@ fn main() {
         // seccomp_data.nr
         insn(ld, 0, 0, 0),
         insn(jeq, 0, 1, MEMFD_SECRET),
-        insn(ret, 0, 0, libc::SECCOMP_RET_ERRNO | libc::ENOSYS.unsigned_abs()),
+        insn(
+            ret,
+            0,
+            0,
+            libc::SECCOMP_RET_ERRNO | libc::ENOSYS.unsigned_abs(),
+        ),
         insn(ret, 0, 0, libc::SECCOMP_RET_ALLOW),
     ];
     let prog = libc::sock_fprog {
