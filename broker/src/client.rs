@@ -9,6 +9,7 @@ use std::time::Duration;
 use common::protocol::{self, HeapStatus, Request, Response, ENVELOPE_AAD, NONCE_LEN, TAG_LEN};
 use common::ring::{Backing, Channel, MAX_FRAME};
 use common::secret::{Memory, SecretBuf, WipeOnDrop};
+pub use common::secretmem::Setting as SecretMemory;
 use openssl::hash::MessageDigest;
 use openssl::pkey::{PKey, Public};
 use openssl::rsa::{Padding, Rsa};
@@ -99,13 +100,17 @@ pub struct Config {
     /// Extra arguments for the vault (the regression suite's `--selftest`).
     #[doc(hidden)]
     pub vault_args: Vec<String>,
-    /// What the rings are made of. Default [`Backing::SealedMemfd`];
-    /// [`Backing::Secret`] is `memfd_secret` memory, out of the kernel's
-    /// direct map: a passive read by root (`/proc/PID/mem`, ptrace
-    /// `PEEKDATA`, `process_vm_readv`) fails, though root that drives the
-    /// process with ptrace still wins; the broker's plaintext buffers are
-    /// then secret memory too.
-    pub ring: Backing,
+    /// Whether the vault's secure-heap arena (the key), the rings' data and
+    /// the broker's plaintext buffers are `memfd_secret` memory: pages out
+    /// of the kernel's direct map, so that a passive read by root
+    /// (`/proc/PID/mem`, ptrace `PEEKDATA`, `process_vm_readv`, a core
+    /// dump) fails, though root that drives the process with ptrace still
+    /// wins. Default [`SecretMemory::Auto`]: where the kernel offers it,
+    /// else ordinary locked memory ([`Broker::secret_memory`] says which,
+    /// and why). [`SecretMemory::Require`] makes its absence
+    /// [`Error::SecretMemoryUnavailable`]; [`SecretMemory::Off`] is for
+    /// comparison and for tests that read the processes' memory.
+    pub secret_memory: SecretMemory,
     /// Most secrets stored at once; one more is [`Error::TooManySecrets`].
     /// Default [`MAX_SECRETS`] (4096).
     pub max_secrets: usize,
@@ -135,7 +140,7 @@ impl Default for Config {
             shutdown_grace: Duration::from_secs(2),
             sandbox_mode: SandboxMode::Enforce,
             vault_args: Vec::new(),
-            ring: Backing::SealedMemfd,
+            secret_memory: SecretMemory::Auto,
             max_secrets: MAX_SECRETS,
             lanes: 0,
         }
@@ -210,7 +215,60 @@ pub struct Broker {
     image: Arc<Image>,
     secrets: Mutex<BTreeMap<String, Entry>>,
     buffers: Mutex<Vec<SecretBuf>>,
+    /// What the rings and the plaintext buffers are made of, chosen once.
+    memory: MemoryChoice,
     config: Config,
+}
+
+/// The memory chosen at [`Broker::spawn`] for the broker's side.
+#[derive(Debug, Clone)]
+struct MemoryChoice {
+    backing: Backing,
+    /// Under [`SecretMemory::Auto`], why secret memory is not used.
+    why_not: Option<String>,
+}
+
+/// Which memory holds the secrets, as [`Broker::secret_memory`] found it:
+/// `memfd_secret` pages (out of the kernel's direct map, so a passive read
+/// by root fails) or ordinary locked memory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretMemoryInForce {
+    /// The setting asked for.
+    pub setting: SecretMemory,
+    /// The vault's secure-heap arena (the key, OpenSSL's state, the stacks
+    /// of the threads that use the key) is secret memory.
+    pub arena: bool,
+    /// The rings' data (ciphertext and plaintext in transit) is secret
+    /// memory.
+    pub rings: bool,
+    /// The broker's plaintext buffers are secret memory.
+    pub buffers: bool,
+    /// Under [`SecretMemory::Auto`], why the broker's side is not secret
+    /// memory (the vault says why for the arena on its standard error).
+    pub why_not: Option<String>,
+}
+
+/// Chooses the broker's memory for `setting`: probed once, before anything
+/// starts.
+fn choose_memory(setting: SecretMemory) -> Result<MemoryChoice, Error> {
+    let secret = MemoryChoice {
+        backing: Backing::Secret,
+        why_not: None,
+    };
+    match (setting, common::secretmem::probe()) {
+        (SecretMemory::Off, _) => Ok(MemoryChoice {
+            backing: Backing::SealedMemfd,
+            why_not: None,
+        }),
+        (_, Ok(())) => Ok(secret),
+        (SecretMemory::Require, Err(e)) => {
+            Err(Error::SecretMemoryUnavailable { why: e.to_string() })
+        }
+        (SecretMemory::Auto, Err(e)) => Ok(MemoryChoice {
+            backing: Backing::SealedMemfd,
+            why_not: Some(e.to_string()),
+        }),
+    }
 }
 
 /// A stored secret: its ciphertext and the key it was sealed under.
@@ -270,18 +328,24 @@ impl Broker {
                 Image::prepare(&launch::find_vault()?, c"vault").map_err(LaunchError::from)?,
             ),
         };
-        let (session, buf) = Self::start_session(&config, &image)?;
+        let memory = choose_memory(config.secret_memory)?;
+        let (session, buf) = Self::start_session(&config, &image, memory.backing)?;
         Ok(Self {
             session: RwLock::new(Arc::new(session)),
             image,
             secrets: Mutex::new(BTreeMap::new()),
             buffers: Mutex::new(vec![buf]),
+            memory,
             config,
         })
     }
 
     /// Starts a vault and waits for its public key.
-    fn start_session(config: &Config, image: &Image) -> Result<(Session, SecretBuf), Error> {
+    fn start_session(
+        config: &Config,
+        image: &Image,
+        backing: Backing,
+    ) -> Result<(Session, SecretBuf), Error> {
         // The vault inherits this process's RLIMIT_MEMLOCK, and cannot
         // exceed it (it has no CAP_IPC_LOCK): choose what fits before
         // anything starts.
@@ -299,7 +363,7 @@ impl Broker {
         let mut all_fds = Vec::with_capacity(lanes);
         let mut chans = Vec::with_capacity(lanes);
         for _ in 0..lanes {
-            let (fds, chan) = Channel::create_with(config.ring).map_err(Error::Ring)?;
+            let (fds, chan) = Channel::create_with(backing).map_err(Error::Ring)?;
             all_fds.push(fds);
             chans.push(Lane::new(chan));
         }
@@ -310,6 +374,7 @@ impl Broker {
             heap_size: Some(plan.arena),
             heap_min: config.heap_min,
             sandbox_mode: config.sandbox_mode,
+            secret_memory: config.secret_memory,
             extra: config.vault_args.clone(),
         };
         let controls: Vec<_> = all_fds.iter().map(|f| f.control.as_fd()).collect();
@@ -325,7 +390,7 @@ impl Broker {
         drop(all_fds);
         let vault_pid = vault.pid();
         let link = Link::new(vault, chans);
-        let mut buf = SecretBuf::new_in(MAX_FRAME as usize, memory_for(config.ring))?;
+        let mut buf = SecretBuf::new_in(MAX_FRAME as usize, memory_for(backing))?;
         let (id, _) = link.exchange(
             &Request::PublicKey,
             crate::session::START_UP,
@@ -405,7 +470,7 @@ impl Broker {
     pub fn restart(&self) -> Result<Vec<String>, Error> {
         let mut session = self.session.write().unwrap_or_else(|p| p.into_inner());
         session.link.stop(self.config.shutdown_grace);
-        let (fresh, buf) = Self::start_session(&self.config, &self.image)?;
+        let (fresh, buf) = Self::start_session(&self.config, &self.image, self.memory.backing)?;
         let current = fresh.key.fingerprint;
         *session = Arc::new(fresh);
         drop(session);
@@ -440,7 +505,25 @@ impl Broker {
 
     /// What the ring is made of.
     pub fn ring_backing(&self) -> Backing {
-        self.config.ring
+        self.memory.backing
+    }
+
+    /// Which memory holds the secrets now: the broker's side as chosen at
+    /// [`Broker::spawn`], the vault's arena as the vault reports it.
+    ///
+    /// # Errors
+    ///
+    /// As [`Broker::heap_status`], which it asks the vault.
+    pub fn secret_memory(&self) -> Result<SecretMemoryInForce, Error> {
+        let arena = self.heap_status()?.arena_secret;
+        let secret = self.memory.backing == Backing::Secret;
+        Ok(SecretMemoryInForce {
+            setting: self.config.secret_memory,
+            arena,
+            rings: secret,
+            buffers: secret,
+            why_not: self.memory.why_not.clone(),
+        })
     }
 
     /// The seals the ring's memfd carries (`F_GET_SEALS`, read before the fd
@@ -496,7 +579,7 @@ impl Broker {
             Some(b) => Ok(b),
             None => Ok(SecretBuf::new_in(
                 MAX_FRAME as usize,
-                memory_for(self.config.ring),
+                memory_for(self.memory.backing),
             )?),
         }
     }

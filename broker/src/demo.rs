@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use broker::client::{DEFAULT_MAX_LANES, MAX_SECRET_LEN};
 use broker::terminal::{self, PasswordError, PasswordSource};
-use broker::{Broker, Config, HeapStatus, Protection, RingBacking, SandboxMode};
+use broker::{Broker, Config, HeapStatus, Protection, RingBacking, SandboxMode, SecretMemory};
 use common::protocol::PRIVATE_NUMBERS;
 
 use crate::exit;
@@ -64,7 +64,7 @@ pub struct Options {
     vault: Option<PathBuf>,
     sandbox_mode: SandboxMode,
     vault_args: Vec<String>,
-    ring: RingBacking,
+    secret_memory: SecretMemory,
     /// `--sandbox-name-rule`: the rule of the broker's own filter taken away.
     name_rule: Option<(String, u32)>,
     /// `--selftest`: a deliberate failure of the broker, on SIGUSR1.
@@ -115,7 +115,7 @@ impl Command {
             vault: None,
             sandbox_mode: SandboxMode::Enforce,
             vault_args: Vec::new(),
-            ring: RingBacking::SealedMemfd,
+            secret_memory: SecretMemory::Auto,
             name_rule: None,
             selftest: None,
         };
@@ -160,12 +160,17 @@ impl Command {
                 "--password-stdin" => o.password_stdin = true,
                 "--public-key-out" => o.public_key_out = Some(PathBuf::from(value()?)),
                 "--vault" => o.vault = Some(PathBuf::from(value()?)),
-                "--ring" => {
+                "--secret-memory" => {
                     let v = value()?;
-                    o.ring = v
+                    o.secret_memory = v
                         .to_str()
-                        .and_then(RingBacking::parse)
-                        .ok_or_else(|| format!("{name} {v:?}: use sealed or secret"))?;
+                        .and_then(SecretMemory::parse)
+                        .ok_or_else(|| format!("{name} {v:?}: use auto, require or off"))?;
+                }
+                "--ring" => {
+                    return Err(format!(
+                        "{name} is now --secret-memory auto|require|off (the rings, the vault's arena and the broker's buffers together; auto is the default)"
+                    ))
                 }
                 "--sandbox-learning" => {
                     let v = value()?;
@@ -473,8 +478,44 @@ fn show_sandbox(b: &Broker) {
                 common::seal::seal_names(seals),
                 tick(seals & common::seal::REQUIRED_SEALS == common::seal::REQUIRED_SEALS)
             );
-            println!("  the broker's plaintext buffers are memfd_secret memory too");
         }
+    }
+    show_secret_memory(b);
+}
+
+/// Which of the three holds its bytes in secret memory, as `--secret-memory`
+/// asked and the kernel allowed.
+fn show_secret_memory(b: &Broker) {
+    let Ok(m) = b.secret_memory() else {
+        println!("  secret memory: the vault did not answer");
+        return;
+    };
+    let place = |secret: bool| {
+        if secret {
+            "memfd_secret ✓"
+        } else {
+            "ordinary locked memory"
+        }
+    };
+    println!(
+        "  secret memory ({}): the vault's arena (the key): {}; the rings: {}; the broker's plaintext buffers: {}",
+        m.setting.as_str(),
+        place(m.arena),
+        place(m.rings),
+        place(m.buffers)
+    );
+    if m.arena && m.rings && m.buffers {
+        println!("        out of the kernel's direct map: a passive read of them fails, even by root (/proc/PID/mem, process_vm_readv, ptrace PEEKDATA, core dumps)");
+    } else if m.setting == SecretMemory::Off {
+        println!("        off, as asked: root can read them (/proc/PID/mem, a core dump)");
+    } else {
+        println!(
+            "        NOT all secret memory{}: root can read what is in ordinary memory",
+            m.why_not
+                .as_deref()
+                .map(|w| format!(" ({w})"))
+                .unwrap_or_default()
+        );
     }
 }
 
@@ -608,7 +649,7 @@ pub fn run(opts: &Options, mut signals: Signals, protection: &Protection) -> Exi
         heap_size: opts.heap_size,
         sandbox_mode: opts.sandbox_mode,
         vault_args: opts.vault_args.clone(),
-        ring: opts.ring,
+        secret_memory: opts.secret_memory,
         ..Config::default()
     };
     let started = Instant::now();

@@ -98,6 +98,15 @@ pub enum Error {
     /// raise it to. Nothing was started.
     #[error(transparent)]
     MemLock(#[from] TooLittle),
+    /// [`SecretMemory::Require`](crate::SecretMemory::Require) was asked
+    /// for, and this process cannot have `memfd_secret` memory (the kernel
+    /// lacks it, `secretmem.enable=0`, a seccomp filter refuses it, or the
+    /// memory-lock limit is reached). Nothing was started.
+    #[error("secret memory was required, and the kernel gives none: {why} (use --secret-memory auto to fall back to ordinary locked memory, which root can read)")]
+    SecretMemoryUnavailable {
+        /// What the kernel said.
+        why: String,
+    },
     /// A ring (the shared memory of a lane) could not be created or sealed.
     #[error("cannot create the ring")]
     Ring(#[source] RingError),

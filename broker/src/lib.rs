@@ -136,7 +136,7 @@ pub mod sandbox;
 mod session;
 pub mod terminal;
 
-pub use client::{Broker, Config, WipeEvidence};
+pub use client::{Broker, Config, SecretMemory, SecretMemoryInForce, WipeEvidence};
 pub use common::budget::TooLittle;
 pub use common::libcrypto_only_init;
 pub use common::openssl_init::without_error_strings as openssl_without_error_strings;

@@ -178,9 +178,13 @@ options of demo (each also as --name=value):
                         is removed) or to the end of the input
   --public-key-out FILE write the vault's public key there (PEM); opened
                         before the vault starts
-  --ring sealed|secret  the ring: a sealed memfd (default), or memfd_secret
-                        memory, which a passive read even by root cannot reach
-                        (the broker's plaintext buffers then use it too)
+  --secret-memory auto|require|off
+                        memfd_secret memory, out of the kernel's direct map,
+                        for the vault's arena (the key), the rings and the
+                        broker's plaintext buffers: a passive read even by
+                        root fails. auto (default): where the kernel offers
+                        it, else ordinary locked memory, said so; require:
+                        or refuse to start; off: ordinary locked memory
 {vault}
   --sandbox-learning M  policy work only: run both seccomp filters in learning
                         mode M, trap (name refused calls, answer ENOSYS) or log

@@ -200,6 +200,9 @@ pub struct HeapStatus {
     /// One bit per private number: set when its limbs lie inside the arena
     /// (`CRYPTO_secure_allocated`).
     pub in_arena: u8,
+    /// Whether the arena's pages are `memfd_secret` memory (out of the
+    /// kernel's direct map) rather than ordinary locked memory.
+    pub arena_secret: bool,
     /// Decryptions served.
     pub decrypts: u64,
     /// Plaintext buffers wiped and verified zero by the vault after writing
@@ -244,6 +247,7 @@ impl HeapStatus {
         b[0] = u8::from(self.initialized);
         b[1] = self.secure_flags;
         b[2] = self.in_arena;
+        b[3] = u8::from(self.arena_secret);
         b[4..8].copy_from_slice(&self.key_bits.to_le_bytes());
         let words = [
             self.arena_size,
@@ -278,6 +282,7 @@ impl HeapStatus {
             initialized: b[0] == 1,
             secure_flags: b[1] & ALL_PRIVATE_NUMBERS,
             in_arena: b[2] & ALL_PRIVATE_NUMBERS,
+            arena_secret: b[3] == 1,
             key_bits: u32::from_le_bytes([b[4], b[5], b[6], b[7]]),
             arena_size: word(0),
             min_size: word(1),
@@ -530,6 +535,7 @@ mod tests {
             refused: 1,
             secure_flags: ALL_PRIVATE_NUMBERS,
             in_arena: ALL_PRIVATE_NUMBERS,
+            arena_secret: true,
             decrypts: 3,
             wipes_verified: 3,
         };

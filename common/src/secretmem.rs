@@ -102,10 +102,81 @@ pub fn check(fd: BorrowedFd<'_>, expected: u64) -> Result<(), SecretMemError> {
     Ok(())
 }
 
+/// Where secrets' pages come from: the `--secret-memory` setting of the
+/// demo and the vault, `Config::secret_memory` of the library. It covers
+/// the vault's secure-heap arena, the rings and the broker's plaintext
+/// buffers together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Setting {
+    /// Secret memory where the kernel offers it; otherwise ordinary locked
+    /// memory, and the program says so. The default.
+    #[default]
+    Auto,
+    /// Secret memory, or no start.
+    Require,
+    /// Ordinary locked memory: for comparison, and for the suites that
+    /// read the processes' memory to prove something (they cannot see
+    /// secret memory, so they would pass blind).
+    Off,
+}
+
+impl Setting {
+    /// Parses `auto`, `require` or `off`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "auto" => Some(Self::Auto),
+            "require" => Some(Self::Require),
+            "off" => Some(Self::Off),
+            _ => None,
+        }
+    }
+
+    /// The word [`Self::parse`] takes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Require => "require",
+            Self::Off => "off",
+        }
+    }
+}
+
+/// Whether this process can have secret memory now: `Ok` when a one-page
+/// file could be made and mapped (then unmapped and closed), else why not.
+pub fn probe() -> Result<(), SecretMemError> {
+    let fd = create(4096)?;
+    // SAFETY: a new shared mapping of our own file, unmapped at once.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            4096,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            fd.as_raw_fd(),
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return Err(SecretMemError::Unavailable(io::Error::last_os_error()));
+    }
+    // SAFETY: the mapping made above.
+    unsafe { libc::munmap(p, 4096) };
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::os::fd::AsFd;
+
+    #[test]
+    fn settings_parse_and_print() {
+        for s in [Setting::Auto, Setting::Require, Setting::Off] {
+            assert_eq!(Setting::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(Setting::parse("secret"), None);
+        assert_eq!(Setting::default(), Setting::Auto);
+    }
 
     #[test]
     fn a_secret_file_is_recognised_and_its_size_is_locked() {

@@ -16,7 +16,8 @@ pub struct Driver {
 }
 
 impl Driver {
-    /// Starts `residue-driver` (from `dir`, or the build directory).
+    /// Starts `residue-driver` (from `dir`, or the build directory), with
+    /// `--secret-memory off` before `args`.
     pub fn start(dir: Option<&Path>, args: &[&str], uid: Option<u32>) -> Self {
         Self::start_program("residue-driver", dir, args, uid)
     }
@@ -35,7 +36,11 @@ impl Driver {
             None => crate::binary(program),
         };
         let mut cmd = Command::new(path);
-        cmd.args(args)
+        // Ordinary memory unless the test asks otherwise (a later option
+        // wins): the suites read the processes' memory to prove what is
+        // not there, and cannot see secret memory.
+        cmd.args(["--secret-memory", "off"])
+            .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());

@@ -682,11 +682,24 @@ fn while_the_demo_runs_the_vault_is_sandboxed_and_the_ring_sealed() {
         .collect();
     let mut fds: Vec<u32> = fds.iter().map(|f| f.parse().unwrap()).collect();
     fds.sort_unstable();
-    // Stdio, then one ring per lane; each lane has its own thread, beside
-    // the main one (which only waits for them).
+    // Stdio, then one ring per lane, and with secret memory (the default,
+    // where the kernel offers it) one data part per lane after them; each
+    // lane has its own thread, beside the main one (which only waits).
     let lanes = u32::try_from(suites::threads(pid).len()).unwrap() - 1;
     assert!(lanes >= 1);
-    assert_eq!(fds, (0..3 + lanes).collect::<Vec<_>>());
+    let secret = fds
+        .iter()
+        .filter(|fd| {
+            std::fs::read_link(format!("/proc/{pid}/fd/{fd}"))
+                .is_ok_and(|l| l.to_string_lossy().starts_with("/secretmem"))
+        })
+        .count();
+    let secret = u32::try_from(secret).unwrap();
+    assert!(
+        secret == 0 || secret == lanes,
+        "{secret} secret memory fds, {lanes} lanes"
+    );
+    assert_eq!(fds, (0..3 + lanes + secret).collect::<Vec<_>>());
     // The broker program hardened itself too: no core files.
     let limits = std::fs::read_to_string(format!("/proc/{}/limits", run.child.id())).unwrap();
     let core = limits

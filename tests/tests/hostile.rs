@@ -21,8 +21,9 @@ fn evil(mode: &str) -> broker::Config {
         request_timeout: TIMEOUT,
         start_timeout: Duration::from_secs(20),
         shutdown_grace: Duration::from_millis(300),
-        // The evil vault serves one ring.
+        // The evil vault serves one ring, a sealed memfd it maps whole.
         lanes: 1,
+        secret_memory: broker::SecretMemory::Off,
         ..broker::Config::default()
     }
 }

@@ -100,7 +100,7 @@ fn stop(pid: u32, sig: i32) {
 fn lifecycle(ring: Ring) {
     let args: &[&str] = match ring {
         Ring::Sealed => &[],
-        Ring::Secret => &["--ring", "secret"],
+        Ring::Secret => &["--secret-memory", "require"],
     };
     let mut d = Driver::start(None, args, None);
     let secret = canary("CANARY-SECRET-");
@@ -169,13 +169,14 @@ fn no_copy_survives_with_the_secret_memory_ring_either() {
 fn root_cannot_read_the_secret_ring_but_can_read_the_sealed_one() {
     // Secret ring: root's read of the ring's data pages, and of the broker's
     // plaintext buffers, fails with EIO in both processes.
-    let d = Driver::start(None, &["--ring", "secret"], None);
+    let d = Driver::start(None, &["--secret-memory", "require"], None);
     for pid in [d.vault, d.pid()] {
         let mem = scan::read(pid).unwrap();
         let secret: Vec<_> = mem
             .regions
             .iter()
-            .filter(|r| r.path.starts_with(SECRETMEM))
+            // Readable: the arena's guard pages inside it are not.
+            .filter(|r| r.path.starts_with(SECRETMEM) && r.perms.starts_with('r'))
             .collect();
         assert!(!secret.is_empty(), "no secret memory mapped in {pid}");
         for r in secret {

@@ -1,13 +1,20 @@
-//! The vault's secure-heap arena on `memfd_secret` memory
-//! (`vault --secret-memory require`): root cannot read it passively. Read
-//! as root through `/proc/PID/mem` it gives EIO, through `process_vm_readv`
-//! EFAULT, through ptrace PEEKDATA EIO; and the vault works as before, its
-//! lanes contending for OpenSSL's locks (which stay in ordinary memory: the
-//! kernel's futex cannot reach secret memory, and glibc aborts on that).
+//! Secret memory (`--secret-memory auto|require|off`).
 //!
-//! Positive control: the same vault with `off` (its arena in ordinary
-//! locked memory): each of the three reads succeeds and finds bytes the
-//! vault wrote there, so the test would see an arena left readable.
+//! The vault's secure-heap arena on `memfd_secret` memory (`require`):
+//! root cannot read it passively. Read as root through `/proc/PID/mem` it
+//! gives EIO, through `process_vm_readv` EFAULT, through ptrace PEEKDATA
+//! EIO; and the vault works as before, its lanes contending for OpenSSL's
+//! locks (which stay in ordinary memory: the kernel's futex cannot reach
+//! secret memory, and glibc aborts on that). Positive control: the same
+//! vault with `off` (its arena in ordinary locked memory): each of the
+//! three reads succeeds and finds bytes the vault wrote there, so the test
+//! would see an arena left readable.
+//!
+//! On a kernel that gives no secret memory (simulated: `no-secretmem` makes
+//! `memfd_secret` answer ENOSYS for the demo and its vault), `require`
+//! refuses before anything starts and `auto` falls back and says so; on
+//! this kernel both use it for all three (the arena, the rings, the
+//! broker's buffers), as the demo reports.
 
 use suites::driver::Driver;
 use suites::scan::{regions, Region};
@@ -174,6 +181,285 @@ fn positive_control_root_reads_an_arena_in_ordinary_memory() {
     assert!(
         nonzero.iter().all(|&n| n > 0),
         "each way should find bytes the vault wrote: {nonzero:?}"
+    );
+    assert_eq!(d.ask("shutdown"), "shutdown exited cleanly");
+}
+
+/// `broker demo --secret-memory SETTING` for one read, on this kernel or,
+/// `without`, on one whose `memfd_secret` answers ENOSYS (`no-secretmem`).
+/// Its exit status, standard output and standard error.
+fn demo(without: bool, setting: &str) -> (Option<i32>, String, String) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let broker = suites::binary("broker");
+    let args = [
+        "demo",
+        "--password-stdin",
+        "--iterations",
+        "1",
+        "--interval-ms",
+        "0",
+        "--secret-memory",
+        setting,
+    ];
+    let mut cmd = if without {
+        let mut c = Command::new(suites::binary("no-secretmem"));
+        c.arg(&broker).args(args);
+        c
+    } else {
+        let mut c = Command::new(&broker);
+        c.args(args);
+        c
+    };
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("broker demo");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"pw\n")
+        .expect("password");
+    let out = child.wait_with_output().expect("wait");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+const ALL_SECRET: &str = "the vault's arena (the key): memfd_secret ✓; the rings: memfd_secret ✓; the broker's plaintext buffers: memfd_secret ✓";
+
+#[test]
+fn require_without_secret_memory_refuses_before_anything_starts() {
+    let (code, out, err) = demo(true, "require");
+    assert_eq!(code, Some(1), "{out}\n{err}");
+    assert!(
+        err.contains(
+            "secret memory was required, and the kernel gives none: memfd_secret is not available"
+        ),
+        "{err}"
+    );
+    assert!(!out.contains("vault pid"), "a vault was started:\n{out}");
+}
+
+#[test]
+fn auto_without_secret_memory_falls_back_and_says_so() {
+    let (code, out, err) = demo(true, "auto");
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert!(
+        out.contains("secret memory (auto): the vault's arena (the key): ordinary locked memory; the rings: ordinary locked memory; the broker's plaintext buffers: ordinary locked memory"),
+        "{out}"
+    );
+    assert!(
+        out.contains("NOT all secret memory (memfd_secret is not available"),
+        "{out}"
+    );
+    assert!(
+        err.contains("]: secret memory: not used for the arena (the kernel gives no secret memory"),
+        "the vault says why for the arena:\n{err}"
+    );
+}
+
+#[test]
+fn positive_control_require_and_auto_on_this_kernel_use_secret_memory_for_all_three() {
+    for setting in ["require", "auto"] {
+        let (code, out, err) = demo(false, setting);
+        assert_eq!(code, Some(0), "{setting}: {out}\n{err}");
+        assert!(
+            out.contains(&format!("secret memory ({setting}): {ALL_SECRET}")),
+            "{setting}: {out}"
+        );
+    }
+}
+
+/// Where libc is mapped in `pid` (its mapping at file offset 0), and its
+/// path.
+fn libc_base(pid: u32) -> (u64, String) {
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).expect("maps");
+    maps.lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let path = f.get(5)?;
+            (path.contains("/libc.so") && f[2] == "00000000").then(|| {
+                let start = f[0].split('-').next().unwrap_or("0");
+                (
+                    u64::from_str_radix(start, 16).unwrap_or(0),
+                    (*path).to_owned(),
+                )
+            })
+        })
+        .unwrap_or_else(|| panic!("no libc in {pid}'s maps"))
+}
+
+/// Runs gdb on `pid` in batch mode with `commands`; its output.
+fn gdb(pid: u32, commands: &[String]) -> String {
+    let mut cmd = std::process::Command::new("gdb");
+    cmd.args(["-q", "-nx", "-batch", "-p", &pid.to_string()]);
+    for c in commands {
+        cmd.args(["-ex", c]);
+    }
+    let out = cmd
+        .output()
+        .expect("gdb (apt-get install gdb; .ci/run does)");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// A core of `pid` written by gdb's `gcore` with the mappings a core leaves
+/// out (`MADV_DONTDUMP`, the arena's) forced in.
+fn full_core(pid: u32, name: &str) -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!("privsep-{name}-{}.core", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let said = gdb(
+        pid,
+        &[
+            "set dump-excluded-mappings on".into(),
+            format!("gcore {}", path.display()),
+        ],
+    );
+    assert!(path.is_file(), "gcore wrote no core:\n{said}");
+    path
+}
+
+/// What root that may ptrace still does: gdb makes the vault itself copy
+/// each readable part of its arena into a block of its ordinary heap
+/// (`malloc`, `memcpy`: the vault can read its own secret memory), and
+/// reads the copy. The addresses of the two functions are this process's,
+/// moved to where the vault maps the same libc.
+fn copied_out_by_the_vault(vault: u32, parts: &[Region]) -> Vec<Vec<u8>> {
+    let (own_base, own_path) = libc_base(std::process::id());
+    let (vault_base, vault_path) = libc_base(vault);
+    assert_eq!(own_path, vault_path, "the same libc in both");
+    let at = |f: usize| vault_base + (f as u64 - own_base);
+    let malloc = at(libc::malloc as *const () as usize);
+    let memcpy = at(libc::memcpy as *const () as usize);
+    parts
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let file = std::env::temp_dir().join(format!(
+                "privsep-arena-{}-{i}.bin",
+                std::process::id()
+            ));
+            let _ = std::fs::remove_file(&file);
+            let len = r.len();
+            let said = gdb(
+                vault,
+                &[
+                    format!("set $b = ((void*(*)(unsigned long)){malloc:#x})({len})"),
+                    format!(
+                        "call ((void*(*)(void*,void*,unsigned long)){memcpy:#x})($b, (void*){:#x}, {len})",
+                        r.start
+                    ),
+                    format!("dump binary memory {} $b $b+{len}", file.display()),
+                ],
+            );
+            let bytes = std::fs::read(&file)
+                .unwrap_or_else(|e| panic!("no copy of {r:?}: {e}\n{said}"));
+            let _ = std::fs::remove_file(&file);
+            bytes
+        })
+        .collect()
+}
+
+fn memory_of(bytes: Vec<Vec<u8>>) -> suites::scan::Memory {
+    suites::scan::Memory {
+        pid: 0,
+        regions: Vec::new(),
+        bytes,
+        failed: Vec::new(),
+    }
+}
+
+/// How many times the numbers occur in `mem` and in `core`, big- and
+/// little-endian, by name (those found only).
+fn occurrences(
+    private: &suites::keys::Private,
+    mem: &suites::scan::Memory,
+    core: &std::path::Path,
+) -> Vec<String> {
+    let mut found = Vec::new();
+    for (name, v) in &private.numbers {
+        let be = v.to_vec();
+        let le = suites::keys::le(&be);
+        let in_mem = mem.find(&be).len() + mem.find(&le).len();
+        let in_core = suites::scan::find_in_file(core, &be).unwrap()
+            + suites::scan::find_in_file(core, &le).unwrap();
+        if in_mem + in_core > 0 {
+            found.push(format!(
+                "{name}: {in_mem} in readable memory, {in_core} in the core"
+            ));
+        }
+    }
+    found
+}
+
+#[test]
+fn on_secret_memory_no_number_of_the_key_is_readable_nor_in_a_full_core_but_ptrace_takes_it() {
+    let mut d = driver("require");
+    let der = d.public_key();
+    let rsa = openssl::rsa::Rsa::public_key_from_der(&der).unwrap();
+    let half = usize::try_from(rsa.size()).unwrap() / 2;
+    let parts = arena(&mut d);
+    // Passive reads first: everything readable, and a core with the
+    // excluded mappings forced in (gdb cannot read the arena, says so, and
+    // writes the rest).
+    let readable = suites::scan::read(d.vault).unwrap();
+    assert!(
+        suites::keys::factors(&readable, rsa.n(), half).is_empty(),
+        "a prime of the key is in the vault's readable memory"
+    );
+    let core = full_core(d.vault, "vault-secret");
+    // Then what no filter or secret memory stops: root that drives the
+    // vault with ptrace. It is also how this test learns the key, to look
+    // for every number of it where a passive read reaches.
+    let copied = memory_of(copied_out_by_the_vault(d.vault, &parts));
+    let primes = suites::keys::factors(&copied, rsa.n(), half);
+    assert!(
+        primes.len() >= 2,
+        "the vault's own copy of its arena holds both primes"
+    );
+    let private = suites::keys::derive(rsa.n(), rsa.e(), &primes[0], &primes[1]);
+    let found = occurrences(&private, &readable, &core);
+    let _ = std::fs::remove_file(&core);
+    assert!(
+        found.is_empty(),
+        "numbers of the key outside secret memory: {found:?}"
+    );
+    assert_eq!(d.ask("read"), "read 16", "the vault still serves");
+}
+
+#[test]
+fn positive_control_off_a_full_core_and_readable_memory_hold_the_key() {
+    let mut d = driver("off");
+    let der = d.public_key();
+    let rsa = openssl::rsa::Rsa::public_key_from_der(&der).unwrap();
+    let half = usize::try_from(rsa.size()).unwrap() / 2;
+    let readable = suites::scan::read(d.vault).unwrap();
+    let primes = suites::keys::factors(&readable, rsa.n(), half);
+    assert!(primes.len() >= 2, "both primes, read by root in the arena");
+    let private = suites::keys::derive(rsa.n(), rsa.e(), &primes[0], &primes[1]);
+    let core = full_core(d.vault, "vault-off");
+    let in_core: usize = private
+        .numbers
+        .iter()
+        .map(|(_, v)| {
+            let be = v.to_vec();
+            suites::scan::find_in_file(&core, &be).unwrap()
+                + suites::scan::find_in_file(&core, &suites::keys::le(&be)).unwrap()
+        })
+        .sum();
+    let _ = std::fs::remove_file(&core);
+    assert!(
+        in_core > 0,
+        "a full core of an ordinary arena holds the key"
     );
     assert_eq!(d.ask("shutdown"), "shutdown exited cleanly");
 }

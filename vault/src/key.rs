@@ -342,6 +342,7 @@ impl Key {
             refused: w(crate::alloc::refused()),
             secure_flags: secure_flags & ALL_PRIVATE_NUMBERS,
             in_arena: in_arena & ALL_PRIVATE_NUMBERS,
+            arena_secret: crate::secret_arena::on_secret_memory(),
             decrypts,
             wipes_verified,
         }

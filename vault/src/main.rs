@@ -111,7 +111,7 @@ fn parse_args() -> Result<Config, String> {
     let mut name_rule = None;
     let mut selftest = None;
     let mut secret_ring = false;
-    let mut secret_memory = vault::secret_arena::Setting::Off;
+    let mut secret_memory = vault::secret_arena::Setting::default();
     let mut lanes = 1usize;
     let mut args = std::env::args_os().skip(1);
     while let Some(arg) = args.next() {

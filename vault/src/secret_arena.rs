@@ -38,39 +38,7 @@ use std::ffi::c_void;
 use std::io;
 use std::os::fd::AsRawFd;
 
-/// Where the arena's pages are to be: the `--secret-memory` setting.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Setting {
-    /// Secret memory where the kernel offers it, else ordinary locked
-    /// memory, said so.
-    Auto,
-    /// Secret memory or no start.
-    Require,
-    /// Ordinary locked memory (for comparison and for the suites that read
-    /// the vault's memory to prove something).
-    Off,
-}
-
-impl Setting {
-    /// Parses `auto`, `require` or `off`.
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "auto" => Some(Self::Auto),
-            "require" => Some(Self::Require),
-            "off" => Some(Self::Off),
-            _ => None,
-        }
-    }
-
-    /// The word [`Self::parse`] takes.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Auto => "auto",
-            Self::Require => "require",
-            Self::Off => "off",
-        }
-    }
-}
+pub use common::secretmem::Setting;
 
 /// Where the arena ended up.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,6 +72,14 @@ pub enum SecretArenaError {
 }
 
 const PAGE: usize = 4096;
+
+/// Set once the arena is on secret memory.
+static ON_SECRET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether the arena is on secret memory (the vault's status says it).
+pub fn on_secret_memory() -> bool {
+    ON_SECRET.load(std::sync::atomic::Ordering::Relaxed)
+}
 
 /// One line of `/proc/self/maps`: range, permissions, path.
 fn mapping_of(maps: &str, addr: usize) -> Option<(usize, usize, String, String)> {
@@ -181,7 +157,10 @@ pub fn place(start: usize, end: usize, setting: Setting) -> Result<Placement, Se
         return Ok(Placement::OrdinaryAsAsked);
     }
     match try_move(start, end) {
-        Ok(()) => Ok(Placement::Secret),
+        Ok(()) => {
+            ON_SECRET.store(true, std::sync::atomic::Ordering::Relaxed);
+            Ok(Placement::Secret)
+        }
         Err(SecretArenaError::Fatal(e)) => Err(SecretArenaError::Fatal(e)),
         Err(e) if setting == Setting::Auto => Ok(Placement::OrdinaryFallback(e.to_string())),
         Err(e) => Err(e),
@@ -312,14 +291,6 @@ fn try_move(start: usize, end: usize) -> Result<(), SecretArenaError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn settings_parse_and_print() {
-        for s in [Setting::Auto, Setting::Require, Setting::Off] {
-            assert_eq!(Setting::parse(s.as_str()), Some(s));
-        }
-        assert_eq!(Setting::parse("secret"), None);
-    }
 
     #[test]
     fn a_mapping_is_found_by_address() {

@@ -134,6 +134,8 @@ pub struct VaultArgs {
     pub heap_min: Option<usize>,
     /// The vault's sandbox mode (`--sandbox`).
     pub sandbox_mode: common::sandbox::Mode,
+    /// Where its arena goes (`--secret-memory`).
+    pub secret_memory: common::secretmem::Setting,
     /// Further arguments, passed as they are (the suites' `--selftest`).
     pub extra: Vec<String>,
 }
@@ -165,6 +167,7 @@ impl VaultArgs {
         if secret_ring {
             a.push("--secret-ring".into());
         }
+        a.extend(["--secret-memory".into(), self.secret_memory.as_str().into()]);
         a.extend(self.extra.iter().cloned());
         // An argument with a NUL byte cannot be passed; it becomes empty
         // and the vault refuses it as unknown.

@@ -10,7 +10,8 @@
 //! an ordinary heap `Vec`, the positive control: `planted`), `pubkey`
 //! (`pubkey HEX` of the DER key), `status` (`status DECRYPTS WIPES`),
 //! `shutdown` (`shutdown EXIT`), `exit`.
-//! Options: `--key-bits N`, `--ring sealed|secret`, `--vault PATH`,
+//! Options: `--key-bits N`, `--secret-memory auto|require|off` (the
+//! library's default, auto, if not given), `--vault PATH`,
 //! `--vault-arg ARG` (repeatable; passed to the vault), `--sigchld ignore`,
 //! `--heap-size BYTES`, `--lanes N`.
 //!
@@ -65,8 +66,9 @@ pub fn main() {
     for pair in args.chunks(2) {
         match (pair[0].as_str(), pair.get(1)) {
             ("--key-bits", Some(v)) => config.key_bits = v.parse().expect("--key-bits"),
-            ("--ring", Some(v)) => {
-                config.ring = broker::RingBacking::parse(v).expect("--ring sealed|secret")
+            ("--secret-memory", Some(v)) => {
+                config.secret_memory =
+                    broker::SecretMemory::parse(v).expect("--secret-memory auto|require|off")
             }
             ("--vault", Some(v)) => config.vault_path = Some(v.into()),
             ("--heap-size", Some(v)) => config.heap_size = Some(v.parse().expect("--heap-size")),
