@@ -20,7 +20,9 @@
 //! "Caught" is defined in the attacker: the broker target is stopped at its
 //! exec event (every start, by construction); the vault is stopped while
 //! `/proc/V/status` shows `Seccomp: 0`. Unless most starts
-//! ([`MIN_CAUGHT`] of [`STARTS`]) were caught for every attacked target, a
+//! ([`MIN_CAUGHT`] of [`STARTS`]; for another uid's attacker, which cannot
+//! stop its target, [`OTHER_UID_MIN_CAUGHT`] of [`OTHER_UID_STARTS`]) were
+//! caught for every attacked target, a
 //! combination proves nothing and fails as inconclusive.
 //!
 //! Required of the real broker (installed execute-only, and started from a
@@ -72,6 +74,14 @@ use suites::NOBODY;
 
 /// Starts per combination.
 const STARTS: usize = 10;
+/// Starts per combination for an attacker of another uid, and how many of
+/// them must be caught: it cannot stop its target (no signal crosses uids),
+/// so whether it finds a target inside its window is the scheduler's
+/// choice alone, and a busy machine lowers the rate (measured: 6 of 10 in
+/// one run of 3). More starts, and "most" of them (over half), keep the
+/// judgement steady without a weaker requirement on what was read.
+const OTHER_UID_STARTS: usize = 20;
+const OTHER_UID_MIN_CAUGHT: usize = OTHER_UID_STARTS / 2 + 1;
 /// Starts in which every attacked target must have been caught.
 const MIN_CAUGHT: usize = 8;
 /// Deadline for any one step of a start (generous: CPUs may be busy).
@@ -140,6 +150,9 @@ impl Drop for Layout {
     }
 }
 
+/// The demo with ordinary memory (`--secret-memory off`): the attacker
+/// reads memory and descriptors, and secret memory would blind it where the
+/// start-up protection is what the test is about.
 fn broker_args() -> Vec<String> {
     [
         "demo",
@@ -148,6 +161,8 @@ fn broker_args() -> Vec<String> {
         "2",
         "--interval-ms",
         "600000",
+        "--secret-memory",
+        "off",
     ]
     .map(String::from)
     .to_vec()
@@ -203,7 +218,8 @@ fn layout(program: Program, install: Install) -> Layout {
             let dir = suites::copy_for_nobody(&["residue-driver", "vault", "startup-attacker"]);
             Layout {
                 program: dir.join("residue-driver"),
-                args: Vec::new(),
+                // Ordinary memory, as for the demo above.
+                args: vec!["--secret-memory".into(), "off".into()],
                 attacker: dir.join("startup-attacker"),
                 dirs: vec![dir],
             }
@@ -713,7 +729,8 @@ fn combination(program: Program, install: Install, attack: Attack) {
     }
 }
 
-/// Runs [`STARTS`] starts of `program` under `attack` and judges them; an
+/// Runs [`STARTS`] starts of `program` under `attack` ([`OTHER_UID_STARTS`]
+/// for another uid's attacker) and judges them; an
 /// error is the failure, summary included.
 fn evaluate(
     program: Program,
@@ -721,6 +738,11 @@ fn evaluate(
     attack: Attack,
     attacker: Attacker,
 ) -> Result<(), String> {
+    let (starts, min_caught) = if attacker == Attacker::OtherUid {
+        (OTHER_UID_STARTS, OTHER_UID_MIN_CAUGHT)
+    } else {
+        (STARTS, MIN_CAUGHT)
+    };
     // One combination at a time: each start is a race against the clock on
     // few CPUs, and starts of other tests running meanwhile would judge the
     // attacker's speed, not the program's protection.
@@ -730,9 +752,9 @@ fn evaluate(
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let name = format!("{program:?}/{install:?}/{attack:?}/{attacker:?}");
     let l = layout(program, install);
-    let mut outcomes: Vec<Outcome> = Vec::with_capacity(STARTS);
+    let mut outcomes: Vec<Outcome> = Vec::with_capacity(starts);
     // A start that cannot run to its end is reported at once.
-    while outcomes.len() < STARTS && outcomes.iter().all(|o| o.error.is_none()) {
+    while outcomes.len() < starts && outcomes.iter().all(|o| o.error.is_none()) {
         outcomes.push(start(&l, program, attack, attacker.uid()));
     }
 
@@ -776,7 +798,7 @@ fn evaluate(
             continue;
         }
         summary.push_str(&format!(
-            "  {role}: caught {}/{STARTS}; read in {} (canary found in {}); controlled in {}\n",
+            "  {role}: caught {}/{starts}; read in {} (canary found in {}); controlled in {}\n",
             count(&outcomes, |o| caught(&get(o))),
             count(&outcomes, |o| read(&get(o))),
             count(&outcomes, |o| canary_found(&get(o))),
@@ -784,7 +806,7 @@ fn evaluate(
         ));
     }
     summary.push_str(&format!(
-        "  every attacked target caught in {caught_all}/{STARTS}; program up in {}; \
+        "  every attacked target caught in {caught_all}/{starts}; program up in {}; \
          refused as traced in {}\n",
         count(&outcomes, |o| o.up),
         count(&outcomes, |o| o.stderr.contains("is being traced")),
@@ -807,10 +829,10 @@ fn evaluate(
             first(&|o: &Outcome| o.error.is_some())
         ));
     }
-    if caught_all < MIN_CAUGHT {
+    if caught_all < min_caught {
         return Err(format!(
             "{name}: INCONCLUSIVE: the attacker caught every target it attacked in only \
-             {caught_all} of {STARTS} starts (at least {MIN_CAUGHT} needed)\n{summary}"
+             {caught_all} of {starts} starts (at least {min_caught} needed)\n{summary}"
         ));
     }
     // The late pair attacked by another uid must be as safe as the real
@@ -818,10 +840,10 @@ fn evaluate(
     let must_resist = program == Program::Broker || attacker == Attacker::OtherUid;
     if !must_resist {
         let worked = count(&outcomes, |o| control_worked(program, attack, o));
-        if worked < MIN_CAUGHT {
+        if worked < min_caught {
             return Err(format!(
                 "{name}: POSITIVE CONTROL FAILED: the attack on a program that hardens \
-                 late worked in only {worked} of {STARTS} starts (at least {MIN_CAUGHT} \
+                 late worked in only {worked} of {starts} starts (at least {min_caught} \
                  needed): the attacker would not notice\n{summary}{}",
                 first(&|o: &Outcome| !control_worked(program, attack, o))
             ));
@@ -835,7 +857,7 @@ fn evaluate(
     if n > 0 {
         return Err(format!(
             "{name}: the attacker read or controlled the {who} or its vault in {n} of \
-             {STARTS} starts\n{summary}{}",
+             {starts} starts\n{summary}{}",
             first(&bad)
         ));
     }
@@ -848,7 +870,7 @@ fn evaluate(
         if n > 0 {
             return Err(format!(
                 "{name}: the traced broker did not refuse to run (non-zero exit, \
-                 `is being traced` on stderr, no read-back) in {n} of {STARTS} starts\n{summary}{}",
+                 `is being traced` on stderr, no read-back) in {n} of {starts} starts\n{summary}{}",
                 first(&ran)
             ));
         }
