@@ -10,6 +10,11 @@
 //! three reads succeeds and finds bytes the vault wrote there, so the test
 //! would see an arena left readable.
 //!
+//! The password lent to a `with_secret` closure is readable by root in
+//! neither process, during the call or after it (`require`); with `off`
+//! root reads it in the application's buffer during the call (positive
+//! control).
+//!
 //! On a kernel that gives no secret memory (simulated: `no-secretmem` makes
 //! `memfd_secret` answer ENOSYS for the demo and its vault), `require`
 //! refuses before anything starts and `auto` falls back and says so; on
@@ -462,4 +467,42 @@ fn positive_control_off_a_full_core_and_readable_memory_hold_the_key() {
         "a full core of an ordinary arena holds the key"
     );
     assert_eq!(d.ask("shutdown"), "shutdown exited cleanly");
+}
+
+/// How many times `secret` is found in all of the application's and the
+/// vault's readable memory, during a `with_secret` call and after it.
+fn password_found(setting: &str) -> [(usize, usize); 2] {
+    let secret = suites::driver::canary("LENT-SECRET-");
+    let mut d = Driver::start(None, &["--secret-memory", setting], None);
+    d.store(&secret);
+    let count = |d: &Driver| {
+        let app = suites::scan::read(d.pid()).unwrap().find(&secret).len();
+        let vault = suites::scan::read(d.vault).unwrap().find(&secret).len();
+        (app, vault)
+    };
+    d.send("hold");
+    assert_eq!(d.answer(), format!("holding {}", secret.len()));
+    let during = count(&d);
+    d.send("release");
+    assert_eq!(d.answer(), format!("released {}", secret.len()));
+    let after = count(&d);
+    assert_eq!(d.ask("shutdown"), "shutdown exited cleanly");
+    [during, after]
+}
+
+#[test]
+fn on_secret_memory_the_password_is_readable_in_neither_process_during_with_secret_or_after() {
+    let [during, after] = password_found("require");
+    assert_eq!(during, (0, 0), "during with_secret: (application, vault)");
+    assert_eq!(after, (0, 0), "after with_secret: (application, vault)");
+}
+
+#[test]
+fn positive_control_off_root_reads_the_password_lent_in_the_application() {
+    let [during, after] = password_found("off");
+    assert!(
+        during.0 > 0,
+        "with ordinary memory the lent plaintext is in the application's buffer: {during:?}"
+    );
+    assert_eq!(after, (0, 0), "and wiped after: (application, vault)");
 }

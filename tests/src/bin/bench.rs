@@ -267,11 +267,17 @@ impl Drop for Child {
 fn child_main(kind: &str, bits: u32) {
     let kb = vault::key::KeyBits::from_bits(bits).expect("bits");
     let mut decrypt: Box<dyn FnMut() -> Duration> = match kind {
-        "vault" => {
+        "vault" | "vault-secret" => {
             vault::alloc::install().expect("the vault's allocator, first thing");
             let arena = common::budget::default_arena(1);
             vault::heap::init(arena, 16).expect("secure heap");
-            vault::alloc::record_arena(arena).expect("arena");
+            let (start, end) = vault::alloc::record_arena(arena).expect("arena");
+            if kind == "vault-secret" {
+                let placed =
+                    vault::secret_arena::place(start, end, common::secretmem::Setting::Require)
+                        .expect("the arena on secret memory");
+                assert_eq!(placed, vault::secret_arena::Placement::Secret);
+            }
             let key = vault::key::Key::generate(kb, arena, 16).expect("keygen");
             key.warm_up().expect("warm-up");
             let public = openssl::rsa::Rsa::public_key_from_der(&key.public_der().expect("der"))
@@ -787,6 +793,91 @@ fn main() {
                 lo * 100.0,
                 hi * 100.0
             );
+        }
+    }
+    if section("secret") {
+        println!("\nSecret memory: the vault's decryption with its arena in memfd_secret memory and in ordinary locked memory");
+        println!("(each in a process of its own, in alternating rounds; end to end: a broker and vault with --secret-memory require and off)");
+        println!(
+            "{:>6} {:>14} {:>14} {:>10} {:>14} {:>14} {:>10}",
+            "bits", "secret p50", "ordinary p50", "ratio", "read secret", "read ordinary", "ratio"
+        );
+        for bits in [2048u32, 4096] {
+            let n = scale(if bits == 2048 { 3000 } else { 500 });
+            let mut secret_child = Child::start("vault-secret", bits);
+            let mut ordinary_child = Child::start("vault", bits);
+            let spawn = |setting| {
+                let b = Broker::spawn(Config {
+                    key_bits: bits,
+                    secret_memory: setting,
+                    ..Config::default()
+                })
+                .expect("spawn");
+                b.store("pw", secret(b"0123456789abcdef0123456789abcdef"))
+                    .expect("store");
+                read_samples(&b, n / 10);
+                b
+            };
+            let secret_broker = spawn(broker::SecretMemory::Require);
+            let ordinary_broker = spawn(broker::SecretMemory::Off);
+            let steady = |mut v: Vec<Duration>| v.split_off(v.len() / 5);
+            let (mut ms, mut mo, mut rs, mut ro) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            for _ in 0..7 {
+                ms.extend(steady(secret_child.samples(n / 5)));
+                mo.extend(steady(ordinary_child.samples(n / 5)));
+                rs.extend(steady(read_samples(&secret_broker, n / 5)));
+                ro.extend(steady(read_samples(&ordinary_broker, n / 5)));
+            }
+            let (ms, mo, rs, ro) = (stats(ms), stats(mo), stats(rs), stats(ro));
+            println!(
+                "{bits:>6} {:>14.1} {:>14.1} {:>9.3}x {:>14.1} {:>14.1} {:>9.3}x",
+                ms.p50,
+                mo.p50,
+                ms.p50 / mo.p50,
+                rs.p50,
+                ro.p50,
+                rs.p50 / ro.p50
+            );
+            json.num(
+                &format!("in_process_vault_method_secret_{bits}_p50_us"),
+                ms.p50,
+            );
+            json.num(
+                &format!("in_process_vault_method_ordinary_{bits}_p50_us"),
+                mo.p50,
+            );
+            json.num(
+                &format!("secret_over_ordinary_method_{bits}"),
+                ms.p50 / mo.p50,
+            );
+            json.num(&format!("read_secret_{bits}_p50_us"), rs.p50);
+            json.num(&format!("read_ordinary_{bits}_p50_us"), ro.p50);
+            json.num(
+                &format!("secret_over_ordinary_read_{bits}"),
+                rs.p50 / ro.p50,
+            );
+        }
+        // What each setting locks (VmLck, which counts secret memory too),
+        // in an application and its vault with the default lanes.
+        for setting in ["require", "off"] {
+            let mut d = suites::driver::Driver::start(None, &["--secret-memory", setting], None);
+            d.store(b"0123456789abcdef");
+            assert!(d.ask("reads 100").starts_with("reads 100 "));
+            let lck = |pid: u32| {
+                suites::proc_status_field(pid, "VmLck")
+                    .and_then(|v| {
+                        v.split_whitespace()
+                            .next()
+                            .and_then(|n| n.parse::<u64>().ok())
+                    })
+                    .unwrap_or(0)
+            };
+            let (app, vault) = (lck(d.pid()), lck(d.vault));
+            println!(
+                "  locked with --secret-memory {setting:<7}: application {app} KiB, vault {vault} KiB (VmLck; the memory-lock budget allows for all of it)"
+            );
+            json.num(&format!("locked_app_kib_secret_{setting}"), app as f64);
+            json.num(&format!("locked_vault_kib_secret_{setting}"), vault as f64);
         }
     }
     if section("memory") {

@@ -5,7 +5,8 @@
 //! Commands (one per line; each answered with one line on stdout):
 //! `store` (answered `send-secret`, then the next line of stdin is read into
 //! a locked buffer with `terminal::read_password` and stored: `stored`),
-//! `read` (`read LEN`), `reads N` (N reads, `reads N TOTAL_LEN`), `preads T N`
+//! `read` (`read LEN`), `hold` (`holding LEN` inside `with_secret`, until
+//! the next line, then `released LEN`), `reads N` (N reads, `reads N TOTAL_LEN`), `preads T N`
 //! (N reads on each of T threads at once, `preads T N TOTAL_LEN`), `delete` (`deleted`), `plant HEX` (keeps the bytes in
 //! an ordinary heap `Vec`, the positive control: `planted`), `pubkey`
 //! (`pubkey HEX` of the DER key), `status` (`status DECRYPTS WIPES`),
@@ -119,6 +120,21 @@ pub fn main() {
                     .with_secret("canary", |p| p.len())
                     .expect("with_secret");
                 say(&format!("read {n}"));
+            }
+            // `hold`: a read whose closure says `holding LEN` and keeps the
+            // plaintext lent until the next line of stdin (`release`), so
+            // that a suite can look at memory during `with_secret`; then
+            // `released LEN`.
+            "hold" => {
+                let n = broker
+                    .with_secret("canary", |p| {
+                        say(&format!("holding {}", p.len()));
+                        let _ = command();
+                        std::hint::black_box(p);
+                        p.len()
+                    })
+                    .expect("with_secret");
+                say(&format!("released {n}"));
             }
             // `try-read`: a read whose failure is an answer, not a panic.
             "try-read" => match broker.with_secret("canary", |p| p.len()) {
