@@ -496,6 +496,8 @@ fn demo_distinct_pages(reads: u64) -> Option<(u64, std::collections::BTreeMap<&'
 fn kind_of(path: &str, flags: &str, len: u64, arena: u64) -> &'static str {
     if path.contains("privsep-vault-ring") {
         "rings"
+    } else if path.starts_with("/secretmem") {
+        "secret memory (arena, rings' data, plaintext buffers)"
     } else if path.contains(".so") {
         "libraries"
     } else if path.starts_with('/') || path.starts_with("/memfd:") {
