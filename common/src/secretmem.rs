@@ -145,22 +145,9 @@ impl Setting {
 /// file could be made and mapped (then unmapped and closed), else why not.
 pub fn probe() -> Result<(), SecretMemError> {
     let fd = create(4096)?;
-    // SAFETY: a new shared mapping of our own file, unmapped at once.
-    let p = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            4096,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED,
-            fd.as_raw_fd(),
-            0,
-        )
-    };
-    if p == libc::MAP_FAILED {
-        return Err(SecretMemError::Unavailable(io::Error::last_os_error()));
-    }
-    // SAFETY: the mapping made above.
-    unsafe { libc::munmap(p, 4096) };
+    // Mapped and unmapped at once (the mapping is dropped here).
+    crate::sys::Mapping::shared(std::os::fd::AsFd::as_fd(&fd), 4096)
+        .map_err(SecretMemError::Unavailable)?;
     Ok(())
 }
 

@@ -302,3 +302,30 @@ pub fn assert_sandboxed(pid: u32) {
         );
     }
 }
+
+/// Runs `cmd` with `stdin` written to its standard input, and returns its
+/// exit status, standard output and standard error (lossy UTF-8). A program
+/// that ends without reading its input (a refused command line) is fine.
+pub fn run_with_input(
+    cmd: &mut std::process::Command,
+    stdin: &[u8],
+) -> (Option<i32>, String, String) {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the program");
+    match child.stdin.take().expect("stdin").write_all(stdin) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+        written => written.expect("write its input"),
+    }
+    let out = child.wait_with_output().expect("wait for it");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

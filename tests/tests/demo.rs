@@ -15,24 +15,7 @@ fn broker() -> Command {
 }
 
 fn run_with_stdin(args: &[&str], stdin: &[u8]) -> (Option<i32>, String, String) {
-    let mut child = broker()
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    match child.stdin.take().unwrap().write_all(stdin) {
-        // A program that refuses its command line ends without reading.
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
-        written => written.unwrap(),
-    }
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    suites::run_with_input(broker().args(args), stdin)
 }
 
 #[test]

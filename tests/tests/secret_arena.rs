@@ -194,8 +194,7 @@ fn positive_control_root_reads_an_arena_in_ordinary_memory() {
 /// `without`, on one whose `memfd_secret` answers ENOSYS (`no-secretmem`).
 /// Its exit status, standard output and standard error.
 fn demo(without: bool, setting: &str) -> (Option<i32>, String, String) {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
+    use std::process::Command;
     let broker = suites::binary("broker");
     let args = [
         "demo",
@@ -209,31 +208,12 @@ fn demo(without: bool, setting: &str) -> (Option<i32>, String, String) {
     ];
     let mut cmd = if without {
         let mut c = Command::new(suites::binary("no-secretmem"));
-        c.arg(&broker).args(args);
+        c.arg(&broker);
         c
     } else {
-        let mut c = Command::new(&broker);
-        c.args(args);
-        c
+        Command::new(&broker)
     };
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("broker demo");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(b"pw\n")
-        .expect("password");
-    let out = child.wait_with_output().expect("wait");
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    suites::run_with_input(cmd.args(args), b"pw\n")
 }
 
 const ALL_SECRET: &str = "the vault's arena (the key): memfd_secret ✓; the rings: memfd_secret ✓; the broker's plaintext buffers: memfd_secret ✓";
