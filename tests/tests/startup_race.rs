@@ -40,8 +40,9 @@
 //!   the running driver. (Its vault is the real one, started by the broker
 //!   library: what the attacks get from it is reported, not required.)
 //! - vault role: the same attacks on `late-vault`, started by `late-app`
-//!   with a plain `execve` of its readable file and hardening itself at the
-//!   top of `main` only: the files attack must find the secret both in its
+//!   with a plain `execve` of its readable file and hardening itself only
+//!   once its work is done (dumpable through the whole start, in every
+//!   start, however busy the machine): the files attack must find the secret both in its
 //!   memory and through its ring's `/proc/V/fd/N`, the ptrace attack must
 //!   read its registers. Every test that attacks the real vault runs this
 //!   control first (once per test process) and fails as inconclusive unless

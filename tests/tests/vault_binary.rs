@@ -11,10 +11,14 @@ use std::time::{Duration, Instant};
 use common::ring::{layout, Channel, REGION_LEN};
 use common::sys::Mapping;
 
-/// Starts the vault with `ring` (if any) at fd 3 and `args`, its output piped.
+/// Starts the vault with `ring` (if any) at fd 3 and `args`, its output
+/// piped, its arena in ordinary memory (`--secret-memory off` before
+/// `args`, which may say otherwise): these tests read its memory, and
+/// secret memory would hide what they look for.
 fn spawn_vault(ring: Option<&OwnedFd>, args: &[&str]) -> std::process::Child {
     let mut cmd = Command::new(suites::binary("vault"));
-    cmd.args(args)
+    cmd.args(["--secret-memory", "off"])
+        .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());

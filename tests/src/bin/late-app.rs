@@ -6,9 +6,9 @@
 //! protection: it hardens itself at the top of `main` only, creates a ring
 //! (a memfd), and starts `late-vault` (found beside it) with a plain
 //! fork and `execve` of that readable file, the ring at fd 3. The vault is
-//! therefore dumpable from its `execve` until its own `main` hardens it:
-//! exactly the window the real vault closes by running from an
-//! execute-only copy. A secret goes through the ring into the vault's heap,
+//! therefore dumpable from its `execve` on (it hardens itself only once its
+//! work is done, so the window stays open in every start): the window the
+//! real vault closes by running from an execute-only copy. A secret goes through the ring into the vault's heap,
 //! as a password goes through the real ring.
 //!
 //! It speaks the protocol of `residue-driver` that the suite uses, on
