@@ -486,3 +486,48 @@ fn positive_control_off_root_reads_the_password_lent_in_the_application() {
     );
     assert_eq!(after, (0, 0), "and wiped after: (application, vault)");
 }
+
+/// The move checks that what it moves is exactly the arena OpenSSL reports:
+/// a range a page off at either end is refused before anything changes (a
+/// different OpenSSL fails loudly instead of corrupting its heap), `auto`
+/// falls back on the same refusal, and the arena still works; the exact
+/// range then moves, and works on secret memory (the positive control).
+/// In `arena-move-probe`, single-threaded as the vault is when it moves it.
+#[test]
+fn the_arena_move_refuses_a_range_other_than_the_arena_and_moves_the_arena() {
+    let out = std::process::Command::new(suites::binary("arena-move-probe"))
+        .output()
+        .expect("arena-move-probe");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = said.lines().collect();
+    let wrong: Vec<&&str> = lines.iter().filter(|l| l.starts_with("wrong ")).collect();
+    assert_eq!(wrong.len(), 4, "{said}");
+    for l in wrong {
+        assert!(
+            l.contains("refused: the arena cannot move onto secret memory: OpenSSL's range check disagrees"),
+            "{l}"
+        );
+    }
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("auto on a wrong range: fell back: ")),
+        "{said}"
+    );
+    assert_eq!(
+        lines.iter().filter(|l| **l == "arena works: true").count(),
+        2,
+        "before and after the move: {said}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("arena ") && l.ends_with(": Secret")),
+        "{said}"
+    );
+}
