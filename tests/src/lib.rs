@@ -329,3 +329,22 @@ pub fn run_with_input(
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// One line of fd 0 without its newline, read byte by byte, so that no
+/// buffer holds what follows it (a secret's line after a command); `None`
+/// at the end of the input.
+pub fn stdin_line() -> Option<Vec<u8>> {
+    let mut line = Vec::new();
+    let mut b = [0u8; 1];
+    loop {
+        // SAFETY: reading one byte into a live local buffer.
+        let n = unsafe { libc::read(0, b.as_mut_ptr().cast(), 1) };
+        if n <= 0 {
+            return None;
+        }
+        if b[0] == b'\n' {
+            return Some(line);
+        }
+        line.push(b[0]);
+    }
+}

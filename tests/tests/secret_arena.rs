@@ -127,22 +127,11 @@ fn peek_words(pid: i32, addr: u64, words: usize) -> Result<usize, i32> {
     }
 }
 
-/// A driver whose vault runs with `--secret-memory setting`, having stored
-/// a secret and read it on two threads at once (both lanes, OpenSSL's locks
+/// A driver and its vault with `--secret-memory setting`, having stored a
+/// secret and read it on two threads at once (both lanes, OpenSSL's locks
 /// contended).
 fn driver(setting: &str) -> Driver {
-    let mut d = Driver::start(
-        None,
-        &[
-            "--lanes",
-            "2",
-            "--vault-arg",
-            "--secret-memory",
-            "--vault-arg",
-            setting,
-        ],
-        None,
-    );
+    let mut d = Driver::start(None, &["--lanes", "2", "--secret-memory", setting], None);
     d.store(b"0123456789abcdef");
     assert_eq!(d.ask("preads 2 300"), "preads 2 300 9600");
     d

@@ -37,24 +37,6 @@ fn say(s: &str) {
     let _ = out.flush();
 }
 
-/// One line of fd 0, read byte by byte (no buffer that could hold the
-/// secret's line beyond this call).
-fn line() -> Option<Vec<u8>> {
-    let mut l = Vec::new();
-    let mut b = [0u8; 1];
-    loop {
-        // SAFETY: reading one byte into a live local buffer.
-        let n = unsafe { libc::read(0, b.as_mut_ptr().cast(), 1) };
-        if n <= 0 {
-            return None;
-        }
-        if b[0] == b'\n' {
-            return Some(l);
-        }
-        l.push(b[0]);
-    }
-}
-
 fn unhex(s: &str) -> Option<Vec<u8>> {
     (0..s.len())
         .step_by(2)
@@ -104,13 +86,13 @@ fn main() {
     };
     say(&format!("ready {}", vault.id()));
     let mut planted: Vec<Vec<u8>> = Vec::new();
-    while let Some(cmd) = line() {
+    while let Some(cmd) = suites::stdin_line() {
         let cmd = String::from_utf8_lossy(&cmd).into_owned();
         let (verb, arg) = cmd.split_once(' ').unwrap_or((cmd.as_str(), ""));
         match verb {
             "store" => {
                 say("send-secret");
-                let secret = line().expect("the secret's line");
+                let secret = suites::stdin_line().expect("the secret's line");
                 let len = u32::try_from(secret.len()).expect("short secret");
                 ring.write_all_at(&len.to_le_bytes(), 0).expect("ring");
                 ring.write_all_at(&secret, 4).expect("ring");

@@ -36,22 +36,10 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
-/// One command line, read byte by byte from fd 0 (no buffering that could
-/// swallow the secret line that follows `store`).
+/// One command line (`suites::stdin_line`: nothing buffered beyond it, so
+/// the secret line that follows `store` stays in the pipe).
 fn command() -> Option<String> {
-    let mut line = Vec::new();
-    let mut b = [0u8; 1];
-    loop {
-        // SAFETY: reading one byte into a live local buffer.
-        let n = unsafe { libc::read(0, b.as_mut_ptr().cast(), 1) };
-        if n <= 0 {
-            return None;
-        }
-        if b[0] == b'\n' {
-            return String::from_utf8(line).ok();
-        }
-        line.push(b[0]);
-    }
+    suites::stdin_line().and_then(|l| String::from_utf8(l).ok())
 }
 
 fn say(s: &str) {
