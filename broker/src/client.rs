@@ -10,12 +10,10 @@ use common::protocol::{self, HeapStatus, Request, Response, ENVELOPE_AAD, NONCE_
 use common::ring::{Backing, Channel, MAX_FRAME};
 use common::secret::{Memory, SecretBuf, WipeOnDrop};
 pub use common::secretmem::Setting as SecretMemory;
-use openssl::hash::MessageDigest;
-use openssl::pkey::{PKey, Public};
-use openssl::rsa::{Padding, Rsa};
 
 use common::sandbox::Mode as SandboxMode;
 
+use crate::crypto::{self, RsaPublicKey};
 use crate::error::{Error, ProtocolOrRing};
 use crate::launch::process::VaultArgs;
 use crate::launch::{self, Image, LaunchError, VaultExit, VaultProcess};
@@ -121,6 +119,18 @@ pub struct Config {
     /// [`MAX_LANES`]) is never shrunk: the start fails with
     /// [`Error::MemLock`], naming the figure, if the limit is too low for it.
     pub lanes: usize,
+    /// Whether OpenSSL's error strings may load in this process. Default
+    /// `false`: [`Broker::spawn`] first tells OpenSSL never to load them
+    /// (`OPENSSL_INIT_NO_LOAD_CRYPTO_STRINGS`), which keeps the text of
+    /// every error OpenSSL knows (about 430 KiB of resident memory, measured
+    /// by `make bench`) out of the application. OpenSSL's errors are then
+    /// reported by their codes (`error:0200006E`; `openssl errstr 0200006E`
+    /// gives the text). This is a choice for the whole process, and only
+    /// the first initialisation of OpenSSL makes it: if the application
+    /// used OpenSSL before spawning a broker, its choice stands (the
+    /// `openssl` crate loads the strings at its first use). `true` leaves
+    /// OpenSSL's default, which loads them at its first use.
+    pub openssl_error_strings: bool,
 }
 
 /// Most lanes a vault serves.
@@ -143,6 +153,7 @@ impl Default for Config {
             secret_memory: SecretMemory::Auto,
             max_secrets: MAX_SECRETS,
             lanes: 0,
+            openssl_error_strings: false,
         }
     }
 }
@@ -316,6 +327,11 @@ impl Broker {
     /// own start-up checks or takes longer than [`Config::start_timeout`];
     /// [`Error::VaultTraced`].
     pub fn spawn(config: Config) -> Result<Self, Error> {
+        if !config.openssl_error_strings {
+            // Before any other use of OpenSSL by this library (a no-op if
+            // the application initialised OpenSSL first).
+            common::openssl_init::keep_error_strings_unloaded();
+        }
         if !matches!(config.key_bits, 2048 | 3072 | 4096) {
             return Err(Error::KeyBits {
                 bits: config.key_bits,
@@ -414,12 +430,12 @@ impl Broker {
             Ok(der) => der,
             Err(e) => return Err(link.protocol_error("start-up", e)),
         };
-        let public = match Rsa::public_key_from_der(&der) {
-            Ok(k) if k.size() * 8 == config.key_bits => k,
+        let public = match RsaPublicKey::from_der(&der) {
+            Ok(k) if k.bits() == config.key_bits => k,
             Ok(k) => {
                 let e = Error::PublicKey(format!(
                     "the vault sent a {}-bit key, {} were asked for",
-                    k.size() * 8,
+                    k.bits(),
                     config.key_bits
                 ));
                 link.stop(config.shutdown_grace);
@@ -438,7 +454,7 @@ impl Broker {
             link.stop(config.shutdown_grace);
             return Err(Error::VaultTraced { tracer });
         }
-        let fingerprint = openssl::sha::sha256(&der);
+        let fingerprint = crypto::sha256(&der);
         let key = Arc::new(KeyInfo {
             public,
             der,
@@ -546,10 +562,7 @@ impl Broker {
 
     /// The vault's public key, PEM.
     pub fn public_key_pem(&self) -> Result<Vec<u8>, Error> {
-        self.key()
-            .public
-            .public_key_to_pem()
-            .map_err(|e| Error::PublicKey(e.to_string()))
+        RsaPublicKey::pem(&self.key().der).map_err(|e| Error::PublicKey(e.to_string()))
     }
 
     /// SHA-256 of the DER public key.
@@ -571,7 +584,7 @@ impl Broker {
 
     /// Bytes of an RSA block (the direct ciphertext's length).
     pub fn key_bytes(&self) -> usize {
-        usize::try_from(self.key().public.size()).unwrap_or(0)
+        self.key().public.size()
     }
 
     fn take_buffer(&self) -> Result<SecretBuf, Error> {
@@ -651,9 +664,7 @@ impl Broker {
             }
         }
         let key = self.key();
-        let direct = usize::try_from(key.public.size())
-            .unwrap_or(0)
-            .saturating_sub(OAEP_SHA256_OVERHEAD);
+        let direct = key.public.size().saturating_sub(OAEP_SHA256_OVERHEAD);
         let sealed = if secret.len() <= direct {
             Sealed::Direct(secret.expose(|plain| encrypt(&key.public, plain))?)
         } else {
@@ -863,25 +874,15 @@ fn tracer_of(pid: u32) -> Option<u32> {
     }
 }
 
-fn seal_envelope(public: &Rsa<Public>, plain: &[u8]) -> Result<Sealed, Error> {
+fn seal_envelope(public: &RsaPublicKey, plain: &[u8]) -> Result<Sealed, Error> {
     let mut data_key = SecretBuf::new(DATA_KEY_LEN)?;
     data_key
-        .fill(|b| openssl::rand::rand_bytes(&mut b[..DATA_KEY_LEN]).map(|()| DATA_KEY_LEN))
+        .fill(|b| crypto::rand_bytes(&mut b[..DATA_KEY_LEN]).map(|()| DATA_KEY_LEN))
         .map_err(|e| Error::Encrypt(e.to_string()))?;
     let mut nonce = [0u8; NONCE_LEN];
-    openssl::rand::rand_bytes(&mut nonce).map_err(|e| Error::Encrypt(e.to_string()))?;
-    let mut tag = [0u8; TAG_LEN];
-    let ciphertext = data_key
-        .expose(|k| {
-            openssl::symm::encrypt_aead(
-                openssl::symm::Cipher::aes_256_gcm(),
-                k,
-                Some(&nonce),
-                ENVELOPE_AAD,
-                plain,
-                &mut tag,
-            )
-        })
+    crypto::rand_bytes(&mut nonce).map_err(|e| Error::Encrypt(e.to_string()))?;
+    let (ciphertext, tag) = data_key
+        .expose(|k| crypto::aes_256_gcm_seal(k, &nonce, ENVELOPE_AAD, plain))
         .map_err(|e| Error::Encrypt(e.to_string()))?;
     let wrapped = data_key.expose(|k| encrypt(public, k))?;
     drop(data_key);
@@ -893,19 +894,10 @@ fn seal_envelope(public: &Rsa<Public>, plain: &[u8]) -> Result<Sealed, Error> {
     })
 }
 
-fn encrypt(public: &Rsa<Public>, plain: &[u8]) -> Result<Vec<u8>, Error> {
-    let run = || -> Result<Vec<u8>, openssl::error::ErrorStack> {
-        let pkey = PKey::from_rsa(public.clone())?;
-        let mut enc = openssl::encrypt::Encrypter::new(&pkey)?;
-        enc.set_rsa_padding(Padding::PKCS1_OAEP)?;
-        enc.set_rsa_oaep_md(MessageDigest::sha256())?;
-        enc.set_rsa_mgf1_md(MessageDigest::sha256())?;
-        let mut out = vec![0u8; enc.encrypt_len(plain)?];
-        let n = enc.encrypt(plain, &mut out)?;
-        out.truncate(n);
-        Ok(out)
-    };
-    run().map_err(|e| Error::Encrypt(e.to_string()))
+fn encrypt(public: &RsaPublicKey, plain: &[u8]) -> Result<Vec<u8>, Error> {
+    public
+        .encrypt_oaep_sha256(plain)
+        .map_err(|e| Error::Encrypt(e.to_string()))
 }
 
 impl Drop for Broker {

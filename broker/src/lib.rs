@@ -88,12 +88,20 @@
 //! [`SecretError`], ...). Nothing panics on bad input, and nothing waits
 //! past [`Config::request_timeout`].
 //!
-//! # Memory: an application that uses no TLS
+//! # Memory: what OpenSSL costs the application
 //!
-//! The library needs only libcrypto, but the `openssl` crate initialises
-//! OpenSSL through libssl, and OpenSSL builds the text of all its error
-//! messages at that first initialisation. An application that uses no TLS
-//! can leave both out, as the `broker` program does: two lines, in the
+//! The library calls libcrypto alone (through `openssl-sys`, not the
+//! `openssl` crate), so an application that does not use OpenSSL itself
+//! never maps libssl. And unless [`Config::openssl_error_strings`] says
+//! otherwise, [`Broker::spawn`] tells OpenSSL, before its first use, never
+//! to load the text of its error messages (a process-wide choice, which the
+//! first initialisation of OpenSSL makes: if the application used OpenSSL
+//! before, its choice stands). OpenSSL's errors then read as codes
+//! (`error:0200006E`; `openssl errstr` gives their text).
+//!
+//! An application that uses the `openssl` crate for itself gets libssl and
+//! the error strings at that crate's first use. If it uses no TLS it can
+//! leave both out, as the `broker` program does: two lines, in the
 //! application's binary (never in a library: the macro defines the symbol
 //! `OPENSSL_init_ssl`, and a program that does use TLS needs libssl's own):
 //!
@@ -106,11 +114,10 @@
 //! }
 //! ```
 //!
-//! libssl is then not mapped at all (about 300 KiB of resident pages less),
-//! and OpenSSL's errors read as codes (`error:0A000086:...`; `openssl
-//! errstr` gives their text). `make bench` measures an application and
-//! its vault both ways (`distinct_kib_together` and
-//! `distinct_kib_together_lean`, with the README's table).
+//! `make bench` measures an application and its vault all three ways
+//! (`distinct_kib_together`, `distinct_kib_together_openssl_crate` and
+//! `distinct_kib_together_lean`, with the README's table): about 750 KiB of
+//! resident pages lie between the second and the others.
 //!
 //! # What this library does not do
 //!
@@ -130,6 +137,7 @@
 #![warn(missing_docs)]
 
 pub mod client;
+mod crypto;
 pub mod error;
 pub mod launch;
 pub mod sandbox;

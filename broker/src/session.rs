@@ -14,16 +14,15 @@ use std::time::{Duration, Instant};
 use common::protocol::{self, Request, Response};
 use common::ring::{Channel, RingError, RingHandle, DEFAULT_SPIN};
 use common::secret::SecretBuf;
-use openssl::pkey::Public;
-use openssl::rsa::Rsa;
 
+use crate::crypto::RsaPublicKey;
 use crate::error::{Error, LastWords, ProtocolOrRing};
 use crate::launch::{VaultExit, VaultProcess};
 
 /// The public half of a vault's key, and facts about its start.
 #[derive(Debug)]
 pub(crate) struct KeyInfo {
-    pub public: Rsa<Public>,
+    pub public: RsaPublicKey,
     pub der: Vec<u8>,
     pub fingerprint: [u8; 32],
     pub vault_pid: u32,

@@ -26,6 +26,9 @@ use std::ffi::{c_int, c_void};
 extern "C" {
     /// libcrypto's initialisation.
     pub fn OPENSSL_init_crypto(opts: u64, settings: *const c_void) -> c_int;
+    /// The text of an error code's reason, or null when the strings are not
+    /// loaded.
+    fn ERR_reason_error_string(e: std::ffi::c_ulong) -> *const std::ffi::c_char;
 }
 
 /// `OPENSSL_INIT_NO_LOAD_CRYPTO_STRINGS`.
@@ -64,6 +67,28 @@ pub fn without_error_strings() -> bool {
             std::ptr::null(),
         ) == 1
     }
+}
+
+/// Tells OpenSSL not to load its error strings in this process, and
+/// nothing else: OpenSSL initialises the rest at its first use, as it would
+/// have. Without this, OpenSSL loads them when a thread first needs an
+/// error state (reading its configuration file does), whoever uses it.
+/// Has no effect if they are loaded already (an initialisation earlier in
+/// the process decided). Returns whether OpenSSL accepted the call.
+pub fn keep_error_strings_unloaded() -> bool {
+    // SAFETY: a plain initialisation call with one flag and no settings.
+    unsafe { OPENSSL_init_crypto(NO_LOAD_CRYPTO_STRINGS, std::ptr::null()) == 1 }
+}
+
+/// `ERR_PACK(ERR_LIB_RSA, 0, RSA_R_DATA_TOO_LARGE_FOR_KEY_SIZE)`: an error
+/// code whose text OpenSSL has whenever its strings are loaded.
+const RSA_DATA_TOO_LARGE: std::ffi::c_ulong = 0x0200_006E;
+
+/// Whether OpenSSL's error strings are loaded in this process (the text of
+/// a known error code is found).
+pub fn error_strings_loaded() -> bool {
+    // SAFETY: a lookup by code; returns a static string or null.
+    unsafe { !ERR_reason_error_string(RSA_DATA_TOO_LARGE).is_null() }
 }
 
 /// Defines `OPENSSL_init_ssl` in the program that invokes it (once, in the

@@ -256,6 +256,7 @@ pub enum Role {
 struct Region {
     ctl: Mapping,
     data: Mapping,
+    backing: Backing,
 }
 
 impl Region {
@@ -268,14 +269,48 @@ impl Region {
         unsafe { &*self.ctl.as_ptr().add(ring).cast::<Control>() }
     }
 
-    fn data(&self, ring: usize) -> *mut u8 {
-        let offset = if ring == REQUEST_RING {
+    /// Where `ring`'s data starts in the data mapping.
+    fn data_offset(ring: usize) -> usize {
+        if ring == REQUEST_RING {
             0
         } else {
-            RING_CAPACITY as usize
-        };
+            usize_of(RING_CAPACITY)
+        }
+    }
+
+    fn data(&self, ring: usize) -> *mut u8 {
         // SAFETY: offset + RING_CAPACITY <= DATA_REGION_LEN, the data mapping's length.
-        unsafe { self.data.as_ptr().add(offset) }
+        unsafe { self.data.as_ptr().add(Self::data_offset(ring)) }
+    }
+
+    /// The non-zero bytes of `ring`'s data (volatile reads). In secret
+    /// memory, only the pages that exist are read: reading one that does
+    /// not would make the kernel allocate it, and a check after each read
+    /// would make every page of the ring resident (256 KiB a lane), where a
+    /// page that does not exist is zeros by definition. In a sealed memfd
+    /// every page is read: there a page could also hold data while swapped
+    /// out, which `mincore` reports as absent.
+    fn nonzero_bytes(&self, ring: usize) -> usize {
+        let base = self.data(ring);
+        let len = usize_of(RING_CAPACITY);
+        if self.backing == Backing::Secret {
+            if let Ok(pages) = self.data.resident(Self::data_offset(ring), len) {
+                let page = sys::page_size();
+                return pages
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, present)| **present)
+                    // SAFETY: page `i` of the ring's data lies within its
+                    // RING_CAPACITY bytes (mincore answered for exactly
+                    // those), readable for the mapping's life.
+                    .map(|(i, _)| unsafe {
+                        sys::count_nonzero_volatile(base.add(i * page), page.min(len - i * page))
+                    })
+                    .sum();
+            }
+        }
+        // SAFETY: RING_CAPACITY readable bytes of the live mapping.
+        unsafe { sys::count_nonzero_volatile(base, len) }
     }
 }
 
@@ -413,7 +448,7 @@ impl Channel {
         if word(16) != MAX_FRAME {
             return Err(RingError::Header { field: "max frame" });
         }
-        let region = Arc::new(Region { ctl, data });
+        let region = Arc::new(Region { ctl, data, backing });
         let (tx_ring, rx_ring) = match role {
             Role::Broker => (REQUEST_RING, RESPONSE_RING),
             Role::Vault => (RESPONSE_RING, REQUEST_RING),
@@ -501,14 +536,12 @@ impl RingHandle {
         let _ = sys::futex_wake_shared(&self.region.control(self.rx_ring).head, u32::MAX >> 1);
     }
 
-    /// Counts the non-zero bytes of both rings' data (volatile reads).
+    /// Counts the non-zero bytes of both rings' data (volatile reads; in
+    /// secret memory, without making a page exist that did not).
     pub fn nonzero_bytes(&self) -> usize {
         [REQUEST_RING, RESPONSE_RING]
             .iter()
-            // SAFETY: RING_CAPACITY readable bytes of the live mapping.
-            .map(|&r| unsafe {
-                sys::count_nonzero_volatile(self.region.data(r), usize_of(RING_CAPACITY))
-            })
+            .map(|&r| self.region.nonzero_bytes(r))
             .sum()
     }
 
@@ -1141,6 +1174,56 @@ mod tests {
         v.rx.recv_into(&mut buf, soon(), &mut ok()).unwrap();
         assert_eq!(buf.expose(|x| x.to_vec()), b"through secret memory");
         assert_eq!(b.nonzero_bytes(), 0);
+    }
+
+    /// Counting what is left in a secret-memory ring makes no page of it
+    /// exist, yet sees a byte the peer wrote in a page only the peer had
+    /// touched. The control: a plain read of an absent page makes it exist.
+    #[test]
+    fn counting_a_secret_rings_residue_allocates_nothing_and_misses_nothing() {
+        let (fds, mut b) = Channel::create_with(Backing::Secret).unwrap();
+        let data = fds.data.as_ref().map(AsFd::as_fd);
+        let mut v = Channel::open(fds.control.as_fd(), data, Role::Vault).unwrap();
+        let mut buf = SecretBuf::new(64).unwrap();
+        b.tx.send(&[b"a request"], soon(), &mut ok()).unwrap();
+        v.rx.recv_into(&mut buf, soon(), &mut ok()).unwrap();
+        let region = &b.rx.region;
+        let resident = || {
+            region
+                .data
+                .resident(0, usize_of(RING_CAPACITY) * 2)
+                .unwrap()
+                .iter()
+                .filter(|p| **p)
+                .count()
+        };
+        let before = resident();
+        assert!(before <= 2, "{before} pages exist after one small frame");
+        assert_eq!(b.nonzero_bytes(), 0);
+        assert_eq!(resident(), before, "the count made pages exist");
+        // The vault writes a byte in the last page of its ring, through its
+        // own mapping.
+        let last = usize_of(RING_CAPACITY) - 1;
+        // SAFETY: the last byte of the response ring's data in the vault's
+        // live mapping; nothing else uses it in this test.
+        unsafe {
+            v.rx.region
+                .data(RESPONSE_RING)
+                .add(last)
+                .write_volatile(0xAA)
+        };
+        assert_eq!(b.nonzero_bytes(), 1, "the peer's byte is seen");
+        assert_eq!(resident(), before + 1);
+        // Control: reading a page that does not exist makes it exist.
+        // SAFETY: a byte in the middle of the request ring's data, readable.
+        let x = unsafe {
+            region
+                .data(REQUEST_RING)
+                .add(usize_of(RING_CAPACITY) / 2)
+                .read_volatile()
+        };
+        assert_eq!(x, 0);
+        assert_eq!(resident(), before + 2, "a read allocates the page");
     }
 
     #[test]

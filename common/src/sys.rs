@@ -142,6 +142,28 @@ impl Mapping {
         cvt(unsafe { libc::madvise(self.ptr.as_ptr().cast(), self.len, advice) }).map(drop)
     }
 
+    /// Which pages of `offset..offset + len` (page-aligned, inside the
+    /// mapping) exist in the memory behind it, one `bool` per page
+    /// (`mincore(2)`). For a shared mapping of a file (a memfd,
+    /// `memfd_secret` memory) that is whether the file has the page, whoever
+    /// wrote it: a page it does not have reads as zeros. Unlike a read, the
+    /// question allocates nothing.
+    pub fn resident(&self, offset: usize, len: usize) -> io::Result<Vec<bool>> {
+        let page = page_size();
+        let inside = offset
+            .checked_add(len)
+            .is_some_and(|end| end <= self.len && offset % page == 0);
+        if !inside {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        let mut v = vec![0u8; len.div_ceil(page)];
+        // SAFETY: the range is page-aligned and inside this live mapping;
+        // `v` has one byte for each of its pages, which is what mincore
+        // writes.
+        cvt(unsafe { libc::mincore(self.ptr.as_ptr().add(offset).cast(), len, v.as_mut_ptr()) })?;
+        Ok(v.iter().map(|b| b & 1 == 1).collect())
+    }
+
     /// Overwrites the whole mapping with zeros using volatile writes.
     pub fn wipe(&self) {
         // SAFETY: the range is this live mapping, writable; volatile writes are

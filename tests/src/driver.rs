@@ -22,8 +22,9 @@ impl Driver {
         Self::start_program("residue-driver", dir, args, uid)
     }
 
-    /// Starts `program`: `residue-driver`, or `lean-driver` (the same
-    /// application without libssl and OpenSSL's error strings).
+    /// Starts `program`: `residue-driver`, or `openssl-app-driver` and
+    /// `lean-driver` (the same application, using the `openssl` crate for
+    /// itself with that crate's set-up, and with the README's).
     pub fn start_program(
         program: &str,
         dir: Option<&Path>,

@@ -1,9 +1,15 @@
-//! OpenSSL set up with libcrypto alone: the vault, the `broker` program and
-//! an application that follows the README's advice for one that uses no
-//! TLS (`broker::libcrypto_only_init!`, here `lean-driver`) never map
-//! libssl, and still work. The positive control is the same application
-//! set up as the `openssl` crate does by itself (`residue-driver`): it maps
-//! libssl, so the check below sees the library when it is there.
+//! What OpenSSL costs an application that embeds the broker library, and
+//! its vault. The library calls libcrypto alone, and keeps OpenSSL's error
+//! strings unloaded unless told otherwise (`Config::openssl_error_strings`),
+//! so an application that does nothing about OpenSSL (`residue-driver`)
+//! never maps libssl and builds no error strings; its vault neither. An
+//! application that uses the `openssl` crate for itself and follows the
+//! README's advice for one that uses no TLS (`broker::libcrypto_only_init!`
+//! and `broker::openssl_without_error_strings`, here `lean-driver`) does
+//! not either. The positive controls: the same application with the
+//! `openssl` crate's own set-up (`openssl-app-driver`) maps libssl and has
+//! the strings, and the plain one asked for the strings has them, so both
+//! checks see what they look for when it is there.
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
@@ -28,40 +34,75 @@ fn maps_libssl(pid: u32) -> bool {
     libraries(pid).iter().any(|l| l.starts_with("libssl.so"))
 }
 
-/// Starts `program`, stores and reads a secret, and returns what the
-/// application and its vault map, each tagged with whether it maps libcrypto
-/// (the check would be blind without it) and libssl.
-fn application(program: &str) -> [(bool, bool); 2] {
-    let mut d = Driver::start_program(program, None, &[], None);
+/// What one process has of OpenSSL.
+#[derive(Debug, PartialEq, Eq)]
+struct Seen {
+    /// It maps libcrypto (the libssl check would be blind without it).
+    libcrypto: bool,
+    libssl: bool,
+}
+
+/// Starts `program` with `args`, stores and reads a secret, and returns what
+/// the application and its vault map, and whether the application has
+/// OpenSSL's error strings.
+fn application(program: &str, args: &[&str]) -> (Seen, Seen, String) {
+    let mut d = Driver::start_program(program, None, args, None);
     d.store(b"0123456789abcdef");
     assert_eq!(
         d.ask("read"),
         "read 16",
         "{program}: a read through the vault"
     );
-    let seen = [d.pid(), d.vault].map(|pid| {
-        let libs = libraries(pid);
-        (
-            libs.iter().any(|l| l.starts_with("libcrypto.so")),
-            maps_libssl(pid),
-        )
+    let [app, vault] = [d.pid(), d.vault].map(|pid| Seen {
+        libcrypto: libraries(pid).iter().any(|l| l.starts_with("libcrypto.so")),
+        libssl: maps_libssl(pid),
     });
+    let strings = d.ask("openssl-strings");
     assert_eq!(d.ask("shutdown"), "shutdown exited cleanly");
-    seen
+    (app, vault, strings)
+}
+
+const LIBCRYPTO_ALONE: Seen = Seen {
+    libcrypto: true,
+    libssl: false,
+};
+
+#[test]
+fn an_application_that_does_nothing_about_openssl_maps_no_libssl_and_has_no_error_strings() {
+    let (app, vault, strings) = application("residue-driver", &[]);
+    assert_eq!(app, LIBCRYPTO_ALONE, "residue-driver");
+    assert_eq!(vault, LIBCRYPTO_ALONE, "its vault");
+    assert_eq!(strings, "openssl-strings unloaded");
 }
 
 #[test]
-fn an_application_set_up_for_libcrypto_alone_and_its_vault_map_no_libssl() {
-    let [app, vault] = application("lean-driver");
-    assert_eq!(app, (true, false), "lean-driver: (libcrypto, libssl)");
-    assert_eq!(vault, (true, false), "its vault: (libcrypto, libssl)");
+fn positive_control_asked_for_them_the_application_has_the_error_strings() {
+    let (app, _, strings) = application("residue-driver", &["--openssl-error-strings", "yes"]);
+    assert_eq!(app, LIBCRYPTO_ALONE, "residue-driver");
+    assert_eq!(strings, "openssl-strings loaded");
 }
 
 #[test]
-fn positive_control_the_same_application_as_the_openssl_crate_sets_it_up_maps_libssl() {
-    let [app, vault] = application("residue-driver");
-    assert_eq!(app, (true, true), "residue-driver: (libcrypto, libssl)");
-    assert_eq!(vault, (true, false), "its vault: (libcrypto, libssl)");
+fn an_application_using_the_openssl_crate_set_up_for_libcrypto_alone_maps_no_libssl() {
+    let (app, vault, strings) = application("lean-driver", &[]);
+    assert_eq!(app, LIBCRYPTO_ALONE, "lean-driver");
+    assert_eq!(vault, LIBCRYPTO_ALONE, "its vault");
+    assert_eq!(strings, "openssl-strings unloaded");
+}
+
+#[test]
+fn positive_control_the_openssl_crates_own_set_up_maps_libssl_and_loads_the_strings() {
+    let (app, vault, strings) = application("openssl-app-driver", &[]);
+    assert_eq!(
+        app,
+        Seen {
+            libcrypto: true,
+            libssl: true
+        },
+        "openssl-app-driver"
+    );
+    assert_eq!(vault, LIBCRYPTO_ALONE, "its vault");
+    assert_eq!(strings, "openssl-strings loaded");
 }
 
 #[test]

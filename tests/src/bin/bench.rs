@@ -922,19 +922,26 @@ fn main() {
         json.num("startup_2048_p50_ms", spawn.p50 / 1000.0);
         json.num("keygen_2048_p50_ms", keygen.p50 / 1000.0);
         // Resident memory of a minimal application and its vault after
-        // 10,000 reads: as it comes (OpenSSL set up by the `openssl` crate,
-        // through libssl, with its error strings), and set up as the README
-        // recommends for an application that uses no TLS.
+        // 10,000 reads: as it comes (the library's defaults: libcrypto
+        // alone, no error strings), then an application that uses the
+        // `openssl` crate for itself, with the crate's own set-up (libssl,
+        // error strings) and with the README's set-up for one that uses no
+        // TLS.
         for (program, suffix, what) in [
             (
                 "residue-driver",
                 "",
-                "OpenSSL as the openssl crate sets it up",
+                "the library's defaults, nothing done about OpenSSL",
+            ),
+            (
+                "openssl-app-driver",
+                "_openssl_crate",
+                "the application also uses the openssl crate, as that crate sets OpenSSL up",
             ),
             (
                 "lean-driver",
                 "_lean",
-                "no TLS: libcrypto_only_init! and no error strings",
+                "the same, with libcrypto_only_init! and no error strings",
             ),
         ] {
             let mut d = suites::driver::Driver::start_program(program, None, &[], None);

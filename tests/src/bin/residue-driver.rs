@@ -14,7 +14,11 @@
 //! Options: `--key-bits N`, `--secret-memory auto|require|off` (the
 //! library's default, auto, if not given), `--vault PATH`,
 //! `--vault-arg ARG` (repeatable; passed to the vault), `--sigchld ignore`,
-//! `--heap-size BYTES`, `--lanes N`.
+//! `--heap-size BYTES`, `--lanes N`, `--openssl-error-strings yes|no`
+//! (`Config::openssl_error_strings`; no, the library's default, if not
+//! given). `openssl-strings` answers `openssl-strings loaded` or
+//! `openssl-strings unloaded`: whether OpenSSL's error strings are in this
+//! process.
 //!
 //! It hardens itself only at the top of `main` and does not call
 //! `broker::protect_process`: an application that does not use the
@@ -62,6 +66,13 @@ pub fn main() {
             ("--vault", Some(v)) => config.vault_path = Some(v.into()),
             ("--heap-size", Some(v)) => config.heap_size = Some(v.parse().expect("--heap-size")),
             ("--lanes", Some(v)) => config.lanes = v.parse().expect("--lanes"),
+            ("--openssl-error-strings", Some(v)) => {
+                config.openssl_error_strings = match v.as_str() {
+                    "yes" => true,
+                    "no" => false,
+                    _ => panic!("--openssl-error-strings yes|no"),
+                }
+            }
             // An application that ignores SIGCHLD: its children are reaped
             // by the kernel, and their exit status is lost.
             ("--sigchld", Some(v)) if v == "ignore" => {
@@ -172,6 +183,11 @@ pub fn main() {
                 say("planted");
             }
             "pubkey" => say(&format!("pubkey {}", hex(&broker.public_key_der()))),
+            "openssl-strings" => say(if common::openssl_init::error_strings_loaded() {
+                "openssl-strings loaded"
+            } else {
+                "openssl-strings unloaded"
+            }),
             "status" => {
                 let s = broker.heap_status().expect("status");
                 say(&format!(
