@@ -5,7 +5,12 @@
 //! exec, ptrace, read other processes' memory, open sockets or files, load
 //! modules or enter namespaces. The library does not install it on behalf of
 //! an application that embeds it: an application has its own needs and must
-//! choose its own filter.
+//! choose its own filter. This one fits the program and no more: it makes
+//! one request at a time, so the plaintext buffer the broker made before
+//! the filter is the only one it needs. An application that installed it
+//! and read from several threads at once would need a second buffer, and
+//! with secret memory a new buffer is a `memfd_secret` call, which this
+//! filter refuses (the process is killed).
 
 use common::sandbox::{self, Aside, Compiled, Mode, SandboxError};
 
