@@ -454,7 +454,13 @@ impl Broker {
             link.stop(config.shutdown_grace);
             return Err(Error::VaultTraced { tracer });
         }
-        let fingerprint = crypto::sha256(&der);
+        let fingerprint = match crypto::sha256(&der) {
+            Ok(f) => f,
+            Err(e) => {
+                link.stop(config.shutdown_grace);
+                return Err(Error::PublicKey(e.to_string()));
+            }
+        };
         let key = Arc::new(KeyInfo {
             public,
             der,

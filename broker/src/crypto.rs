@@ -65,6 +65,9 @@ impl std::fmt::Display for OpensslError {
         }
         if !self.text.is_empty() {
             write!(f, " ({})", self.text.join("; "))?;
+        } else if let Some(code) = self.codes.first() {
+            // OpenSSL's strings are not loaded (the library's default).
+            write!(f, " (`openssl errstr {code:08X}` gives the text)")?;
         }
         Ok(())
     }
@@ -103,12 +106,18 @@ pub struct RsaPublicKey {
     pkey: ptr::NonNull<ffi::EVP_PKEY>,
 }
 
-// SAFETY: an EVP_PKEY that is never modified after it is decoded may be used
-// by several threads at once (OpenSSL's threading rules: "the same EVP_PKEY
-// may be used concurrently for read-only operations"); this type only reads
-// it, each operation in its own EVP_PKEY_CTX.
+// SAFETY: the EVP_PKEY is owned by this value alone (no other pointer to it
+// exists outside OpenSSL), so it may be freed on any thread: OpenSSL's objects
+// have no thread affinity.
 unsafe impl Send for RsaPublicKey {}
-// SAFETY: as for Send: every use through `&self` is read-only.
+// SAFETY: through `&self` the key is only read: its size is read, and each
+// encryption makes its own EVP_PKEY_CTX, which takes a reference to the key
+// (an atomic count) and, the first time, exports it to the provider under
+// the key's own lock (OpenSSL 3's evp_pkey_export_to_provider). OpenSSL
+// objects are safe to use from several threads while none of the calls
+// modifies them (openssl-threads(7)); the `openssl` crate's `PKey` is Sync
+// on the same ground. The test `one_key_encrypts_from_many_threads_at_once`
+// uses one key from eight threads.
 unsafe impl Sync for RsaPublicKey {}
 
 impl Drop for RsaPublicKey {
@@ -331,16 +340,26 @@ pub fn aes_256_gcm_seal(
             "AES-256-GCM additional data",
         )?;
         check(
-            ffi::EVP_EncryptUpdate(c, out.as_mut_ptr(), &mut n, plain.as_ptr(), plain_len) == 1
-                && n == plain_len,
+            ffi::EVP_EncryptUpdate(c, out.as_mut_ptr(), &mut n, plain.as_ptr(), plain_len) == 1,
             "AES-256-GCM encryption",
         )?;
+        if n != plain_len {
+            return Err(OpensslError::ours(
+                "AES-256-GCM encryption",
+                format!("{n} bytes out for {plain_len} in"),
+            ));
+        }
         let mut end: c_int = 0;
         check(
-            ffi::EVP_EncryptFinal_ex(c, out.as_mut_ptr().add(plain.len()), &mut end) == 1
-                && end == 0,
+            ffi::EVP_EncryptFinal_ex(c, out.as_mut_ptr().add(plain.len()), &mut end) == 1,
             "AES-256-GCM final step",
         )?;
+        if end != 0 {
+            return Err(OpensslError::ours(
+                "AES-256-GCM final step",
+                format!("{end} bytes more"),
+            ));
+        }
         check(
             ffi::EVP_CIPHER_CTX_ctrl(
                 c,
@@ -363,12 +382,14 @@ pub fn rand_bytes(buf: &mut [u8]) -> Result<(), OpensslError> {
 }
 
 /// SHA-256 of `data`.
-pub fn sha256(data: &[u8]) -> [u8; 32] {
+pub fn sha256(data: &[u8]) -> Result<[u8; 32], OpensslError> {
     let mut md = [0u8; 32];
     // SAFETY: `data` is readable for its length and `md` has the 32 bytes
-    // SHA-256 writes; the one-shot call cannot fail on these.
-    unsafe { ffi::SHA256(data.as_ptr(), data.len(), md.as_mut_ptr()) };
-    md
+    // SHA-256 writes. In OpenSSL 3 the one-shot call fetches the digest from
+    // a provider, which can fail: it then returns null.
+    let out = unsafe { ffi::SHA256(data.as_ptr(), data.len(), md.as_mut_ptr()) };
+    check(!out.is_null(), "SHA-256")?;
+    Ok(md)
 }
 
 #[cfg(test)]
@@ -437,10 +458,84 @@ mod tests {
         let mut out = vec![0u8; d.decrypt_len(&ct).unwrap()];
         let n = d.decrypt(&ct, &mut out).expect("decrypt");
         assert_eq!(&out[..n], b"correct horse");
-        // Control: with SHA-1 as OAEP's digest the same ciphertext fails.
+        // Controls: with SHA-1 as OAEP's digest, or as MGF1's alone, the
+        // same ciphertext fails.
         let mut sha1 = Decrypter::new(&private).unwrap();
         sha1.set_rsa_padding(Padding::PKCS1_OAEP).unwrap();
         assert!(sha1.decrypt(&ct, &mut out).is_err());
+        let mut mgf1_sha1 = Decrypter::new(&private).unwrap();
+        mgf1_sha1.set_rsa_padding(Padding::PKCS1_OAEP).unwrap();
+        mgf1_sha1.set_rsa_oaep_md(MessageDigest::sha256()).unwrap();
+        mgf1_sha1.set_rsa_mgf1_md(MessageDigest::sha1()).unwrap();
+        assert!(mgf1_sha1.decrypt(&ct, &mut out).is_err());
+    }
+
+    /// Nothing is left on the thread's error queue, after a success or a
+    /// failure (a later OpenSSL call of the application would see it).
+    #[test]
+    fn the_error_queue_is_left_empty() {
+        extern "C" {
+            fn ERR_peek_error() -> std::ffi::c_ulong;
+        }
+        let empty = || {
+            // SAFETY: reads this thread's error queue without changing it.
+            unsafe { ERR_peek_error() == 0 }
+        };
+        let key = RsaPublicKey::from_der(&der()).expect("decode");
+        key.encrypt_oaep_sha256(b"pw").expect("encrypt");
+        assert!(empty(), "after an encryption");
+        assert!(key.encrypt_oaep_sha256(&[0u8; 300]).is_err());
+        assert!(empty(), "after a refused encryption");
+        assert!(RsaPublicKey::from_der(b"garbage").is_err());
+        assert!(empty(), "after a refused key");
+        sha256(b"x").expect("sha256");
+        aes_256_gcm_seal(&[1u8; 32], &[2u8; 12], b"aad", b"plain").expect("gcm");
+        assert!(empty(), "after SHA-256 and GCM");
+    }
+
+    #[test]
+    fn an_ec_key_is_refused_as_not_rsa() {
+        let group =
+            openssl::ec::EcGroup::from_curve_name(openssl::nid::Nid::X9_62_PRIME256V1).unwrap();
+        let ec = PKey::from_ec_key(openssl::ec::EcKey::generate(&group).unwrap()).unwrap();
+        let e = RsaPublicKey::from_der(&ec.public_key_to_der().unwrap()).expect_err("EC");
+        assert!(e.to_string().contains("not an RSA key"), "{e}");
+    }
+
+    #[test]
+    fn one_key_encrypts_from_many_threads_at_once() {
+        let private = private();
+        let key = RsaPublicKey::from_der(&private.public_key_to_der().unwrap()).expect("decode");
+        let barrier = std::sync::Barrier::new(8);
+        let cts: Vec<(u8, Vec<u8>)> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8u8)
+                .map(|i| {
+                    let (key, barrier) = (&key, &barrier);
+                    s.spawn(move || {
+                        barrier.wait();
+                        let mut cts = Vec::new();
+                        for _ in 0..20 {
+                            cts.push((i, key.encrypt_oaep_sha256(&[i; 16]).expect("encrypt")));
+                        }
+                        cts
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap())
+                .collect()
+        });
+        assert_eq!(cts.len(), 160);
+        let mut d = Decrypter::new(&private).unwrap();
+        d.set_rsa_padding(Padding::PKCS1_OAEP).unwrap();
+        d.set_rsa_oaep_md(MessageDigest::sha256()).unwrap();
+        d.set_rsa_mgf1_md(MessageDigest::sha256()).unwrap();
+        for (i, ct) in &cts {
+            let mut out = vec![0u8; 256];
+            let n = d.decrypt(ct, &mut out).expect("decrypt");
+            assert_eq!(out[..n], [*i; 16]);
+        }
     }
 
     #[test]
@@ -469,7 +564,7 @@ mod tests {
     #[test]
     fn sha256_matches_a_known_answer() {
         assert_eq!(
-            sha256(b"abc").to_vec(),
+            sha256(b"abc").expect("sha256").to_vec(),
             unhex("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
         );
     }

@@ -14,7 +14,7 @@
 //! Neither program uses TLS, yet the `openssl` crate initialises through
 //! libssl's `OPENSSL_init_ssl`, which alone makes the dynamic linker map
 //! libssl into each process (about 280 KiB of distinct pages). Each
-//! program invokes [`libcrypto_only_init!`] once: it defines
+//! program invokes [`libcrypto_only_init!`](crate::libcrypto_only_init) once: it defines
 //! `OPENSSL_init_ssl` in the program itself, doing what libssl's does for
 //! libcrypto (the same options, passed on to `OPENSSL_init_crypto`) and
 //! nothing for the TLS library no one uses, so the linker no longer needs

@@ -31,7 +31,7 @@
 //!
 //! A producer that finds the ring empty, with its next position at least
 //! as far from the start of the data area as the frame is long, writes a
-//! skip marker there (the prefix [`SKIP`] instead of a length) and the frame
+//! skip marker there (the prefix `SKIP` instead of a length) and the frame
 //! at the start of the data area, published together: the consumer reads
 //! the marker, wipes it, and moves on to the start. So traffic that never
 //! fills the ring (one request, one answer) keeps to the first bytes of the

@@ -70,7 +70,7 @@ pub struct Embedded {
     pub pid_slots: &'static [u8],
 }
 
-/// The three compiled variants of one policy, as embedded by [`embedded_policy!`].
+/// The three compiled variants of one policy, as embedded by [`embedded_policy!`](crate::embedded_policy).
 /// A one-rule filter that traps the calls one rule of the policy allows
 /// (`policy::compile::namer`): installed after the policy, it takes that
 /// rule away and names every call that needed it.

@@ -67,12 +67,18 @@ const LIBCRYPTO_ALONE: Seen = Seen {
     libssl: false,
 };
 
+/// `program` and its vault map libcrypto and not libssl, and the program
+/// has no error strings.
+fn libcrypto_alone_without_strings(program: &str) {
+    let (app, vault, strings) = application(program, &[]);
+    assert_eq!(app, LIBCRYPTO_ALONE, "{program}");
+    assert_eq!(vault, LIBCRYPTO_ALONE, "its vault");
+    assert_eq!(strings, "openssl-strings unloaded", "{program}");
+}
+
 #[test]
 fn an_application_that_does_nothing_about_openssl_maps_no_libssl_and_has_no_error_strings() {
-    let (app, vault, strings) = application("residue-driver", &[]);
-    assert_eq!(app, LIBCRYPTO_ALONE, "residue-driver");
-    assert_eq!(vault, LIBCRYPTO_ALONE, "its vault");
-    assert_eq!(strings, "openssl-strings unloaded");
+    libcrypto_alone_without_strings("residue-driver");
 }
 
 #[test]
@@ -84,10 +90,7 @@ fn positive_control_asked_for_them_the_application_has_the_error_strings() {
 
 #[test]
 fn an_application_using_the_openssl_crate_set_up_for_libcrypto_alone_maps_no_libssl() {
-    let (app, vault, strings) = application("lean-driver", &[]);
-    assert_eq!(app, LIBCRYPTO_ALONE, "lean-driver");
-    assert_eq!(vault, LIBCRYPTO_ALONE, "its vault");
-    assert_eq!(strings, "openssl-strings unloaded");
+    libcrypto_alone_without_strings("lean-driver");
 }
 
 #[test]
