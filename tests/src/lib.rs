@@ -330,6 +330,45 @@ pub fn run_with_input(
     )
 }
 
+/// `broker` arguments for a demo of one read, at once, the password on
+/// stdin.
+pub const DEMO_ONE_READ: [&str; 6] = [
+    "demo",
+    "--password-stdin",
+    "--iterations",
+    "1",
+    "--interval-ms",
+    "0",
+];
+
+/// The demo of one read ([`DEMO_ONE_READ`]) by `broker` (a path) as
+/// `nobody`: exit status, standard output and standard error.
+pub fn demo_once_as_nobody(broker: &std::path::Path) -> (Option<i32>, String, String) {
+    run_as_nobody(broker, &DEMO_ONE_READ, b"pw\n")
+}
+
+/// Runs `program ARGS` as `nobody` through a shell of that uid (so no
+/// capability is left at the program's `execve`), from `/`, with `stdin`
+/// written to its standard input: as [`run_with_input`].
+pub fn run_as_nobody(
+    program: &std::path::Path,
+    args: &[&str],
+    stdin: &[u8],
+) -> (Option<i32>, String, String) {
+    use std::os::unix::process::CommandExt;
+    run_with_input(
+        std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg("exec \"$0\" \"$@\"")
+            .arg(program)
+            .args(args)
+            .current_dir("/")
+            .uid(NOBODY)
+            .gid(NOBODY),
+        stdin,
+    )
+}
+
 /// One line of fd 0 without its newline, read byte by byte, so that no
 /// buffer holds what follows it (a secret's line after a command); `None`
 /// at the end of the input.

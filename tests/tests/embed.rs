@@ -16,11 +16,10 @@
 //! `cargo test --workspace` builds the examples before any suite runs
 //! (`make test` also builds them explicitly).
 
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 /// The password the example is given on its standard input.
 const PASSWORD: &str = "correct horse battery staple";
@@ -96,24 +95,9 @@ fn run_with_prefix(over: &Path, program: &Path, args: &[&Path]) -> (Option<i32>,
 }
 
 fn finish(mut cmd: Command) -> (Option<i32>, String, String) {
-    cmd.current_dir("/")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap();
     // The example may exit before it reads (no vault found): a broken pipe
-    // is its answer, not a failure here.
-    let _ = child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{PASSWORD}\n").as_bytes());
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    // is its answer, not a failure here (run_with_input takes it so).
+    suites::run_with_input(cmd.current_dir("/"), format!("{PASSWORD}\n").as_bytes())
 }
 
 /// What every successful run prints, whoever runs it from wherever.

@@ -496,33 +496,11 @@ fn a_vault_flooding_its_stderr_does_not_block_when_the_brokers_stderr_is_stuck()
     );
 }
 
-fn demo_as_nobody(program: &Path) -> (Option<i32>, String, String) {
-    let mut child = Command::new("/bin/sh")
-        .arg("-c")
-        .arg("exec \"$0\" demo --password-stdin --iterations 1 --interval-ms 0")
-        .arg(program)
-        .current_dir("/")
-        .uid(suites::NOBODY)
-        .gid(suites::NOBODY)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(b"pw\n").unwrap();
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[test]
 fn the_demo_says_which_protection_is_in_force_installed_or_from_the_build() {
     // From the build (readable copies): re-executed, with the warning.
     let dir = suites::binaries_for_nobody();
-    let (code, out, err) = demo_as_nobody(&dir.join("broker"));
+    let (code, out, err) = suites::demo_once_as_nobody(&dir.join("broker"));
     assert_eq!(code, Some(0), "{out}\n{err}");
     assert!(
         out.contains(
@@ -548,7 +526,7 @@ fn the_demo_says_which_protection_is_in_force_installed_or_from_the_build() {
     suites::install_bins(&prefix);
     let broker = prefix.join("bin/broker");
     assert_eq!(std::fs::metadata(&broker).unwrap().mode() & 0o7777, 0o711);
-    let (code, out, err) = demo_as_nobody(&broker);
+    let (code, out, err) = suites::demo_once_as_nobody(&broker);
     assert_eq!(code, Some(0), "{out}\n{err}");
     assert!(
         out.contains("broker: installed execute-only: non-dumpable from its first instruction"),
@@ -571,21 +549,12 @@ fn the_demo_says_which_protection_is_in_force_installed_or_from_the_build() {
 /// the rest of the machine is untouched), the password on its stdin.
 fn in_pid_namespace(setting: u8, script: &str, program: &Path) -> (Option<i32>, String, String) {
     let full = format!("echo {setting} > /proc/sys/vm/memfd_noexec && {script}");
-    let mut child = Command::new("unshare")
-        .args(["--pid", "--fork", "--mount-proc", "/bin/sh", "-c", &full])
-        .arg(program)
-        .current_dir("/")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("unshare (util-linux)");
-    child.stdin.take().unwrap().write_all(b"pw\n").unwrap();
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
+    suites::run_with_input(
+        Command::new("unshare")
+            .args(["--pid", "--fork", "--mount-proc", "/bin/sh", "-c", &full])
+            .arg(program)
+            .current_dir("/"),
+        b"pw\n",
     )
 }
 

@@ -485,21 +485,12 @@ fn a_forbidden_call_in_the_vault_is_reported_as_a_sandbox_kill() {
 }
 
 fn demo(args: &[&str]) -> (Option<i32>, String, String) {
-    let mut child = Command::new(suites::binary("broker"))
-        .arg("demo")
-        .args(["--password-stdin", "--interval-ms", "10"])
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(b"pw\n").unwrap();
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
+    suites::run_with_input(
+        Command::new(suites::binary("broker"))
+            .arg("demo")
+            .args(["--password-stdin", "--interval-ms", "10"])
+            .args(args),
+        b"pw\n",
     )
 }
 

@@ -185,16 +185,8 @@ fn positive_control_root_reads_an_arena_in_ordinary_memory() {
 fn demo(without: bool, setting: &str) -> (Option<i32>, String, String) {
     use std::process::Command;
     let broker = suites::binary("broker");
-    let args = [
-        "demo",
-        "--password-stdin",
-        "--iterations",
-        "1",
-        "--interval-ms",
-        "0",
-        "--secret-memory",
-        setting,
-    ];
+    let mut args = suites::DEMO_ONE_READ.to_vec();
+    args.extend(["--secret-memory", setting]);
     let mut cmd = if without {
         let mut c = Command::new(suites::binary("no-secretmem"));
         c.arg(&broker);

@@ -19,7 +19,6 @@
 //! Everything here is in one test: no other test of this process may run
 //! while the setting is changed.
 
-use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -104,46 +103,6 @@ fn install(prefix: &Path) -> PathBuf {
     sleep
 }
 
-/// `program ARGS` as `nobody` through a shell of that uid (no capability at
-/// the `execve`), with `input` on stdin: exit code, stdout, stderr.
-fn as_nobody(program: &Path, args: &[&str], input: &[u8]) -> (Option<i32>, String, String) {
-    let mut child = Command::new("/bin/sh")
-        .arg("-c")
-        .arg("exec \"$0\" \"$@\"")
-        .arg(program)
-        .args(args)
-        .current_dir("/")
-        .uid(NOBODY)
-        .gid(NOBODY)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let _ = child.stdin.take().unwrap().write_all(input);
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn demo(program: &Path) -> (Option<i32>, String, String) {
-    as_nobody(
-        program,
-        &[
-            "demo",
-            "--password-stdin",
-            "--iterations",
-            "1",
-            "--interval-ms",
-            "0",
-        ],
-        b"pw\n",
-    )
-}
-
 /// Starts the execute-only `sleep` as `nobody`, and tells whether another
 /// process of `nobody` could open its `/proc/PID/mem`, and who owns its
 /// `/proc/PID/stat` (root when it is not dumpable by its uid).
@@ -209,7 +168,7 @@ fn suid_dumpable_1_is_named_as_the_cause_and_2_still_protects() {
         ("installed", &installed),
         ("from the build", &build.join("broker")),
     ] {
-        let (code, out, err) = demo(program);
+        let (code, out, err) = suites::demo_once_as_nobody(program);
         assert_eq!(code, Some(1), "{what}: {out}\n{err}");
         assert!(err.contains(CAUSE) && err.contains(FIX), "{what}: {err}");
         for misleading in [
@@ -221,7 +180,7 @@ fn suid_dumpable_1_is_named_as_the_cause_and_2_still_protects() {
         }
         assert!(!out.contains("[1/"), "{what}: it ran: {out}");
     }
-    let (code, _, err) = as_nobody(&installed_vault, &[], b"");
+    let (code, _, err) = suites::run_as_nobody(&installed_vault, &[], b"");
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains(CAUSE) && err.contains(FIX), "{err}");
     assert!(
@@ -238,19 +197,19 @@ fn suid_dumpable_1_is_named_as_the_cause_and_2_still_protects() {
         ("refused", 0),
         "under 2, an execute-only program must be closed to its uid"
     );
-    let (code, out, err) = demo(&installed);
+    let (code, out, err) = suites::demo_once_as_nobody(&installed);
     assert_eq!(code, Some(0), "{out}\n{err}");
     assert!(
         out.contains("broker: installed execute-only: non-dumpable from its first instruction"),
         "{out}"
     );
-    let (code, out, err) = demo(&build.join("broker"));
+    let (code, out, err) = suites::demo_once_as_nobody(&build.join("broker"));
     assert_eq!(code, Some(0), "{out}\n{err}");
     assert!(
         out.contains("re-executed from an execute-only sealed copy"),
         "{out}"
     );
-    let (code, _, err) = as_nobody(&installed_vault, &[], b"");
+    let (code, _, err) = suites::run_as_nobody(&installed_vault, &[], b"");
     assert_eq!(code, Some(78), "{err}");
     assert!(err.contains("--parent-pid is required"), "{err}");
 

@@ -31,7 +31,7 @@ use std::io::{self, Read, Write};
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
-use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use common::sys::cvt;
@@ -104,29 +104,20 @@ impl Output {
     /// The last line the vault wrote, once it has closed the pipe (it has
     /// ended) or after `wait`, whichever comes first.
     pub fn last_line(&self, wait: Duration) -> Option<String> {
-        let deadline = Instant::now() + wait;
-        let mut st = self.shared.state.lock().unwrap_or_else(|p| p.into_inner());
-        while !st.eof {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            st = self
-                .shared
-                .ended
-                .wait_timeout(st, left)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
-        }
-        st.last.clone()
+        self.wait_for(wait, |st| st.eof).last.clone()
     }
 
     /// Waits, up to `wait`, until the vault has closed the pipe and every
     /// line it sent has been written out.
     pub fn flush(&self, wait: Duration) {
+        drop(self.wait_for(wait, |st| st.eof && st.flushed));
+    }
+
+    /// The state once `done` holds of it, or once `wait` has passed.
+    fn wait_for(&self, wait: Duration, done: impl Fn(&State) -> bool) -> MutexGuard<'_, State> {
         let deadline = Instant::now() + wait;
         let mut st = self.shared.state.lock().unwrap_or_else(|p| p.into_inner());
-        while !(st.eof && st.flushed) {
+        while !done(&st) {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 break;
@@ -138,6 +129,7 @@ impl Output {
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
         }
+        st
     }
 }
 
