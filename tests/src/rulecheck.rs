@@ -205,6 +205,107 @@ pub fn wait_thread_gone(pid: u32, comm: &str) -> bool {
     )
 }
 
+/// One run of a scenario, as the shared checks read it.
+pub trait ScenarioRun {
+    /// Whether the run made the call of `filter` rule `rule` (`syscall`)
+    /// that was taken away (the rule check named it).
+    fn named(&self, filter: &str, rule: usize, syscall: &str) -> bool;
+    /// Whether the program took that rule away, and says it is about
+    /// `syscall` (a program built from other JSON would number its rules
+    /// differently).
+    fn took_away(&self, filter: &str, rule: usize, syscall: &str) -> bool;
+    /// Whether any call was named.
+    fn any_named(&self) -> bool;
+    /// How the run ended and what it printed, for a failure's message.
+    fn text(&self) -> String;
+}
+
+/// The checks the vault's and the broker's suites share, over one policy
+/// file and that suite's scenarios. Each returns the failures found.
+#[derive(Debug)]
+pub struct Checks<R> {
+    /// The policy file (`vault.json`, `broker.json`).
+    pub file: &'static str,
+    /// Runs scenario `name` with a rule (`vault:8`) taken away, or none.
+    pub scenario: fn(&str, Option<&str>) -> R,
+    /// Whether a run of scenario `name` ended as that scenario does with
+    /// every rule in place.
+    pub ended_well: fn(&str, &R) -> bool,
+    /// The scenario that runs longest, started first so that it overlaps
+    /// the rest.
+    pub slowest: Option<&'static str>,
+}
+
+impl<R: ScenarioRun> Checks<R> {
+    /// The positive control: each scenario, with no rule taken away, names
+    /// nothing and ends as it should.
+    pub fn each_scenario_alone(&self) -> Vec<String> {
+        run_all(scenarios(self.file), |name| {
+            let run = (self.scenario)(name, None);
+            if run.any_named() {
+                return Some(format!(
+                    "{name}: a call was named with no rule taken away:\n{}",
+                    run.text()
+                ));
+            }
+            (!(self.ended_well)(name, &run)).then(|| format!("{name}: ended badly\n{}", run.text()))
+        })
+    }
+
+    /// Each rule's `"needed_by"` scenarios, run with it taken away, make
+    /// its call. At least `least` claims are expected.
+    pub fn every_rule_needed(&self, least: usize) -> Vec<String> {
+        let jobs = self.slowest_first(claims(self.file));
+        assert!(jobs.len() >= least, "only {} claims", jobs.len());
+        run_all(jobs, |(r, name)| {
+            let (filter, rule, syscall) = (&r.filter, r.rule, &r.syscall);
+            let run = (self.scenario)(name, Some(&r.arg()));
+            if !run.took_away(filter, rule, syscall) {
+                return Some(format!(
+                    "{filter} rule {rule} ({syscall}): the program did not take that rule away (built from other JSON?):\n{}",
+                    run.text()
+                ));
+            }
+            (!run.named(filter, rule, syscall)).then(|| {
+                format!(
+                    "{filter} rule {rule} ({syscall}): scenario {name} never made its call\n{}",
+                    run.text()
+                )
+            })
+        })
+    }
+
+    /// No scenario makes the call of a rule marked `"unreached"`, in a run
+    /// that did take the rule away and otherwise ended as it should (else
+    /// nothing was checked).
+    pub fn nothing_unreached_is_reached(&self) -> Vec<String> {
+        let jobs = self.slowest_first(unreached(self.file));
+        run_all(jobs, |(r, name)| {
+            let (filter, rule, syscall) = (&r.filter, r.rule, &r.syscall);
+            let run = (self.scenario)(name, Some(&r.arg()));
+            if !run.took_away(filter, rule, syscall) || !(self.ended_well)(name, &run) {
+                return Some(format!(
+                    "{filter} rule {rule} ({syscall}), scenario {name}: the run did not take the rule away and end as the scenario does:\n{}",
+                    run.text()
+                ));
+            }
+            run.named(filter, rule, syscall).then(|| {
+                format!(
+                    "{filter} rule {rule} ({syscall}) is marked unreached, but scenario {name} makes its call:\n{}",
+                    run.text()
+                )
+            })
+        })
+    }
+
+    fn slowest_first(&self, mut jobs: Vec<(RuleRef, String)>) -> Vec<(RuleRef, String)> {
+        if let Some(slow) = self.slowest {
+            jobs.sort_by_key(|(_, s)| s != slow);
+        }
+        jobs
+    }
+}
+
 /// Runs `jobs` two at a time (the machines have two cores; each run is a
 /// broker and a vault generating a key); the failures `work` reports.
 pub fn run_all<T: Send>(jobs: Vec<T>, work: impl Fn(&T) -> Option<String> + Sync) -> Vec<String> {

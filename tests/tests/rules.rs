@@ -22,7 +22,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, Command, Stdio};
 
-use suites::rulecheck::{self, run_all, signal, wait_threads};
+use suites::rulecheck::{self, signal, wait_threads, ScenarioRun};
 
 /// What a scenario run printed (stdout and stderr) and how it ended.
 struct Run {
@@ -31,7 +31,7 @@ struct Run {
     code: Option<i32>,
 }
 
-impl Run {
+impl rulecheck::ScenarioRun for Run {
     /// Whether the rule's call was made: named by the SIGSYS handler, or,
     /// where glibc makes it with every signal blocked (a thread's final
     /// `exit`), the vault killed by SIGSYS with nothing named before. The
@@ -59,6 +59,13 @@ impl Run {
 
     fn any_named(&self) -> bool {
         self.err.contains("sandbox (rule check): without ")
+    }
+
+    fn text(&self) -> String {
+        format!(
+            "exit {:?}\n--- stdout\n{}--- stderr\n{}",
+            self.code, self.out, self.err
+        )
     }
 }
 
@@ -291,62 +298,29 @@ fn ended_well(name: &str, run: &Run) -> bool {
         }
 }
 
+/// The checks shared with the broker's suite, over the vault's policy.
+const CHECKS: rulecheck::Checks<Run> = rulecheck::Checks {
+    file: "vault.json",
+    scenario,
+    ended_well,
+    slowest: None,
+};
+
 #[test]
 fn each_scenario_alone_names_nothing_and_ends_as_it_should() {
-    let failures = run_all(rulecheck::scenarios("vault.json"), |name| {
-        let run = scenario(name, None);
-        if run.any_named() {
-            return Some(format!(
-                "{name}: a call was named with no rule taken away:\n{}",
-                run.err
-            ));
-        }
-        let ended_well = ended_well(name, &run);
-        (!ended_well).then(|| format!("{name}: ended {:?}\n{}\n{}", run.code, run.out, run.err))
-    });
+    let failures = CHECKS.each_scenario_alone();
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
 
 #[test]
 fn every_vault_rule_is_needed_by_the_scenarios_it_names() {
-    let jobs = rulecheck::claims("vault.json");
-    assert!(jobs.len() >= 10, "only {} claims", jobs.len());
-    let failures = run_all(jobs, |(r, name)| {
-        let (filter, rule, syscall) = (&r.filter, r.rule, &r.syscall);
-        let run = scenario(name, Some(&r.arg()));
-        if !run.took_away(filter, rule, syscall) {
-            return Some(format!(
-                "{filter} rule {rule} ({syscall}): the vault did not take that rule away (a vault built from other JSON?):\n{}",
-                run.err
-            ));
-        }
-        (!run.named(filter, rule, syscall)).then(|| {
-            format!(
-                "{filter} rule {rule} ({syscall}): scenario {name} never made its call\n{}",
-                run.err
-            )
-        })
-    });
+    let failures = CHECKS.every_rule_needed(10);
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
 
 #[test]
 fn no_scenario_reaches_a_rule_marked_unreached() {
-    let failures = run_all(rulecheck::unreached("vault.json"), |(r, name)| {
-        let (filter, rule, syscall) = (&r.filter, r.rule, &r.syscall);
-        let run = scenario(name, Some(&r.arg()));
-        if !run.took_away(filter, rule, syscall) || !ended_well(name, &run) {
-            // Not named because nothing was checked: a vault that refused
-            // the rule, or a run that went another way.
-            return Some(format!(
-                "{filter} rule {rule} ({syscall}), scenario {name}: the run did not take the rule away and end as the scenario does ({:?}):\n{}",
-                run.code, run.err
-            ));
-        }
-        run.named(filter, rule, syscall).then(|| {
-            format!("{filter} rule {rule} ({syscall}) is marked unreached, but scenario {name} makes its call:\n{}", run.err)
-        })
-    });
+    let failures = CHECKS.nothing_unreached_is_reached();
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
 

@@ -39,7 +39,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 use suites::pty::{openpty, termios_of};
 
-use suites::rulecheck::{self, run_all, signal, wait_threads, GUARD};
+use suites::rulecheck::{self, signal, wait_threads, ScenarioRun, GUARD};
 
 /// The marker of a named call.
 const NAMED: &str = "sandbox (rule check): without ";
@@ -55,7 +55,7 @@ struct Run {
     terminal_restored: Option<bool>,
 }
 
-impl Run {
+impl rulecheck::ScenarioRun for Run {
     fn text(&self) -> String {
         format!(
             "exit {:?} signal {:?}\n--- stdout\n{}--- stderr\n{}",
@@ -489,71 +489,34 @@ fn ended_well(name: &str, run: &Run) -> bool {
         }
 }
 
+/// The checks shared with the vault's suite, over the broker's policy.
+const CHECKS: rulecheck::Checks<Run> = rulecheck::Checks {
+    file: "broker.json",
+    scenario,
+    ended_well,
+    // The escalation waits out two grace periods.
+    slowest: Some("broker-escalation"),
+};
+
 #[test]
 fn each_broker_scenario_alone_names_nothing_and_ends_as_it_should() {
-    let failures = run_all(rulecheck::scenarios("broker.json"), |name| {
-        let run = scenario(name, None);
-        if run.any_named() {
-            return Some(format!(
-                "{name}: a call was named with no rule taken away:\n{}",
-                run.text()
-            ));
-        }
-        let ended_well = ended_well(name, &run);
-        (!ended_well).then(|| format!("{name}: ended badly\n{}", run.text()))
-    });
+    let failures = CHECKS.each_scenario_alone();
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
 
 #[test]
 fn every_broker_rule_is_needed_by_the_scenarios_it_names() {
-    let mut jobs = rulecheck::claims("broker.json");
-    assert!(jobs.len() >= 30, "only {} claims", jobs.len());
-    // The slowest first (the escalation waits out two grace periods), so
-    // that they overlap the rest.
-    jobs.sort_by_key(|(_, s)| s != "broker-escalation");
-    let failures = run_all(jobs, |(r, name)| {
-        let (filter, rule, syscall) = (&r.filter, r.rule, &r.syscall);
-        let run = scenario(name, Some(&r.arg()));
-        if !run.took_away(filter, rule, syscall) {
-            return Some(format!(
-                "{filter} rule {rule} ({syscall}): the broker did not take that rule away (built from other JSON?):\n{}",
-                run.text()
-            ));
-        }
-        (!run.named(filter, rule, syscall)).then(|| {
-            format!(
-                "{filter} rule {rule} ({syscall}): scenario {name} never made its call\n{}",
-                run.text()
-            )
-        })
-    });
+    let failures = CHECKS.every_rule_needed(30);
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
 
 #[test]
 fn no_broker_scenario_reaches_a_rule_marked_unreached() {
-    let mut jobs = rulecheck::unreached("broker.json");
-    assert!(!jobs.is_empty(), "no rule is marked unreached");
-    jobs.sort_by_key(|(_, s)| s != "broker-escalation");
-    let failures = run_all(jobs, |(r, name)| {
-        let (filter, rule, syscall) = (&r.filter, r.rule, &r.syscall);
-        let run = scenario(name, Some(&r.arg()));
-        if !run.took_away(filter, rule, syscall) || !ended_well(name, &run) {
-            // Not named because nothing was checked: a broker that refused
-            // the rule, or a run that went another way.
-            return Some(format!(
-                "{filter} rule {rule} ({syscall}), scenario {name}: the run did not take the rule away and end as the scenario does:\n{}",
-                run.text()
-            ));
-        }
-        run.named(filter, rule, syscall).then(|| {
-            format!(
-                "{filter} rule {rule} ({syscall}) is marked unreached, but scenario {name} makes its call:\n{}",
-                run.text()
-            )
-        })
-    });
+    assert!(
+        !rulecheck::unreached("broker.json").is_empty(),
+        "no rule is marked unreached"
+    );
+    let failures = CHECKS.nothing_unreached_is_reached();
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
 
