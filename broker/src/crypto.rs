@@ -302,13 +302,14 @@ pub fn aes_256_gcm_seal(
     let mut out = vec![0u8; plain.len()];
     let mut tag = [0u8; GCM_TAG];
     let mut n: c_int = 0;
-    // SAFETY: `c` is a valid context owned by `ctx`. The key is 32 bytes
-    // and the nonce 12, the lengths set for AES-256-GCM just before they
-    // are read. Each update reads its input for the length given; the
-    // second writes at most `plain_len` bytes into `out`, which has that
-    // many; the first (additional data) writes nothing (null output).
-    // The final step of GCM writes no bytes; the tag is 16 bytes, `tag`'s
-    // size.
+    // What each call reads and writes: the key is 32 bytes and the nonce
+    // 12, the lengths set for AES-256-GCM just before they are read. Each
+    // update reads its input for the length given; the second writes at
+    // most `plain_len` bytes into `out`, which has that many; the first
+    // (additional data) writes nothing (null output). The final step of
+    // GCM writes no bytes; the tag is 16 bytes, `tag`'s size.
+    // SAFETY: `c` is a valid context owned by `ctx`, and every buffer is
+    // as large as the paragraph above says its call needs.
     unsafe {
         check(
             ffi::EVP_EncryptInit_ex(
