@@ -55,6 +55,15 @@ impl OpensslError {
         }
         OpensslError { step, codes, text }
     }
+
+    /// A failure found before OpenSSL was called, or after it returned.
+    fn ours(step: &'static str, why: String) -> Self {
+        OpensslError {
+            step,
+            codes: Vec::new(),
+            text: vec![why],
+        }
+    }
 }
 
 impl std::fmt::Display for OpensslError {
@@ -81,17 +90,6 @@ fn check(ok: bool, step: &'static str) -> Result<(), OpensslError> {
         Ok(())
     } else {
         Err(OpensslError::take(step))
-    }
-}
-
-impl OpensslError {
-    /// A failure found before OpenSSL was called, or after it returned.
-    fn ours(step: &'static str, why: String) -> Self {
-        OpensslError {
-            step,
-            codes: Vec::new(),
-            text: vec![why],
-        }
     }
 }
 
@@ -241,8 +239,8 @@ struct PkeyCtx(ptr::NonNull<ffi::EVP_PKEY_CTX>);
 
 impl PkeyCtx {
     fn new(key: &RsaPublicKey) -> Result<Self, OpensslError> {
-        // SAFETY: a valid key; the context takes its own reference to it, so
-        // the context may outlive nothing here but is freed first anyway.
+        // SAFETY: a valid key, live for the call; the context takes its own
+        // reference to it (released when the context is freed).
         let raw = unsafe { ffi::EVP_PKEY_CTX_new(key.pkey.as_ptr(), ptr::null_mut()) };
         ptr::NonNull::new(raw)
             .map(PkeyCtx)
@@ -260,6 +258,16 @@ impl Drop for PkeyCtx {
 /// An `EVP_CIPHER_CTX`, freed (and so cleansed: OpenSSL clears the key
 /// schedule it holds) on drop.
 struct CipherCtx(ptr::NonNull<ffi::EVP_CIPHER_CTX>);
+
+impl CipherCtx {
+    fn new() -> Result<Self, OpensslError> {
+        // SAFETY: allocates a context, or returns null.
+        let raw = unsafe { ffi::EVP_CIPHER_CTX_new() };
+        ptr::NonNull::new(raw)
+            .map(CipherCtx)
+            .ok_or_else(|| OpensslError::take("EVP_CIPHER_CTX_new"))
+    }
+}
 
 impl Drop for CipherCtx {
     fn drop(&mut self) {
@@ -289,10 +297,7 @@ pub fn aes_256_gcm_seal(
             format!("a key of {} bytes, not {AES_256_GCM_KEY}", key.len()),
         ));
     }
-    // SAFETY: allocates a context, or returns null.
-    let raw = unsafe { ffi::EVP_CIPHER_CTX_new() };
-    let ctx =
-        CipherCtx(ptr::NonNull::new(raw).ok_or_else(|| OpensslError::take("EVP_CIPHER_CTX_new"))?);
+    let ctx = CipherCtx::new()?;
     let c = ctx.0.as_ptr();
     let aad_len = c_len(aad.len(), "AES-256-GCM")?;
     let plain_len = c_len(plain.len(), "AES-256-GCM")?;
